@@ -1,0 +1,344 @@
+//! Real `redis-server` processes for tests, started on free ports and killed on drop.
+//!
+//! ```no_run
+//! let server = sharecache_testkit::RedisServer::start();
+//! let url = server.url();          // redis://127.0.0.1:<free port>
+//! server.pause();                  // SIGSTOP: the server stops answering
+//! server.resume();                 // SIGCONT
+//! server.kill();                   // SIGKILL
+//! server.restart();                // same port, same data directory
+//! ```
+//!
+//! Each server gets its own temporary directory (removed on drop). Nothing here talks to
+//! a server through sharecache: readiness and assertions use a minimal RESP client over
+//! `std::net`, so the testkit never depends on the code it tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with:\n    \
+    sudo apt-get update && sudo apt-get install -y redis-server\n\
+    (or run scripts/test, which installs it when missing)";
+
+/// Ports handed out in this process, so two servers started at once never race for one.
+static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A port that was free a moment ago and that this process has not handed out before.
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port on 127.0.0.1")
+            .port();
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
+}
+
+/// Options for a server.
+#[derive(Debug, Clone, Default)]
+pub struct RedisConfig {
+    /// Keep data across [`RedisServer::restart`] (AOF with `appendfsync always`).
+    pub persistent: bool,
+    /// Extra `redis-server` arguments, e.g. `["--maxmemory", "10mb"]`.
+    pub extra_args: Vec<String>,
+}
+
+/// A running `redis-server`, killed (and its directory removed) on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    config: RedisConfig,
+    child: Mutex<Option<Child>>,
+}
+
+impl RedisServer {
+    /// Starts a non-persistent server on a free port and waits until it answers PING.
+    ///
+    /// # Panics
+    /// If `redis-server` is missing (with the command that installs it) or does not start.
+    pub fn start() -> Self {
+        Self::start_with(RedisConfig::default())
+    }
+
+    /// Starts a server with options.
+    pub fn start_with(config: RedisConfig) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sharecache-redis-")
+            .tempdir()
+            .expect("create temp dir");
+        let server = Self {
+            port: free_port(),
+            dir,
+            config,
+            child: Mutex::new(None),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", ""])
+            .arg("--logfile")
+            .arg(self.log_path());
+        if self.config.persistent {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        cmd.args(&self.config.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        if let Err(e) = wait_for_ping(self.port, Duration::from_secs(10)) {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            panic!(
+                "redis-server on port {} did not answer PING: {e}\nlog:\n{log}",
+                self.port
+            );
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Child::id)
+    }
+
+    fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// SIGSTOP: the server keeps its sockets but stops answering.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    /// SIGKILL, and reap the process. The port is then closed.
+    pub fn kill(&self) {
+        let mut guard = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut child) = guard.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (after [`kill`](Self::kill),
+    /// or kills it first).
+    pub fn restart(&self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Sends one command and returns the reply as text (see [`RespReply`]).
+    pub fn cmd(&self, args: &[&str]) -> RespReply {
+        command(self.port, args)
+            .unwrap_or_else(|e| panic!("redis command {args:?} on port {}: {e}", self.port))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A RESP reply, simplified for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RespReply {
+    /// `+OK`, `:1`, or a bulk string, as text.
+    Value(String),
+    /// A null bulk string or null array.
+    Nil,
+    /// An array of replies.
+    Array(Vec<RespReply>),
+    /// `-ERR ...`
+    Error(String),
+}
+
+impl RespReply {
+    /// The reply as text, `None` for nil; panics on arrays and errors.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            RespReply::Value(s) => Some(s),
+            RespReply::Nil => None,
+            other => panic!("expected a scalar reply, got {other:?}"),
+        }
+    }
+}
+
+/// Sends one command to `127.0.0.1:port` on a fresh connection.
+pub fn command(port: u16, args: &[&str]) -> std::io::Result<RespReply> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut w = stream.try_clone()?;
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        req.extend_from_slice(a.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    w.write_all(&req)?;
+    read_reply(&mut BufReader::new(stream))
+}
+
+fn read_reply(r: &mut impl BufRead) -> std::io::Result<RespReply> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end_matches("\r\n");
+    let (kind, rest) = line.split_at_checked(1).ok_or_else(|| bad("empty reply"))?;
+    match kind {
+        "+" | ":" => Ok(RespReply::Value(rest.to_owned())),
+        "-" => Ok(RespReply::Error(rest.to_owned())),
+        "$" => {
+            let n: i64 = rest.parse().map_err(|_| bad("bad bulk length"))?;
+            if n < 0 {
+                return Ok(RespReply::Nil);
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            std::io::Read::read_exact(r, &mut buf)?;
+            buf.truncate(n as usize);
+            Ok(RespReply::Value(String::from_utf8_lossy(&buf).into_owned()))
+        }
+        "*" => {
+            let n: i64 = rest.parse().map_err(|_| bad("bad array length"))?;
+            if n < 0 {
+                return Ok(RespReply::Nil);
+            }
+            (0..n)
+                .map(|_| read_reply(r))
+                .collect::<std::io::Result<_>>()
+                .map(RespReply::Array)
+        }
+        _ => Err(bad("unknown reply type")),
+    }
+}
+
+/// Polls PING until the server answers PONG or `timeout` passes.
+pub fn wait_for_ping(port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match command(port, &["PING"]) {
+            Ok(RespReply::Value(v)) if v == "PONG" => return Ok(()),
+            Ok(other) => last = format!("{other:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_pause_kill_restart() {
+        let s = RedisServer::start_with(RedisConfig {
+            persistent: true,
+            ..Default::default()
+        });
+        assert_eq!(s.cmd(&["SET", "k", "v1"]), RespReply::Value("OK".into()));
+        s.pause();
+        let stalled = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
+        stalled
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        (&stalled).write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            std::io::Read::read(&mut &stalled, &mut buf).is_err(),
+            "a paused server must not answer"
+        );
+        s.resume();
+        assert_eq!(s.cmd(&["GET", "k"]).text(), Some("v1"));
+        s.kill();
+        assert!(
+            command(s.port(), &["PING"]).is_err(),
+            "a killed server must refuse connections"
+        );
+        s.restart();
+        assert_eq!(
+            s.cmd(&["GET", "k"]).text(),
+            Some("v1"),
+            "persistent data survives a restart"
+        );
+        let pid = s.pid().unwrap();
+        drop(s);
+        assert!(
+            kill(Pid::from_raw(pid as i32), None).is_err(),
+            "drop must end the process"
+        );
+    }
+
+    #[test]
+    fn ports_are_not_handed_out_twice() {
+        let a: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut b = a.clone();
+        b.sort();
+        b.dedup();
+        assert_eq!(a.len(), b.len());
+    }
+}

@@ -1,0 +1,747 @@
+//! `Cache` and `Namespace`: the typed, namespaced API over a [`Store`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{Codec, Format};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fallback::{Fallback, FallbackStore};
+use crate::key::{KeySpace, NamespaceName, validate_namespace};
+use crate::store::memory::{MemoryLimits, MemoryStore};
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::{Backend, BackendState, Store, StoreStats};
+
+/// Longest TTL accepted: ten years.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Default most keys in one batch call (`mget`, `mset`, `mdel`).
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+
+/// How long a value lives.
+///
+/// ```
+/// use sharecache::Ttl;
+/// let t = Ttl::secs(300);
+/// assert_eq!(t.duration(), Some(std::time::Duration::from_secs(300)));
+/// assert_eq!(Ttl::NEVER.duration(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ttl(Option<Duration>);
+
+impl Ttl {
+    /// No expiry: the value lives until deleted or evicted.
+    pub const NEVER: Ttl = Ttl(None);
+
+    /// Expires after `s` seconds.
+    pub const fn secs(s: u64) -> Self {
+        Ttl(Some(Duration::from_secs(s)))
+    }
+
+    /// Expires after `ms` milliseconds.
+    pub const fn millis(ms: u64) -> Self {
+        Ttl(Some(Duration::from_millis(ms)))
+    }
+
+    /// The duration, or `None` for no expiry.
+    pub const fn duration(self) -> Option<Duration> {
+        self.0
+    }
+
+    fn validate(self) -> Result<Option<Duration>> {
+        match self.0 {
+            Some(d) if d < Duration::from_millis(1) => Err(Error::new(
+                ErrorKind::InvalidTtl,
+                "invalid TTL: must be at least 1 ms (use Ttl::NEVER for no expiry)",
+            )),
+            Some(d) if d > MAX_TTL => Err(Error::new(
+                ErrorKind::InvalidTtl,
+                format!(
+                    "invalid TTL: {}s is over the maximum of {}s",
+                    d.as_secs(),
+                    MAX_TTL.as_secs()
+                ),
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+impl From<Duration> for Ttl {
+    fn from(d: Duration) -> Self {
+        Ttl(Some(d))
+    }
+}
+
+/// Which store a cache runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BackendChoice {
+    Memory,
+    Redis(String),
+}
+
+/// Builds a [`Cache`]. Nothing connects until [`build`](CacheBuilder::build).
+///
+/// ```
+/// # async fn demo() -> sharecache::Result<()> {
+/// use sharecache::{Cache, Fallback, Ttl};
+/// let cache = Cache::builder()
+///     .memory()                      // or .redis("redis://127.0.0.1:6379")
+///     .fallback(Fallback::Memory)
+///     .build()
+///     .await?;
+/// let users = cache.namespace("user")?;
+/// users.set("profile:42", &"Ada", Ttl::secs(1800)).await?;
+/// assert_eq!(users.get::<String>("profile:42").await?.as_deref(), Some("Ada"));
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until .build().await"]
+#[derive(Debug, Clone)]
+pub struct CacheBuilder {
+    backend: BackendChoice,
+    fallback: Fallback,
+    codec: Codec,
+    memory: MemoryLimits,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    probe_interval: Duration,
+    key_prefix: Option<String>,
+    max_batch: usize,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Memory,
+            fallback: Fallback::Memory,
+            codec: Codec::default(),
+            memory: MemoryLimits::default(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_millis(500),
+            probe_interval: Duration::from_millis(250),
+            key_prefix: None,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Uses the embedded in-memory store (the default).
+    pub fn memory(mut self) -> Self {
+        self.backend = BackendChoice::Memory;
+        self
+    }
+
+    /// Uses Redis at `url`: `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.backend = BackendChoice::Redis(url.into());
+        self
+    }
+
+    /// Picks the backend from a URL: `memory://` or a Redis URL.
+    pub fn url(self, url: &str) -> Self {
+        if url == "memory://" || url == "memory" {
+            self.memory()
+        } else {
+            self.redis(url)
+        }
+    }
+
+    /// Reads the seeds' environment variables: `CACHE_TYPE=redis|memory`, `REDIS_URL`
+    /// and `REDIS_KEY_PREFIX`. With `CACHE_TYPE` unset, `REDIS_URL` alone selects Redis.
+    pub fn with_env(self) -> Result<Self> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        self.with_vars(get("CACHE_TYPE"), get("REDIS_URL"), get("REDIS_KEY_PREFIX"))
+    }
+
+    fn with_vars(
+        mut self,
+        cache_type: Option<String>,
+        redis_url: Option<String>,
+        prefix: Option<String>,
+    ) -> Result<Self> {
+        self = match (cache_type.as_deref(), redis_url) {
+            (Some("memory"), _) => self.memory(),
+            (Some("redis") | None, Some(url)) => self.redis(url),
+            (Some("redis"), None) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "CACHE_TYPE=redis needs REDIS_URL, e.g. redis://127.0.0.1:6379",
+                ));
+            }
+            (None, None) => self,
+            (Some(other), _) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("CACHE_TYPE={other:?} is not known; use \"redis\" or \"memory\""),
+                ));
+            }
+        };
+        if let Some(p) = prefix {
+            self = self.key_prefix(p);
+        }
+        Ok(self)
+    }
+
+    /// What to do while Redis is unreachable (default [`Fallback::Memory`]).
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Serialization format for new values (default JSON). Values written in any known
+    /// format are read regardless.
+    pub fn format(mut self, format: Format) -> Self {
+        self.codec.format = format;
+        self
+    }
+
+    /// Values whose serialized size reaches this many bytes are LZ4-compressed (default 1 KiB).
+    pub fn compress_threshold(mut self, bytes: usize) -> Self {
+        self.codec.compress_threshold = bytes;
+        self
+    }
+
+    /// Largest value accepted, serialized, before compression (default 8 MiB).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.codec.max_value_bytes = bytes;
+        self
+    }
+
+    /// Limits of the embedded memory store, and of the memory fallback.
+    pub fn memory_limits(mut self, limits: MemoryLimits) -> Self {
+        self.memory = limits;
+        self
+    }
+
+    /// How long connecting to Redis may take (default 2 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// How long one Redis command may take before the call falls back (default 500 ms).
+    pub fn command_timeout(mut self, t: Duration) -> Self {
+        self.command_timeout = t;
+        self
+    }
+
+    /// How often an unreachable Redis is probed for recovery (default 250 ms).
+    pub fn probe_interval(mut self, t: Duration) -> Self {
+        self.probe_interval = t;
+        self
+    }
+
+    /// A prefix before every namespace (`prefix:ns:key`), for sharing one Redis database
+    /// between several sharecache deployments. Same rules as a namespace name.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Most keys one batch call may carry (default 10 000).
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+
+    /// Builds the cache. With Redis, checks the connection once: if Redis is unreachable
+    /// and the fallback is `Memory`, the cache starts degraded and recovers by itself;
+    /// with `Fail`, the error is returned.
+    pub async fn build(self) -> Result<Cache> {
+        if self.command_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.probe_interval.is_zero()
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "timeouts and the probe interval must be above zero",
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "max_batch must be at least 1",
+            ));
+        }
+        let prefix = match &self.key_prefix {
+            Some(p) => Some(NamespaceName::new(p).map_err(|e| {
+                Error::new(ErrorKind::Config, format!("key prefix: {}", e.message()))
+            })?),
+            None => None,
+        };
+        let backend: Arc<dyn Backend> = match &self.backend {
+            BackendChoice::Memory => Arc::new(MemoryStore::new(self.memory)?),
+            BackendChoice::Redis(url) => {
+                let redis = RedisStore::open(
+                    url,
+                    RedisOptions {
+                        connect_timeout: self.connect_timeout,
+                        command_timeout: self.command_timeout,
+                    },
+                )?;
+                let label = redis.display_url().to_owned();
+                let memory = match self.fallback {
+                    Fallback::Memory => Some(MemoryStore::new(self.memory)?),
+                    Fallback::Fail => None,
+                };
+                let first = redis.ping().await;
+                let store =
+                    FallbackStore::new(Arc::new(redis), memory, self.probe_interval, label.clone());
+                match first {
+                    Ok(_) => tracing::info!(backend = %label, "connected to redis"),
+                    Err(e) if e.is_unavailable() && self.fallback == Fallback::Memory => {
+                        store.start_degraded(&e);
+                    }
+                    Err(e) => return Err(e),
+                }
+                store
+            }
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                store: Store(backend),
+                codec: self.codec,
+                prefix,
+                max_batch: self.max_batch,
+                counters: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    store: Store,
+    codec: Codec,
+    prefix: Option<NamespaceName>,
+    max_batch: usize,
+    counters: Mutex<HashMap<NamespaceName, Arc<Counters>>>,
+}
+
+/// Per-namespace operation counters.
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    sets: AtomicU64,
+    deletes: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+/// A shared, namespaced cache. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Starts a builder (embedded memory store, JSON, memory fallback).
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// A handle on namespace `name` (`[a-z0-9_-]{1,64}`); its keys are stored as `name:key`.
+    pub fn namespace(&self, name: &str) -> Result<Namespace> {
+        validate_namespace(name)?;
+        let name = NamespaceName::new(name)?;
+        let counters = self
+            .inner
+            .counters
+            .lock()
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        Ok(Namespace {
+            space: KeySpace::new(self.inner.prefix.as_ref(), &name),
+            name,
+            counters,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Round-trip latency to the backend (`Duration::ZERO` for memory).
+    pub async fn ping(&self) -> Result<Duration> {
+        self.inner.store.ping().await
+    }
+
+    /// Where calls go right now.
+    pub fn state(&self) -> BackendState {
+        self.inner.store.state()
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The codec values are written with.
+    pub fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    /// Names of the namespaces opened on this cache so far.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .counters
+            .lock()
+            .keys()
+            .map(|n| n.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Statistics of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NamespaceStats {
+    /// Namespace name.
+    pub namespace: String,
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found nothing (or a value that did not decode).
+    pub misses: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Delete calls that removed at least one key.
+    pub deletes: u64,
+    /// Stored values that could not be decoded (counted as misses too).
+    pub decode_errors: u64,
+    /// Store-wide figures: keys, bytes, evictions and where calls go.
+    pub store: StoreStats,
+}
+
+/// A page of keys from [`Namespace::keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct KeyPage {
+    /// Keys, relative to the namespace.
+    pub keys: Vec<String>,
+    /// Pass this back to get the next page; `None` when the listing is complete.
+    pub cursor: Option<String>,
+}
+
+/// One namespace of a [`Cache`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Namespace {
+    inner: Arc<Inner>,
+    name: NamespaceName,
+    space: KeySpace,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        &*self.inner.store.0
+    }
+
+    fn check_batch(&self, n: usize) -> Result<()> {
+        if n > self.inner.max_batch {
+            return Err(Error::new(
+                ErrorKind::TooManyKeys,
+                format!(
+                    "{n} keys in one batch, over the limit of {}; split the batch",
+                    self.inner.max_batch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn decode_counted<T: DeserializeOwned>(&self, key: &str, stored: Option<Bytes>) -> Option<T> {
+        let Some(bytes) = stored else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        match self.inner.codec.decode(&bytes) {
+            Ok(v) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            Err(e) => {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(namespace = %self.name, key, error = %e, "stored value does not decode: counted as a miss");
+                None
+            }
+        }
+    }
+
+    /// Reads `key`. A miss, or a stored value that does not decode as `T` (another format,
+    /// version or type), is `Ok(None)` and counted as a miss.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let full = self.space.key(key)?;
+        let stored = self.backend().get(&full).await?;
+        Ok(self.decode_counted(key, stored))
+    }
+
+    /// Writes `key` with a TTL (use [`Ttl::NEVER`] for none).
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, ttl: Ttl) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.inner.codec.encode(value)?;
+        self.backend().set(&full, bytes, ttl).await?;
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub async fn del(&self, key: &str) -> Result<bool> {
+        let full = self.space.key(key)?;
+        let n = self.backend().del(std::slice::from_ref(&full)).await?;
+        if n > 0 {
+            self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(n > 0)
+    }
+
+    /// Whether `key` holds a value.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        let full = self.space.key(key)?;
+        self.backend().exists(&full).await
+    }
+
+    /// Reads many keys; the result has one slot per key, in order, `None` for a miss.
+    pub async fn mget<T: DeserializeOwned>(
+        &self,
+        keys: &[impl AsRef<str>],
+    ) -> Result<Vec<Option<T>>> {
+        let full = self.full_keys(keys)?;
+        if full.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = self.backend().mget(&full).await?;
+        Ok(keys
+            .iter()
+            .zip(stored)
+            .map(|(k, s)| self.decode_counted(k.as_ref(), s))
+            .collect())
+    }
+
+    /// Writes many keys with one TTL.
+    pub async fn mset<K: AsRef<str>, T: Serialize>(
+        &self,
+        items: &[(K, T)],
+        ttl: Ttl,
+    ) -> Result<()> {
+        self.check_batch(items.len())?;
+        let ttl = ttl.validate()?;
+        let mut encoded = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            encoded.push((self.space.key(k.as_ref())?, self.inner.codec.encode(v)?));
+        }
+        self.mset_encoded(encoded, ttl).await
+    }
+
+    async fn mset_encoded(
+        &self,
+        encoded: Vec<(String, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let n = encoded.len() as u64;
+        self.backend().mset(&encoded, ttl).await?;
+        self.counters.sets.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes many keys; returns how many existed.
+    pub async fn mdel(&self, keys: &[impl AsRef<str>]) -> Result<u64> {
+        let full = self.full_keys(keys)?;
+        if full.is_empty() {
+            return Ok(0);
+        }
+        let n = self.backend().del(&full).await?;
+        self.counters.deletes.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn full_keys(&self, keys: &[impl AsRef<str>]) -> Result<Vec<String>> {
+        self.check_batch(keys.len())?;
+        keys.iter().map(|k| self.space.key(k.as_ref())).collect()
+    }
+
+    /// Deletes every key of this namespace (SCAN + UNLINK in batches; never FLUSHDB).
+    /// Returns how many keys were deleted.
+    pub async fn clear(&self) -> Result<u64> {
+        let n = self.backend().delete_matching(&self.space.all()).await?;
+        self.counters.deletes.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Deletes every key of this namespace matching the glob `pattern` (relative to the
+    /// namespace: `"session:*"`). The pattern can never reach outside the namespace.
+    pub async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let full = self.space.pattern(pattern)?;
+        let n = self.backend().delete_matching(&full).await?;
+        self.counters.deletes.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// One page of this namespace's keys matching `pattern` (`"*"` for all).
+    ///
+    /// Start with `cursor = None` and pass back each returned cursor until it is `None`.
+    /// Like Redis SCAN, a page may hold fewer than `count` keys (even none) before the end,
+    /// and a key may appear twice if the keyspace changes during the walk.
+    pub async fn keys(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<KeyPage> {
+        let full = self.space.pattern(pattern)?;
+        if cursor.is_some_and(|c| c.is_empty() || c.len() > 2048) {
+            return Err(Error::new(
+                ErrorKind::InvalidCursor,
+                "invalid cursor: pass back the cursor a listing returned",
+            ));
+        }
+        let count = count.clamp(1, self.inner.max_batch);
+        let page = self.backend().scan(&full, cursor, count).await?;
+        Ok(KeyPage {
+            keys: page
+                .keys
+                .iter()
+                .filter_map(|k| self.space.strip(k).map(str::to_owned))
+                .collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    /// Counters of this namespace and the store's figures.
+    pub async fn stats(&self) -> Result<NamespaceStats> {
+        let c = &self.counters;
+        Ok(NamespaceStats {
+            namespace: self.name.to_string(),
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            sets: c.sets.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            decode_errors: c.decode_errors.load(Ordering::Relaxed),
+            store: self.inner.store.stats().await?,
+        })
+    }
+
+    /// Reads `key` as JSON text (for the HTTP service). Values written as MessagePack by
+    /// library users are transcoded.
+    pub async fn get_json(&self, key: &str) -> Result<Option<Bytes>> {
+        let full = self.space.key(key)?;
+        let Some(stored) = self.backend().get(&full).await? else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        match self.inner.codec.decode_to_json(&stored) {
+            Ok(json) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(json))
+            }
+            Err(_) => {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes an already-validated JSON document (for the HTTP service).
+    pub async fn set_json(&self, key: &str, json: &[u8], ttl: Ttl) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.inner.codec.encode_raw_json(json)?;
+        self.backend().set(&full, bytes, ttl).await?;
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_compatibility() {
+        let b = CacheBuilder::default();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            b.clone().with_vars(None, None, None).unwrap().backend,
+            BackendChoice::Memory
+        );
+        assert_eq!(
+            b.clone()
+                .with_vars(None, s("redis://h:1"), None)
+                .unwrap()
+                .backend,
+            BackendChoice::Redis("redis://h:1".into())
+        );
+        assert_eq!(
+            b.clone()
+                .with_vars(s("memory"), s("redis://h:1"), None)
+                .unwrap()
+                .backend,
+            BackendChoice::Memory
+        );
+        assert!(b.clone().with_vars(s("redis"), None, None).is_err());
+        let e = b.clone().with_vars(s("memcached"), None, None).unwrap_err();
+        assert!(e.message().contains("memcached"), "{e}");
+        assert_eq!(
+            b.with_vars(None, None, s("app"))
+                .unwrap()
+                .key_prefix
+                .as_deref(),
+            Some("app")
+        );
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert!(Ttl::millis(0).validate().is_err());
+        assert!(Ttl::millis(1).validate().is_ok());
+        assert!(
+            Ttl::from(MAX_TTL + Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        assert_eq!(Ttl::NEVER.validate().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn bad_prefix_and_limits_are_config_errors() {
+        let e = Cache::builder()
+            .key_prefix("Bad Prefix")
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let e = Cache::builder().max_batch(0).build().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let e = Cache::builder()
+            .redis("http://nope")
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+}

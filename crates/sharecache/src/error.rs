@@ -1,0 +1,126 @@
+//! The library's error type.
+//!
+//! One opaque [`Error`] with a `#[non_exhaustive]` [`ErrorKind`] and predicates
+//! (`is_invalid_input`, `is_unavailable`, ...), so a caller decides to retry, fall back
+//! or report without matching on message strings. Every message says what was wrong and,
+//! where there is one, what to do about it.
+
+use std::fmt;
+
+/// What went wrong, coarsely: enough to decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A namespace name was refused (must match `[a-z0-9_-]{1,64}`).
+    InvalidNamespace,
+    /// A key was refused (1..=1024 bytes of UTF-8, no control characters).
+    InvalidKey,
+    /// A glob pattern was refused.
+    InvalidPattern,
+    /// A listing cursor was refused (not one this store handed out).
+    InvalidCursor,
+    /// A TTL was refused (zero, or larger than the store allows).
+    InvalidTtl,
+    /// A value is larger than the configured limit.
+    ValueTooLarge,
+    /// A batch holds more keys than allowed.
+    TooManyKeys,
+    /// A value could not be serialized.
+    Encode,
+    /// A stored value could not be decoded (another format or version, or corrupt).
+    Decode,
+    /// The backend is unreachable or timing out and no fallback is configured.
+    Unavailable,
+    /// The backend answered with an error (for example a Redis `ERR` or `WRONGTYPE`).
+    Backend,
+    /// The configuration (URL, limits, builder options) is invalid.
+    Config,
+}
+
+/// The library's error: a kind and a message that says what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Shorthand for `Result<T, sharecache::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The human-readable message (never contains a secret).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True when the caller's input was refused: fix the input, retrying will not help.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::InvalidNamespace
+                | ErrorKind::InvalidKey
+                | ErrorKind::InvalidPattern
+                | ErrorKind::InvalidCursor
+                | ErrorKind::InvalidTtl
+                | ErrorKind::ValueTooLarge
+                | ErrorKind::TooManyKeys
+                | ErrorKind::Encode
+        )
+    }
+
+    /// True when the backend is unreachable or timing out: retry later or degrade.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+
+    /// True when a stored value could not be decoded.
+    pub fn is_decode(&self) -> bool {
+        self.kind == ErrorKind::Decode
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        // Credentials never appear in redis-rs error texts; URLs are not included either.
+        if is_connection_class(&e) {
+            Error::new(ErrorKind::Unavailable, format!("redis unavailable: {e}"))
+        } else {
+            Error::new(ErrorKind::Backend, format!("redis error: {e}"))
+        }
+    }
+}
+
+/// True for errors that mean "the server cannot be reached right now", as opposed to
+/// "the server refused this command".
+pub(crate) fn is_connection_class(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
+}

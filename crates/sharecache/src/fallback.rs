@@ -1,0 +1,380 @@
+//! Degrade to memory while Redis is down; reconcile on recovery.
+//!
+//! `FallbackStore` wraps the Redis backend. While Redis answers, every call goes to it.
+//! The first call that fails with a connection-class error (refused, reset, timed out)
+//! opens the circuit: from then on calls do not touch Redis at all (so none waits a full
+//! timeout) and are answered by an in-memory store ([`Fallback::Memory`]) or fail at once
+//! with [`ErrorKind::Unavailable`] ([`Fallback::Fail`]). A background task pings Redis
+//! every `probe_interval`.
+//!
+//! **Guarantee** (coherence rule 4): after recovery no caller reads a value older than one
+//! written during the outage. Every key written or deleted during the outage is recorded
+//! (as are pattern deletes and clears). When the probe succeeds the store enters
+//! `Recovering`: calls are still served by memory while the recorded pattern deletes are
+//! replayed on Redis, then each recorded key is rewritten from memory (value and remaining
+//! TTL) or deleted there. Only when nothing is left to replay does the store switch back,
+//! under a write gate that waits out any in-flight memory write, and the memory store is
+//! emptied so a later outage never serves values from an earlier one.
+//!
+//! A memory write that is evicted for space during the outage is deleted in Redis on
+//! recovery, never left at its pre-outage value.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::memory::MemoryStore;
+use crate::store::{Backend, BackendState, ScanPage, StoreStats};
+
+/// What to do while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Fallback {
+    /// Keep answering from an in-memory store; reconcile on recovery (the default).
+    #[default]
+    Memory,
+    /// Fail fast with [`ErrorKind::Unavailable`] until Redis is back.
+    Fail,
+}
+
+const HEALTHY: u8 = 0;
+const DEGRADED: u8 = 1;
+const RECOVERING: u8 = 2;
+
+#[derive(Default)]
+struct Dirty {
+    keys: HashSet<String>,
+    patterns: Vec<String>,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.patterns.is_empty()
+    }
+}
+
+pub(crate) struct FallbackStore {
+    primary: Arc<dyn Backend>,
+    memory: Option<MemoryStore>,
+    mode: AtomicU8,
+    /// Held shared by every call served from memory, exclusively by the switch back to
+    /// Redis: no memory write can slip in after the last replay.
+    gate: RwLock<()>,
+    dirty: Mutex<Dirty>,
+    probe_interval: Duration,
+    label: String,
+    me: Weak<FallbackStore>,
+}
+
+impl std::fmt::Debug for FallbackStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackStore")
+            .field("primary", &self.primary)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of trying the primary: a value, or "serve this call from the fallback".
+enum Tried<T> {
+    Done(Result<T>),
+    Fallback,
+}
+
+impl FallbackStore {
+    pub(crate) fn new(
+        primary: Arc<dyn Backend>,
+        memory: Option<MemoryStore>,
+        probe_interval: Duration,
+        label: String,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            primary,
+            memory,
+            mode: AtomicU8::new(HEALTHY),
+            gate: RwLock::new(()),
+            dirty: Mutex::new(Dirty::default()),
+            probe_interval,
+            label,
+            me: me.clone(),
+        })
+    }
+
+    /// Starts degraded (Redis was unreachable at start).
+    pub(crate) fn start_degraded(&self, why: &Error) {
+        self.trip(why);
+    }
+
+    fn mode(&self) -> u8 {
+        self.mode.load(Ordering::Acquire)
+    }
+
+    /// Opens the circuit (once) and starts the recovery probe.
+    fn trip(&self, why: &Error) {
+        if self
+            .mode
+            .compare_exchange(HEALTHY, DEGRADED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            match self.memory {
+                Some(_) => {
+                    tracing::warn!(backend = %self.label, error = %why, "redis unreachable: serving from the memory fallback")
+                }
+                None => {
+                    tracing::warn!(backend = %self.label, error = %why, "redis unreachable: failing calls fast until it is back")
+                }
+            }
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(async move { me.recover().await });
+            }
+        }
+    }
+
+    async fn try_primary<T, F>(&self, op: F) -> Tried<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        if self.mode() != HEALTHY {
+            return Tried::Fallback;
+        }
+        match op.await {
+            Err(e) if e.is_unavailable() => {
+                self.trip(&e);
+                Tried::Fallback
+            }
+            other => Tried::Done(other),
+        }
+    }
+
+    /// Runs `f` against the memory store with the gate held; records `touched` keys.
+    /// Returns `None` if the store switched back to Redis meanwhile (the caller retries).
+    fn on_memory<T>(
+        &self,
+        touched: &[&str],
+        pattern: Option<&str>,
+        f: impl FnOnce(&MemoryStore) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let Some(memory) = &self.memory else {
+            return Some(Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "redis at {} is unavailable and the fallback policy is Fail",
+                    self.label
+                ),
+            )));
+        };
+        let _gate = self.gate.read();
+        if self.mode() == HEALTHY {
+            return None;
+        }
+        let out = f(memory);
+        if out.is_ok() && (!touched.is_empty() || pattern.is_some()) {
+            let mut d = self.dirty.lock();
+            d.keys.extend(touched.iter().map(|k| (*k).to_owned()));
+            if let Some(p) = pattern {
+                d.patterns.push(p.to_owned());
+            }
+        }
+        Some(out)
+    }
+
+    /// Waits for Redis to answer, replays the outage, then switches back.
+    async fn recover(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.probe_interval).await;
+            if self.primary.ping().await.is_err() {
+                continue;
+            }
+            self.mode.store(RECOVERING, Ordering::Release);
+            tracing::info!(backend = %self.label, "redis reachable again: replaying writes made during the outage");
+            match self.replay().await {
+                Ok(n) => {
+                    tracing::info!(backend = %self.label, replayed = n, "redis recovered: serving from redis again");
+                    return;
+                }
+                Err(e) => {
+                    self.mode.store(DEGRADED, Ordering::Release);
+                    tracing::warn!(backend = %self.label, error = %e, "replay failed: staying on the fallback");
+                }
+            }
+        }
+    }
+
+    async fn replay(&self) -> Result<usize> {
+        let mut replayed = 0;
+        loop {
+            let batch = std::mem::take(&mut *self.dirty.lock());
+            if batch.is_empty() {
+                let _gate = self.gate.write();
+                if self.dirty.lock().is_empty() {
+                    self.mode.store(HEALTHY, Ordering::Release);
+                    if let Some(m) = &self.memory {
+                        m.clear();
+                    }
+                    return Ok(replayed);
+                }
+                continue;
+            }
+            if let Err(e) = self.replay_batch(&batch).await {
+                // Put it back; newer records merge in (replay order is patterns, then keys
+                // from memory's current state, so merging loses nothing).
+                let mut d = self.dirty.lock();
+                d.keys.extend(batch.keys);
+                let newer = std::mem::take(&mut d.patterns);
+                d.patterns = batch.patterns;
+                d.patterns.extend(newer);
+                return Err(e);
+            }
+            replayed += batch.keys.len() + batch.patterns.len();
+        }
+    }
+
+    async fn replay_batch(&self, batch: &Dirty) -> Result<()> {
+        for p in &batch.patterns {
+            self.primary.delete_matching(p).await?;
+        }
+        let Some(memory) = &self.memory else {
+            return Ok(());
+        };
+        let mut dels = Vec::new();
+        for k in &batch.keys {
+            match memory.get_with_ttl(k) {
+                Some((v, ttl)) => self.primary.set(k, v, ttl).await?,
+                None => dels.push(k.clone()),
+            }
+        }
+        if !dels.is_empty() {
+            self.primary.del(&dels).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves one call: the primary when healthy, else the memory fallback.
+macro_rules! serve {
+    ($self:ident, $primary:expr, $touched:expr, $pattern:expr, $mem:expr) => {
+        loop {
+            if let Tried::Done(r) = $self.try_primary($primary).await {
+                return r;
+            }
+            // Memory answers without ever returning Pending: spend coop budget so a
+            // caller's tight loop cannot starve other tasks (the recovery probe among them).
+            tokio::task::consume_budget().await;
+            if let Some(r) = $self.on_memory($touched, $pattern, $mem) {
+                return r;
+            }
+        }
+    };
+}
+
+#[async_trait]
+impl Backend for FallbackStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        serve!(self, self.primary.get(key), &[], None, |m| Ok(m.get(key)))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        serve!(
+            self,
+            self.primary.set(key, value.clone(), ttl),
+            &[key],
+            None,
+            |m| m.set(key, value.clone(), ttl)
+        )
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        serve!(self, self.primary.mget(keys), &[], None, |m| Ok(keys
+            .iter()
+            .map(|k| m.get(k))
+            .collect()))
+    }
+
+    async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        let touched: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+        serve!(self, self.primary.mset(items, ttl), &touched, None, |m| {
+            items.iter().try_for_each(|(k, v)| m.set(k, v.clone(), ttl))
+        })
+    }
+
+    async fn del(&self, keys: &[String]) -> Result<u64> {
+        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
+        serve!(self, self.primary.del(keys), &touched, None, |m| {
+            Ok(keys.iter().filter(|k| m.del(k)).count() as u64)
+        })
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        serve!(self, self.primary.exists(key), &[], None, |m| Ok(
+            m.exists(key)
+        ))
+    }
+
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        // A cursor from Redis means nothing to memory and vice versa: a listing that spans
+        // a switch restarts from the start of the other store (keys may repeat, none lost).
+        serve!(
+            self,
+            self.primary.scan(pattern, cursor, count),
+            &[],
+            None,
+            |m| {
+                let after = cursor.filter(|c| c.parse::<u64>().is_err());
+                let (keys, cursor) = m.scan(pattern, after, count);
+                Ok(ScanPage { keys, cursor })
+            }
+        )
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        serve!(
+            self,
+            self.primary.delete_matching(pattern),
+            &[],
+            Some(pattern),
+            |m| Ok(m.delete_matching(pattern))
+        )
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        // Ping always asks Redis itself: it is how callers learn the real state.
+        self.primary.ping().await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let state = self.state();
+        if state == BackendState::Connected
+            && let Ok(s) = self.primary.stats().await
+        {
+            return Ok(s);
+        }
+        Ok(match &self.memory {
+            Some(m) => StoreStats {
+                keys: m.len(),
+                bytes: m.weight(),
+                evictions: m.evictions(),
+                state,
+            },
+            None => StoreStats {
+                keys: 0,
+                bytes: 0,
+                evictions: 0,
+                state,
+            },
+        })
+    }
+
+    fn state(&self) -> BackendState {
+        match self.mode() {
+            HEALTHY => BackendState::Connected,
+            DEGRADED => BackendState::Degraded,
+            _ => BackendState::Recovering,
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Namespaces, key validation and building, and glob patterns.
+//!
+//! Every stored key is `[prefix:]ns:key`. A namespace matches `[a-z0-9_-]{1,64}`, so it
+//! can never contain `:` or a glob character: the literal `ns:` at the front of every
+//! stored key and of every pattern is what confines a caller to its namespace. Redis glob
+//! patterns must match the whole key, so a pattern that starts with the literal `ns:`
+//! can only ever match keys that start with `ns:`; namespace `a` never reaches `ab:*`.
+//!
+//! Caller patterns are validated (length, no control characters, balanced `[...]`, no
+//! dangling `\`, a bounded number of `*`) so a hostile pattern can neither break the
+//! anchoring nor make the server spend exponential time matching.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Longest namespace name, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest glob pattern, in bytes.
+pub const MAX_PATTERN_LEN: usize = 1024;
+/// Most `*` wildcards one pattern may hold (bounds the matcher's work).
+pub const MAX_PATTERN_STARS: usize = 16;
+
+/// A validated namespace name: `[a-z0-9_-]{1,64}`.
+///
+/// ```
+/// use sharecache::NamespaceName;
+/// assert!(NamespaceName::new("auth").is_ok());
+/// assert!(NamespaceName::new("Auth").is_err());
+/// assert!(NamespaceName::new("a:b").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespaceName(Arc<str>);
+
+impl NamespaceName {
+    /// Validates `name` as a namespace.
+    pub fn new(name: &str) -> Result<Self> {
+        validate_namespace(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NamespaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for NamespaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a namespace name against `[a-z0-9_-]{1,64}`.
+pub fn validate_namespace(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAMESPACE_LEN {
+        return Err(Error::new(
+            ErrorKind::InvalidNamespace,
+            format!(
+                "invalid namespace: length {} is outside 1..={MAX_NAMESPACE_LEN}; \
+                 use lowercase letters, digits, '_' and '-'",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidNamespace,
+            format!(
+                "invalid namespace {:?}: character {bad:?} is not allowed; \
+                 use lowercase letters, digits, '_' and '-'",
+                truncate_for_message(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a key: 1..=1024 bytes of UTF-8 with no control characters.
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::new(
+            ErrorKind::InvalidKey,
+            format!(
+                "invalid key: length {} bytes is outside 1..={MAX_KEY_LEN}",
+                key.len()
+            ),
+        ));
+    }
+    // Fast path: printable ASCII is by far the common case.
+    if key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
+    if let Some(pos) = key.chars().position(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidKey,
+            format!("invalid key: control character at character {pos}; keys must be printable"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a caller's glob pattern (Redis syntax: `*`, `?`, `[abc]`, `[^a-z]`, `\x`).
+pub fn validate_pattern(pattern: &str) -> Result<()> {
+    let invalid = |why: &str| {
+        Err(Error::new(
+            ErrorKind::InvalidPattern,
+            format!("invalid pattern {:?}: {why}", truncate_for_message(pattern)),
+        ))
+    };
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN {
+        return invalid(&format!("length must be 1..={MAX_PATTERN_LEN} bytes"));
+    }
+    if pattern.chars().any(char::is_control) {
+        return invalid("control characters are not allowed");
+    }
+    let bytes = pattern.as_bytes();
+    let mut stars = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                if i + 1 >= bytes.len() {
+                    return invalid("it ends with a lone '\\'; write '\\\\' for a backslash");
+                }
+                i += 2;
+                continue;
+            }
+            b'*' => stars += 1,
+            b'[' => {
+                // Find the closing bracket, honouring escapes; `[]` and `[^]` are refused.
+                let mut j = i + 1;
+                if j < bytes.len() && bytes[j] == b'^' {
+                    j += 1;
+                }
+                let start = j;
+                loop {
+                    if j >= bytes.len() {
+                        return invalid("'[' is not closed; write '\\[' for a literal bracket");
+                    }
+                    match bytes[j] {
+                        b'\\' if j + 1 < bytes.len() => j += 2,
+                        b'\\' => return invalid("it ends with a lone '\\'"),
+                        b']' if j > start => break,
+                        b']' => return invalid("empty character class '[]'"),
+                        _ => j += 1,
+                    }
+                }
+                i = j + 1;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if stars > MAX_PATTERN_STARS {
+        return invalid(&format!("more than {MAX_PATTERN_STARS} '*' wildcards"));
+    }
+    Ok(())
+}
+
+/// Escapes every glob metacharacter in `literal`, so the result matches exactly `literal`.
+pub fn escape_glob(literal: &str) -> String {
+    let mut out = String::with_capacity(literal.len() + 4);
+    for c in literal.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Matches `text` against a Redis-style glob `pattern`, byte-wise as Redis does.
+///
+/// Runs in O(len(pattern) * len(text)) at worst: on a mismatch it backtracks only to the
+/// most recent `*`, never recursively, so no pattern can make it exponential.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, t));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = match_class(pattern, p, text[t])
+                        && matched
+                    {
+                        p = next;
+                        t += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pattern.len() => {
+                    if pattern[p + 1] == text[t] {
+                        p += 2;
+                        t += 1;
+                        continue;
+                    }
+                }
+                c => {
+                    if c == text[t] {
+                        p += 1;
+                        t += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+/// Matches one byte against the class starting at `pattern[start] == b'['`.
+/// Returns whether it matched and the index just past the closing `]`.
+fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = i < pattern.len() && pattern[i] == b'^';
+    if negate {
+        i += 1;
+    }
+    let first = i;
+    let mut matched = false;
+    loop {
+        if i >= pattern.len() {
+            return None;
+        }
+        let mut lo = pattern[i];
+        if lo == b']' && i > first {
+            break;
+        }
+        if lo == b'\\' && i + 1 < pattern.len() {
+            i += 1;
+            lo = pattern[i];
+        }
+        if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+            let mut hi = pattern[i + 2];
+            i += 2;
+            if hi == b'\\' && i + 1 < pattern.len() {
+                i += 1;
+                hi = pattern[i];
+            }
+            let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+            if (a..=b).contains(&c) {
+                matched = true;
+            }
+        } else if lo == c {
+            matched = true;
+        }
+        i += 1;
+    }
+    Some((matched != negate, i + 1))
+}
+
+/// Builds stored keys and patterns for one namespace.
+#[derive(Clone, Debug)]
+pub(crate) struct KeySpace {
+    /// `[prefix:]ns:`, the literal start of every key of the namespace.
+    head: Arc<str>,
+}
+
+impl KeySpace {
+    pub(crate) fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
+        let head = match prefix {
+            Some(p) => format!("{p}:{ns}:"),
+            None => format!("{ns}:"),
+        };
+        Self {
+            head: Arc::from(head),
+        }
+    }
+
+    /// The stored key for a caller's key (validated).
+    pub(crate) fn key(&self, key: &str) -> Result<String> {
+        validate_key(key)?;
+        let mut full = String::with_capacity(self.head.len() + key.len());
+        full.push_str(&self.head);
+        full.push_str(key);
+        Ok(full)
+    }
+
+    /// The stored pattern for a caller's pattern (validated), anchored to the namespace.
+    pub(crate) fn pattern(&self, pattern: &str) -> Result<String> {
+        validate_pattern(pattern)?;
+        // The head holds only [a-z0-9_-:], none of which is a glob metacharacter except
+        // '-' (only special inside a class), so it is a literal as it stands.
+        Ok(format!("{}{pattern}", self.head))
+    }
+
+    /// A pattern that matches every key of the namespace.
+    pub(crate) fn all(&self) -> String {
+        format!("{}*", self.head)
+    }
+
+    /// The caller's key for a stored key, or `None` if it is not in this namespace.
+    pub(crate) fn strip<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        stored.strip_prefix(&*self.head)
+    }
+}
+
+fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        s.to_owned()
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes)", &s[..end], s.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces() {
+        for ok in ["a", "auth", "user-profile", "x_1", &"a".repeat(64)] {
+            assert!(NamespaceName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a:b",
+            "a*",
+            "a b",
+            "é",
+            "a\n",
+            &"a".repeat(65),
+            "a/b",
+            "a.b",
+        ] {
+            let e = NamespaceName::new(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidNamespace, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for ok in [
+            "k",
+            "user:42",
+            "ключ",
+            "a*b?[c]\\",
+            "..%2F",
+            &"k".repeat(1024),
+            "emoji 🎉",
+        ] {
+            assert!(validate_key(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "\u{7f}",
+            "\u{85}",
+            &"k".repeat(1025),
+        ] {
+            assert_eq!(
+                validate_key(bad).unwrap_err().kind(),
+                ErrorKind::InvalidKey,
+                "{bad:?}"
+            );
+        }
+        // Length is in bytes: 512 two-byte characters fit, 513 do not.
+        assert!(validate_key(&"é".repeat(512)).is_ok());
+        assert!(validate_key(&"é".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn patterns() {
+        for ok in [
+            "*", "user:*", "a?c", "[abc]*", "[^a-z]x", "\\*", "a\\[b", "[\\]]",
+        ] {
+            assert!(validate_pattern(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "[abc",
+            "a\\",
+            "[]",
+            "[^]",
+            "a\nb",
+            &"*".repeat(17),
+            &"a".repeat(1025),
+        ] {
+            assert_eq!(
+                validate_pattern(bad).unwrap_err().kind(),
+                ErrorKind::InvalidPattern,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn glob_semantics() {
+        let m = |p: &str, t: &str| glob_match(p.as_bytes(), t.as_bytes());
+        assert!(m("*", ""));
+        assert!(m("a*", "abc"));
+        assert!(!m("a*", "bac"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "ac"));
+        assert!(m("[abc]x", "bx"));
+        assert!(!m("[^abc]x", "bx"));
+        assert!(m("[a-c]x", "bx"));
+        assert!(m("[c-a]x", "bx"));
+        assert!(m("\\*", "*"));
+        assert!(!m("\\*", "a"));
+        assert!(m("*a*b*c*", "xxaxxbxxcxx"));
+        assert!(!m("*a*b*c*d", "xxaxxbxxcxx"));
+        assert!(m("a[\\]]b", "a]b"));
+        assert!(m("a[-]b", "a-b"));
+        // Anchored at both ends.
+        assert!(!m("ab", "abc"));
+        assert!(!m("bc", "abc"));
+    }
+
+    #[test]
+    fn keyspace_confines_patterns() {
+        let a = KeySpace::new(None, &NamespaceName::new("a").unwrap());
+        let p = a.pattern("*").unwrap();
+        assert!(glob_match(p.as_bytes(), b"a:x"));
+        assert!(!glob_match(p.as_bytes(), b"ab:x"));
+        assert_eq!(a.strip("a:key"), Some("key"));
+        assert_eq!(a.strip("ab:key"), None);
+        let prefixed = KeySpace::new(
+            Some(&NamespaceName::new("app").unwrap()),
+            &NamespaceName::new("a").unwrap(),
+        );
+        assert_eq!(prefixed.key("k").unwrap(), "app:a:k");
+    }
+
+    #[test]
+    fn escape_round_trip() {
+        for lit in ["a*b", "[x]", "q?", "\\", "a-b^c", "plain"] {
+            let p = escape_glob(lit);
+            assert!(glob_match(p.as_bytes(), lit.as_bytes()), "{lit}");
+            assert!(validate_pattern(&p).is_ok(), "{p}");
+        }
+        assert!(!glob_match(escape_glob("a*").as_bytes(), b"abc"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The embedded in-memory store: bounded by bytes and by entries, per-entry TTL.
+//!
+//! Built on `quick_cache` (S3-FIFO-like CLOCK eviction, sharded, lock per shard): get and
+//! set are O(1) and never walk other entries. `docs/decisions/0001-memory-engine.md`
+//! records the measured comparison with moka that chose it.
+//!
+//! Expiry is lazy: an expired entry is never returned (every read checks its deadline) and
+//! it is reclaimed when read, overwritten, or evicted as a cold entry. There is no sweeper
+//! walking the map. Both bounds hold at all times: each entry weighs at least
+//! `max_bytes / max_entries`, so the byte budget also caps the number of entries.
+
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quick_cache::sync::Cache as QuickCache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::glob_match;
+
+/// Fixed per-entry overhead counted in the byte budget (map slot, header, bookkeeping).
+const ENTRY_OVERHEAD: u64 = 64;
+
+/// Limits of a memory store.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimits {
+    /// Byte budget for keys, values and per-entry overhead.
+    pub max_bytes: u64,
+    /// Most entries held at once.
+    pub max_entries: u64,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// Time source: the system's monotonic clock, or a manual one for tests.
+#[derive(Debug, Clone)]
+pub(crate) enum Clock {
+    System(Instant),
+    #[cfg_attr(not(test), allow(dead_code))]
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub(crate) fn system() -> Self {
+        Clock::System(Instant::now())
+    }
+
+    /// Milliseconds since the clock's origin, never 0 (0 means "no deadline").
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System(origin) => origin.elapsed().as_millis() as u64 + 1,
+            Clock::Manual(ms) => ms.load(Ordering::Relaxed) + 1,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) value: Bytes,
+    /// Deadline in clock milliseconds; 0 = never expires.
+    expires_at: u64,
+}
+
+#[derive(Clone)]
+struct EntryWeighter {
+    min_weight: u64,
+}
+
+impl Weighter<String, Entry> for EntryWeighter {
+    #[inline]
+    fn weight(&self, key: &String, val: &Entry) -> u64 {
+        (key.len() as u64 + val.value.len() as u64 + ENTRY_OVERHEAD).max(self.min_weight)
+    }
+}
+
+/// Counts evictions; items rejected for size never reach here (set refuses them first).
+#[derive(Clone, Default)]
+struct EvictionCounter(Arc<AtomicU64>);
+
+impl Lifecycle<String, Entry> for EvictionCounter {
+    type RequestState = ();
+
+    #[inline]
+    fn on_evict(&self, _state: &mut Self::RequestState, _key: String, _val: Entry) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Map = QuickCache<String, Entry, EntryWeighter, DefaultHashBuilder, EvictionCounter>;
+
+/// The bounded in-memory store. All operations are synchronous and non-blocking apart
+/// from a shard lock held for the length of one map operation.
+pub(crate) struct MemoryStore {
+    map: Map,
+    clock: Clock,
+    evictions: Arc<AtomicU64>,
+    weighter: EntryWeighter,
+    /// Largest weight one entry may have (a shard's capacity).
+    max_entry_weight: u64,
+    limits: MemoryLimits,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    pub(crate) fn new(limits: MemoryLimits) -> Result<Self> {
+        Self::with_clock(limits, Clock::system())
+    }
+
+    pub(crate) fn with_clock(limits: MemoryLimits, clock: Clock) -> Result<Self> {
+        if limits.max_bytes < 4096 || limits.max_entries == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "memory store limits too small: max_bytes must be >= 4096 and max_entries >= 1",
+            ));
+        }
+        let min_weight = limits.max_bytes.div_ceil(limits.max_entries).max(1);
+        // quick_cache splits the budget across shards and refuses an item heavier than a
+        // shard. Use fewer shards for small budgets so a shard holds at least 1/8 of it.
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let shards = (cores * 4).next_power_of_two().clamp(1, 64);
+        let shards = if limits.max_bytes < (64 << 20) {
+            shards.min(8)
+        } else {
+            shards
+        };
+        let evictions = EvictionCounter::default();
+        let weighter = EntryWeighter { min_weight };
+        let estimated = (limits.max_entries.min(limits.max_bytes / 256).max(16)) as usize;
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(limits.max_bytes)
+            .shards(shards)
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("memory store options: {e:?}")))?;
+        let map = Map::with_options(
+            options,
+            weighter.clone(),
+            DefaultHashBuilder::default(),
+            evictions.clone(),
+        );
+        let max_entry_weight = map.shard_capacity();
+        Ok(Self {
+            map,
+            clock,
+            evictions: evictions.0,
+            weighter,
+            max_entry_weight,
+            limits,
+        })
+    }
+
+    #[inline]
+    fn live(&self, e: &Entry, now: u64) -> bool {
+        e.expires_at == 0 || e.expires_at > now
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+        let e = self.map.get(key)?;
+        if self.live(&e, self.clock.now_ms()) {
+            Some(e.value)
+        } else {
+            self.map
+                .remove_if(key, |e| !self.live(e, self.clock.now_ms()));
+            None
+        }
+    }
+
+    /// The value and its remaining time to live (`None` = no expiry).
+    pub(crate) fn get_with_ttl(&self, key: &str) -> Option<(Bytes, Option<Duration>)> {
+        let e = self.map.get(key)?;
+        let now = self.clock.now_ms();
+        if !self.live(&e, now) {
+            return None;
+        }
+        let ttl = (e.expires_at != 0).then(|| Duration::from_millis(e.expires_at - now));
+        Some((e.value, ttl))
+    }
+
+    pub(crate) fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        let expires_at = match ttl {
+            Some(t) => self
+                .clock
+                .now_ms()
+                .saturating_add(t.as_millis().max(1) as u64),
+            None => 0,
+        };
+        let entry = Entry { value, expires_at };
+        let key = key.to_owned();
+        let weight = self.weighter.weight(&key, &entry);
+        if weight > self.max_entry_weight {
+            // Refuse rather than let the map drop it silently.
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                format!(
+                    "entry of {weight} bytes does not fit the memory store (at most {} bytes per \
+                     entry with max_bytes = {}); raise the memory budget or store less",
+                    self.max_entry_weight, self.limits.max_bytes
+                ),
+            ));
+        }
+        self.map.insert(key, entry);
+        Ok(())
+    }
+
+    pub(crate) fn del(&self, key: &str) -> bool {
+        match self.map.remove(key) {
+            Some((_, e)) => self.live(&e, self.clock.now_ms()),
+            None => false,
+        }
+    }
+
+    pub(crate) fn exists(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// One page of keys matching `pattern`, in key order, after `cursor` (exclusive).
+    /// Returns the keys and the cursor for the next page (`None` when done).
+    ///
+    /// Walks the whole map: O(n log count) per page. Fine for listing and admin work,
+    /// which is what SCAN is for; never used on the get/set path.
+    pub(crate) fn scan(
+        &self,
+        pattern: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> (Vec<String>, Option<String>) {
+        let now = self.clock.now_ms();
+        let count = count.max(1);
+        // Max-heap of the `count` smallest matching keys greater than `after`.
+        let mut heap: BinaryHeap<String> = BinaryHeap::with_capacity(count + 1);
+        for (k, e) in self.map.iter() {
+            if !self.live(&e, now) || after.is_some_and(|a| k.as_str() <= a) {
+                continue;
+            }
+            if heap.len() == count && heap.peek().is_some_and(|top| &k >= top) {
+                continue;
+            }
+            if !glob_match(pattern.as_bytes(), k.as_bytes()) {
+                continue;
+            }
+            heap.push(k);
+            if heap.len() > count {
+                heap.pop();
+            }
+        }
+        let full = heap.len() == count;
+        let keys = heap.into_sorted_vec();
+        let next = if full { keys.last().cloned() } else { None };
+        (keys, next)
+    }
+
+    /// Deletes every live key matching `pattern`; returns how many.
+    pub(crate) fn delete_matching(&self, pattern: &str) -> u64 {
+        let now = self.clock.now_ms();
+        let deleted = AtomicU64::new(0);
+        self.map.retain(|k, e| {
+            if glob_match(pattern.as_bytes(), k.as_bytes()) {
+                if self.live(e, now) {
+                    deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        deleted.into_inner()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.map.clear();
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.map.weight()
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manual() -> (Clock, Arc<AtomicU64>) {
+        let t = Arc::new(AtomicU64::new(0));
+        (Clock::Manual(t.clone()), t)
+    }
+
+    #[test]
+    fn ttl_expiry_on_a_manual_clock() {
+        let (clock, t) = manual();
+        let m = MemoryStore::with_clock(MemoryLimits::default(), clock).unwrap();
+        m.set(
+            "a",
+            Bytes::from_static(b"1"),
+            Some(Duration::from_millis(100)),
+        )
+        .unwrap();
+        m.set("b", Bytes::from_static(b"2"), None).unwrap();
+        t.store(99, Ordering::Relaxed);
+        assert!(m.get("a").is_some());
+        assert_eq!(
+            m.get_with_ttl("a").unwrap().1,
+            Some(Duration::from_millis(1))
+        );
+        t.store(100, Ordering::Relaxed);
+        assert!(m.get("a").is_none());
+        assert!(!m.exists("a"));
+        assert!(!m.del("a"));
+        assert_eq!(m.get_with_ttl("b").unwrap().1, None);
+        t.store(1_000_000, Ordering::Relaxed);
+        assert!(m.get("b").is_some());
+    }
+
+    #[test]
+    fn bounded_by_entries_and_by_bytes() {
+        let m = MemoryStore::new(MemoryLimits {
+            max_bytes: 1 << 20,
+            max_entries: 1000,
+        })
+        .unwrap();
+        for i in 0..10_000 {
+            m.set(&format!("k{i}"), Bytes::from_static(b"v"), None)
+                .unwrap();
+        }
+        assert!(m.len() <= 1000, "{} entries", m.len());
+        assert!(m.evictions() >= 9000 - 100, "{} evictions", m.evictions());
+
+        let m = MemoryStore::new(MemoryLimits {
+            max_bytes: 1 << 20,
+            max_entries: 1_000_000,
+        })
+        .unwrap();
+        let v = Bytes::from(vec![7u8; 10_000]);
+        for i in 0..1000 {
+            m.set(&format!("k{i}"), v.clone(), None).unwrap();
+        }
+        assert!(m.weight() <= 1 << 20, "weight {}", m.weight());
+        assert!(m.len() <= 105, "{} entries of 10 KB in 1 MiB", m.len());
+    }
+
+    #[test]
+    fn refuses_an_entry_bigger_than_a_shard() {
+        let m = MemoryStore::new(MemoryLimits {
+            max_bytes: 1 << 20,
+            max_entries: 100,
+        })
+        .unwrap();
+        let e = m
+            .set("big", Bytes::from(vec![0u8; 2 << 20]), None)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueTooLarge);
+        assert!(m.get("big").is_none());
+    }
+
+    #[test]
+    fn scan_pages_in_order_and_skips_expired() {
+        let (clock, t) = manual();
+        let m = MemoryStore::with_clock(MemoryLimits::default(), clock).unwrap();
+        for i in 0..25 {
+            m.set(&format!("ns:{i:02}"), Bytes::from_static(b"v"), None)
+                .unwrap();
+        }
+        m.set(
+            "ns:zz",
+            Bytes::from_static(b"v"),
+            Some(Duration::from_millis(5)),
+        )
+        .unwrap();
+        m.set("other:1", Bytes::from_static(b"v"), None).unwrap();
+        t.store(10, Ordering::Relaxed);
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (keys, next) = m.scan("ns:*", cursor.as_deref(), 10);
+            all.extend(keys);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let want: Vec<String> = (0..25).map(|i| format!("ns:{i:02}")).collect();
+        assert_eq!(all, want);
+        assert_eq!(m.delete_matching("ns:1*"), 10);
+        assert_eq!(m.delete_matching("ns:*"), 15);
+        assert!(m.get("other:1").is_some());
+    }
+}

@@ -1,0 +1,172 @@
+//! `Store`: one public type over a private backend trait.
+//!
+//! Callers (the [`Cache`](crate::Cache) and the HTTP service) never name a backend type.
+//! Each backend works on stored keys (`ns:key`, already validated) and encoded values.
+//! Batch operations and SCAN stay behind the trait so a cluster backend can split them by
+//! slot and walk every node.
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+pub use memory::MemoryLimits;
+
+/// Where a store's reads and writes go right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BackendState {
+    /// The embedded in-memory store (no Redis configured).
+    Memory,
+    /// Redis is reachable and serves every call.
+    Connected,
+    /// Redis is unreachable: calls are answered by the memory fallback (or fail fast with
+    /// `Fallback::Fail`) while a background probe waits for it to come back.
+    Degraded,
+    /// Redis is back: writes made during the outage are being replayed before it serves
+    /// reads again.
+    Recovering,
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendState::Memory => "memory",
+            BackendState::Connected => "connected",
+            BackendState::Degraded => "degraded",
+            BackendState::Recovering => "recovering",
+        })
+    }
+}
+
+/// Store-wide figures.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Keys held (for Redis: `DBSIZE` of the database; for memory: entries, including
+    /// expired ones not yet reclaimed).
+    pub keys: u64,
+    /// Bytes used (for Redis: `used_memory`; for memory: the weighed size of entries).
+    pub bytes: u64,
+    /// Entries evicted for space since start (Redis: `evicted_keys`).
+    pub evictions: u64,
+    /// Where calls go right now.
+    pub state: BackendState,
+}
+
+/// One page of a key listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ScanPage {
+    pub(crate) keys: Vec<String>,
+    /// Opaque cursor for the next page, `None` when the walk is complete.
+    pub(crate) cursor: Option<String>,
+}
+
+/// What every backend implements. Keys are stored keys; values are encoded.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
+    async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
+    /// Deletes keys; returns how many existed.
+    async fn del(&self, keys: &[String]) -> Result<u64>;
+    async fn exists(&self, key: &str) -> Result<bool>;
+    /// One page of keys matching a (confined, validated) pattern.
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage>;
+    /// Deletes every key matching the pattern, in batches; returns how many.
+    async fn delete_matching(&self, pattern: &str) -> Result<u64>;
+    /// Round trip to the backend.
+    async fn ping(&self) -> Result<Duration>;
+    async fn stats(&self) -> Result<StoreStats>;
+    fn state(&self) -> BackendState;
+}
+
+/// A handle on a backend: memory, Redis, or Redis with a memory fallback. Cheap to clone.
+#[derive(Clone)]
+pub struct Store(pub(crate) Arc<dyn Backend>);
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Store").field(&self.0).finish()
+    }
+}
+
+impl Store {
+    /// Where calls go right now.
+    pub fn state(&self) -> BackendState {
+        self.0.state()
+    }
+
+    /// Round-trip latency to the backend.
+    pub async fn ping(&self) -> Result<Duration> {
+        self.0.ping().await
+    }
+
+    /// Store-wide figures.
+    pub async fn stats(&self) -> Result<StoreStats> {
+        self.0.stats().await
+    }
+}
+
+#[async_trait]
+impl Backend for memory::MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        // Never Pending otherwise: let a tight loop of gets yield now and then.
+        tokio::task::consume_budget().await;
+        Ok(memory::MemoryStore::get(self, key))
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        tokio::task::consume_budget().await;
+        memory::MemoryStore::set(self, key, value, ttl)
+    }
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        Ok(keys
+            .iter()
+            .map(|k| memory::MemoryStore::get(self, k))
+            .collect())
+    }
+    async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (k, v) in items {
+            memory::MemoryStore::set(self, k, v.clone(), ttl)?;
+        }
+        Ok(())
+    }
+    async fn del(&self, keys: &[String]) -> Result<u64> {
+        Ok(keys
+            .iter()
+            .filter(|k| memory::MemoryStore::del(self, k))
+            .count() as u64)
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(memory::MemoryStore::exists(self, key))
+    }
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        let (keys, cursor) = memory::MemoryStore::scan(self, pattern, cursor, count);
+        Ok(ScanPage { keys, cursor })
+    }
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        Ok(memory::MemoryStore::delete_matching(self, pattern))
+    }
+    async fn ping(&self) -> Result<Duration> {
+        Ok(Duration::ZERO)
+    }
+    async fn stats(&self) -> Result<StoreStats> {
+        Ok(StoreStats {
+            keys: self.len(),
+            bytes: self.weight(),
+            evictions: self.evictions(),
+            state: BackendState::Memory,
+        })
+    }
+    fn state(&self) -> BackendState {
+        BackendState::Memory
+    }
+}

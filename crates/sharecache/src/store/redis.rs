@@ -1,0 +1,323 @@
+//! Redis standalone backend.
+//!
+//! One multiplexed connection (redis-rs `ConnectionManager`) is shared by every task: the
+//! commands of concurrent callers are pipelined onto one socket, which is what lets many
+//! callers in one process outrun one-request-per-connection clients. The manager
+//! reconnects with exponential backoff after an I/O error. Every command also runs under
+//! our own timeout, so a stalled server (SIGSTOP, a long script) costs a caller at most
+//! `command_timeout`.
+//!
+//! Clear and pattern delete use `SCAN` + `UNLINK` in batches, never `KEYS` or `FLUSHDB`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Backend, BackendState, ScanPage, StoreStats};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Keys per `SCAN` step and per `UNLINK` batch in clear and pattern delete.
+const SCAN_BATCH: usize = 1000;
+/// Keys per `MGET`/`MSET` command; bigger batches are split so no single command blocks the
+/// server for long.
+const MULTI_BATCH: usize = 1000;
+
+/// Connection settings for a Redis backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RedisOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+}
+
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    opts: RedisOptions,
+    /// The URL without its password, for logs and errors.
+    display: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns `url` with any password replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://***@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl RedisStore {
+    /// Creates the store without waiting for a connection: the first command (or the
+    /// caller's ping) connects. A bad URL is an error here.
+    pub(crate) fn open(url: &str, opts: RedisOptions) -> Result<Self> {
+        let display = redact_url(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid Redis URL {display}: {e}"),
+            )
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.command_timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot set up Redis client for {display}: {e}"),
+            )
+        })?;
+        Ok(Self {
+            conn,
+            opts,
+            display,
+        })
+    }
+
+    pub(crate) fn display_url(&self) -> &str {
+        &self.display
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.opts.command_timeout, cmd.query_async::<T>(&mut conn)).await
+        {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.opts.command_timeout, pipe.query_async::<T>(&mut conn))
+            .await
+        {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "redis at {} did not answer within {:?} (command_timeout)",
+                self.display, self.opts.command_timeout
+            ),
+        )
+    }
+}
+
+fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
+    let mut c = redis::cmd("SET");
+    c.arg(key).arg(value);
+    if let Some(t) = ttl {
+        c.arg("PX").arg(t.as_millis().max(1) as u64);
+    }
+    c
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<u64> {
+    match cursor {
+        None => Ok(0),
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidCursor,
+                "invalid cursor: pass back the cursor a listing returned",
+            )
+        }),
+    }
+}
+
+fn info_field(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl Backend for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let v: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(key)).await?;
+        Ok(v.map(Bytes::from))
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.run::<()>(&set_cmd(key, &value, ttl)).await
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MULTI_BATCH) {
+            let vals: Vec<Option<Vec<u8>>> = self.run(redis::cmd("MGET").arg(chunk)).await?;
+            out.extend(vals.into_iter().map(|v| v.map(Bytes::from)));
+        }
+        Ok(out)
+    }
+
+    async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for chunk in items.chunks(MULTI_BATCH) {
+            // MULTI/EXEC so a reader never sees half of one chunk with TTLs missing.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            match ttl {
+                None => {
+                    let mut c = redis::cmd("MSET");
+                    for (k, v) in chunk {
+                        c.arg(k).arg(&v[..]);
+                    }
+                    pipe.add_command(c).ignore();
+                }
+                Some(t) => {
+                    for (k, v) in chunk {
+                        pipe.add_command(set_cmd(k, v, Some(t))).ignore();
+                    }
+                }
+            }
+            self.run_pipe::<()>(&pipe).await?;
+        }
+        Ok(())
+    }
+
+    async fn del(&self, keys: &[String]) -> Result<u64> {
+        let mut n = 0;
+        for chunk in keys.chunks(MULTI_BATCH) {
+            n += self.run::<u64>(redis::cmd("UNLINK").arg(chunk)).await?;
+        }
+        Ok(n)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.run::<u64>(redis::cmd("EXISTS").arg(key)).await? == 1)
+    }
+
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        let start = parse_cursor(cursor)?;
+        let (next, keys): (u64, Vec<String>) = self
+            .run(
+                redis::cmd("SCAN")
+                    .arg(start)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count.max(1)),
+            )
+            .await?;
+        Ok(ScanPage {
+            keys,
+            cursor: (next != 0).then(|| next.to_string()),
+        })
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_BATCH),
+                )
+                .await?;
+            if !keys.is_empty() {
+                deleted += self.run::<u64>(redis::cmd("UNLINK").arg(&keys)).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        let pong: String = self.run(&redis::cmd("PING")).await?;
+        if pong != "PONG" {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!("unexpected PING reply {pong:?}"),
+            ));
+        }
+        Ok(start.elapsed())
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DBSIZE")
+            .cmd("INFO")
+            .arg("memory")
+            .cmd("INFO")
+            .arg("stats");
+        let (keys, memory, stats): (u64, String, String) = self.run_pipe(&pipe).await?;
+        Ok(StoreStats {
+            keys,
+            bytes: info_field(&memory, "used_memory"),
+            evictions: info_field(&stats, "evicted_keys"),
+            state: BackendState::Connected,
+        })
+    }
+
+    fn state(&self) -> BackendState {
+        BackendState::Connected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("redis://u:secret@h:6379/1"),
+            "redis://u:***@h:6379/1"
+        );
+        assert_eq!(redact_url("redis://:secret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("rediss://token@h"), "rediss://***@h");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:***@h");
+    }
+
+    #[test]
+    fn bad_urls_and_cursors_are_clear_errors() {
+        let opts = RedisOptions {
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+        };
+        let e = RedisStore::open("http://localhost", opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(parse_cursor(Some("12x")).unwrap_err().kind() == ErrorKind::InvalidCursor);
+        assert_eq!(parse_cursor(Some("42")).unwrap(), 42);
+    }
+
+    #[test]
+    fn info_fields() {
+        let info = "# Memory\r\nused_memory:1024\r\nused_memory_human:1K\r\n";
+        assert_eq!(info_field(info, "used_memory"), 1024);
+        assert_eq!(info_field(info, "missing"), 0);
+    }
+}

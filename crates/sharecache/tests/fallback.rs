@@ -1,0 +1,348 @@
+//! Fallback to memory while Redis is down, against a real redis-server that the tests
+//! kill, pause (SIGSTOP) and restart.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sharecache::{BackendState, Cache, ErrorKind, Fallback, Ttl};
+use sharecache_testkit::{RedisConfig, RedisServer, RespReply};
+use support::eventually;
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+async fn cache_on(server: &RedisServer, fallback: Fallback) -> Cache {
+    Cache::builder()
+        .redis(server.url())
+        .fallback(fallback)
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .probe_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn wait_connected(cache: &Cache) {
+    let c = cache.clone();
+    assert!(
+        eventually(Duration::from_secs(10), async || c.state()
+            == BackendState::Connected)
+        .await,
+        "cache did not recover: state {}",
+        cache.state()
+    );
+}
+
+/// Spawns `n` tasks doing set/get/mget/del until `stop`; returns (ok, failed) counters.
+fn spawn_load(
+    cache: &Cache,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> (
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let handles = (0..n)
+        .map(|t| {
+            let ns = cache.namespace("load").unwrap();
+            let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                // Bounded: at most 200k operations per task, and the test stops it sooner.
+                while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                    let k = format!("t{t}:{}", i % 50);
+                    let r = match i % 4 {
+                        0 => ns.set(&k, &i, Ttl::secs(60)).await.map(|_| ()),
+                        1 => ns.get::<u64>(&k).await.map(|_| ()),
+                        2 => ns.mget::<u64>(&[k.as_str(), "other"]).await.map(|_| ()),
+                        _ => ns.del(&k).await.map(|_| ()),
+                    };
+                    match r {
+                        Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            eprintln!("call failed: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    (ok, failed, handles)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_mid_run_fails_no_call() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, handles) = spawn_load(&cache, 16, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cache.state(), BackendState::Degraded);
+    let during = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ok.load(Ordering::Relaxed) > during + 100,
+        "calls must keep succeeding during the outage"
+    );
+    server.restart();
+    wait_connected(&cache).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.await.unwrap();
+    }
+    println!(
+        "ok calls: {}, failed: {}",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no call may fail with the memory fallback"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_at_most_the_timeout() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let ns = cache.namespace("pause").unwrap();
+    ns.set("k", &1u32, Ttl::secs(60)).await.unwrap();
+    server.pause();
+    // Concurrent callers: each returns within the timeout (plus scheduling slack).
+    let mut tasks = Vec::new();
+    for i in 0..32u32 {
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            let r = if i % 2 == 0 {
+                ns.get::<u32>("k").await.map(|_| ())
+            } else {
+                ns.set("k", &i, Ttl::secs(60)).await
+            };
+            (start.elapsed(), r.is_ok())
+        }));
+    }
+    let mut worst = Duration::ZERO;
+    for t in tasks {
+        let (took, ok) = t.await.unwrap();
+        assert!(ok, "calls must succeed from the fallback");
+        worst = worst.max(took);
+    }
+    println!("worst call latency while paused: {worst:?}");
+    assert!(
+        worst < TIMEOUT + Duration::from_millis(150),
+        "a call took {worst:?} with a {TIMEOUT:?} timeout"
+    );
+    assert_eq!(cache.state(), BackendState::Degraded);
+    // Once the circuit is open, calls do not wait at all.
+    let start = Instant::now();
+    for _ in 0..100 {
+        ns.get::<u32>("k").await.unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "100 calls with an open circuit took {:?}",
+        start.elapsed()
+    );
+    server.resume();
+    wait_connected(&cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reader_sees_a_pre_outage_value_after_recovery() {
+    // Persistent, so the pre-outage value v1 comes back with the restart: the replay must
+    // overwrite it before Redis serves reads again.
+    let server = RedisServer::start_with(RedisConfig {
+        persistent: true,
+        ..Default::default()
+    });
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let ns = cache.namespace("co").unwrap();
+    ns.set("k", &"v1", Ttl::secs(600)).await.unwrap();
+    ns.set("gone", &"old", Ttl::secs(600)).await.unwrap();
+    ns.set("in-cleared", &"old", Ttl::secs(600)).await.unwrap();
+    ns.set("ttl", &"old", Ttl::secs(600)).await.unwrap();
+    server.kill();
+
+    // Writes during the outage.
+    ns.set("k", &"v2", Ttl::secs(600)).await.unwrap();
+    assert_eq!(cache.state(), BackendState::Degraded);
+    assert!(ns.del("gone").await.is_ok());
+    ns.delete_pattern("in-*").await.unwrap();
+    ns.set("ttl", &"new", Ttl::secs(100)).await.unwrap();
+    let ttl_set_at = Instant::now();
+    assert_eq!(
+        ns.get::<String>("k").await.unwrap().as_deref(),
+        Some("v2"),
+        "read-your-write during the outage"
+    );
+
+    // Readers run through the restart and the recovery.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stale = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let (ns, stop, stale, reads) = (ns.clone(), stop.clone(), stale.clone(), reads.clone());
+        readers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 1_000_000 {
+                let v = ns.get::<String>("k").await.unwrap();
+                if v.as_deref() != Some("v2") {
+                    stale.fetch_add(1, Ordering::Relaxed);
+                }
+                if ns.exists("gone").await.unwrap() || ns.exists("in-cleared").await.unwrap() {
+                    stale.fetch_add(1, Ordering::Relaxed);
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.restart();
+    assert_eq!(
+        server.cmd(&["EXISTS", "co:gone"]),
+        RespReply::Value("1".into()),
+        "restart brought v1 back"
+    );
+    wait_connected(&cache).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    println!(
+        "reads: {}, stale: {}",
+        reads.load(Ordering::Relaxed),
+        stale.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        stale.load(Ordering::Relaxed),
+        0,
+        "a reader saw a value older than the outage's write"
+    );
+
+    // Redis itself now holds the outage's state.
+    assert_eq!(
+        server.cmd(&["EXISTS", "co:gone"]),
+        RespReply::Value("0".into())
+    );
+    assert_eq!(
+        server.cmd(&["EXISTS", "co:in-cleared"]),
+        RespReply::Value("0".into())
+    );
+    let ttl: u64 = server
+        .cmd(&["TTL", "co:ttl"])
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lower = 100 - ttl_set_at.elapsed().as_secs() - 1;
+    assert!(
+        (lower..=100).contains(&ttl),
+        "the replay keeps the remaining TTL: got {ttl}, want {lower}..=100"
+    );
+    assert_eq!(
+        ns.get::<String>("ttl").await.unwrap().as_deref(),
+        Some("new")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_policy_fails_fast_and_recovers() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Fail).await;
+    let ns = cache.namespace("ff").unwrap();
+    ns.set("k", &1u32, Ttl::secs(60)).await.unwrap();
+    server.kill();
+    let e = ns.get::<u32>("k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.is_unavailable());
+    let start = Instant::now();
+    for _ in 0..100 {
+        assert!(
+            ns.set("k", &2u32, Ttl::secs(60))
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "an open circuit must fail fast"
+    );
+    server.restart();
+    wait_connected(&cache).await;
+    ns.set("k", &3u32, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<u32>("k").await.unwrap(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_degraded_when_redis_is_down_and_recovers() {
+    let server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let cache = Cache::builder()
+        .redis(url)
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .probe_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(cache.state(), BackendState::Degraded);
+    let ns = cache.namespace("boot").unwrap();
+    ns.set("k", &"during", Ttl::secs(60)).await.unwrap();
+    server.restart();
+    wait_connected(&cache).await;
+    assert_eq!(
+        ns.get::<String>("k").await.unwrap().as_deref(),
+        Some("during")
+    );
+    assert!(
+        server.cmd(&["GET", "boot:k"]).text().is_some(),
+        "the boot-time write reached redis"
+    );
+    // Fail policy refuses to start on an unreachable Redis, with a clear error.
+    server.kill();
+    let e = Cache::builder()
+        .redis(server.url())
+        .fallback(Fallback::Fail)
+        .connect_timeout(TIMEOUT)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_buffered_in_a_paused_redis_does_not_win_over_a_later_one() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let ns = cache.namespace("buf").unwrap();
+    ns.set("k", &"v1", Ttl::secs(60)).await.unwrap();
+    server.pause();
+    // This SET reaches the paused server's socket and times out: it will execute on resume.
+    ns.set("k", &"v2", Ttl::secs(60)).await.unwrap();
+    assert_eq!(cache.state(), BackendState::Degraded);
+    ns.set("k", &"v3", Ttl::secs(60)).await.unwrap();
+    server.resume();
+    wait_connected(&cache).await;
+    for _ in 0..100 {
+        assert_eq!(ns.get::<String>("k").await.unwrap().as_deref(), Some("v3"));
+    }
+}

@@ -1,0 +1,353 @@
+//! One behaviour suite, run against every store: the embedded memory store and a real
+//! redis-server started by the testkit.
+
+mod support;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sharecache::{Cache, ErrorKind, Ttl};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+}
+
+async fn ttl_expiry(cache: Cache) {
+    let ns = cache.namespace("ttl").unwrap();
+    ns.set("short", &1u32, Ttl::millis(150)).await.unwrap();
+    ns.set("long", &2u32, Ttl::secs(60)).await.unwrap();
+    ns.set("forever", &3u32, Ttl::NEVER).await.unwrap();
+    assert_eq!(ns.get::<u32>("short").await.unwrap(), Some(1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        ns.get::<u32>("short").await.unwrap(),
+        None,
+        "expired value must be gone"
+    );
+    assert!(!ns.exists("short").await.unwrap());
+    assert_eq!(ns.get::<u32>("long").await.unwrap(), Some(2));
+    assert_eq!(ns.get::<u32>("forever").await.unwrap(), Some(3));
+    // An overwrite replaces the TTL too.
+    ns.set("long", &4u32, Ttl::millis(150)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(ns.get::<u32>("long").await.unwrap(), None);
+}
+
+async fn overwrite_del_exists(cache: Cache) {
+    let ns = cache.namespace("basic").unwrap();
+    let p = Profile {
+        id: 1,
+        name: "Ada".into(),
+    };
+    assert_eq!(ns.get::<Profile>("p").await.unwrap(), None);
+    ns.set("p", &p, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<Profile>("p").await.unwrap(), Some(p.clone()));
+    let p2 = Profile {
+        id: 1,
+        name: "Grace".into(),
+    };
+    ns.set("p", &p2, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<Profile>("p").await.unwrap(), Some(p2));
+    assert!(ns.exists("p").await.unwrap());
+    assert!(ns.del("p").await.unwrap());
+    assert!(!ns.del("p").await.unwrap(), "second delete finds nothing");
+    assert!(!ns.exists("p").await.unwrap());
+    let stats = ns.stats().await.unwrap();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.sets, stats.deletes),
+        (2, 1, 2, 1)
+    );
+}
+
+async fn batches_keep_order(cache: Cache) {
+    let ns = cache.namespace("batch").unwrap();
+    ns.mset(&[("a", 1u32), ("c", 3)], Ttl::secs(60))
+        .await
+        .unwrap();
+    let got: Vec<Option<u32>> = ns.mget(&["a", "b", "c", "d"]).await.unwrap();
+    assert_eq!(got, vec![Some(1), None, Some(3), None]);
+    ns.mset(&[("x", 9u32)], Ttl::NEVER).await.unwrap();
+    assert_eq!(ns.mdel(&["a", "b", "x"]).await.unwrap(), 2);
+    let got: Vec<Option<u32>> = ns.mget(&["a", "c", "x"]).await.unwrap();
+    assert_eq!(got, vec![None, Some(3), None]);
+    // Empty batches are no-ops, not errors.
+    assert!(ns.mget::<u32>(&[] as &[&str]).await.unwrap().is_empty());
+    assert_eq!(ns.mdel(&[] as &[&str]).await.unwrap(), 0);
+    // mset with a TTL expires every key.
+    ns.mset(&[("t1", 1u32), ("t2", 2)], Ttl::millis(150))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        ns.mget::<u32>(&["t1", "t2"]).await.unwrap(),
+        vec![None, None]
+    );
+    // A big batch crosses the store's internal chunking.
+    let items: Vec<(String, u32)> = (0..2500).map(|i| (format!("k{i}"), i)).collect();
+    ns.mset(&items, Ttl::secs(60)).await.unwrap();
+    let keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+    let got: Vec<Option<u32>> = ns.mget(&keys).await.unwrap();
+    assert!(got.iter().enumerate().all(|(i, v)| *v == Some(i as u32)));
+    assert_eq!(ns.mdel(&keys).await.unwrap(), 2500);
+}
+
+async fn clear_and_patterns_stay_in_namespace(cache: Cache) {
+    let a = cache.namespace("a").unwrap();
+    let ab = cache.namespace("ab").unwrap();
+    let other = cache.namespace("other").unwrap();
+    for ns in [&a, &ab, &other] {
+        for k in ["user:1", "user:2", "session:1", "x*y", "[z]"] {
+            ns.set(k, &k, Ttl::secs(60)).await.unwrap();
+        }
+    }
+    assert_eq!(a.delete_pattern("user:*").await.unwrap(), 2);
+    assert!(!a.exists("user:1").await.unwrap());
+    assert!(a.exists("session:1").await.unwrap());
+    assert!(
+        ab.exists("user:1").await.unwrap(),
+        "namespace ab must be untouched by a's pattern"
+    );
+    // A literal metacharacter, escaped, matches only itself.
+    assert_eq!(a.delete_pattern("x\\*y").await.unwrap(), 1);
+    assert_eq!(a.delete_pattern("\\[z\\]").await.unwrap(), 1);
+    // "*" in namespace a can never reach ab:* or other:*.
+    assert_eq!(a.delete_pattern("*").await.unwrap(), 1);
+    assert_eq!(ab.clear().await.unwrap(), 5);
+    assert_eq!(other.keys("*", None, 100).await.unwrap().keys.len(), 5);
+    assert_eq!(other.clear().await.unwrap(), 5);
+    assert_eq!(other.clear().await.unwrap(), 0);
+}
+
+async fn key_listing_pages(cache: Cache) {
+    let ns = cache.namespace("list").unwrap();
+    let noise = cache.namespace("list-other").unwrap();
+    for i in 0..250 {
+        ns.set(&format!("item:{i}"), &i, Ttl::secs(60))
+            .await
+            .unwrap();
+        noise
+            .set(&format!("item:{i}"), &i, Ttl::secs(60))
+            .await
+            .unwrap();
+    }
+    ns.set("else", &0, Ttl::secs(60)).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = ns.keys("item:*", cursor.as_deref(), 50).await.unwrap();
+        for k in &page.keys {
+            assert!(k.starts_with("item:"), "{k}");
+        }
+        seen.extend(page.keys);
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 250);
+    let e = ns.keys("*", Some(""), 10).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidCursor);
+}
+
+async fn unicode_and_glob_characters_in_keys(cache: Cache) {
+    let ns = cache.namespace("keys").unwrap();
+    let keys = [
+        "ключ",
+        "emoji:🎉",
+        "a*b",
+        "q?",
+        "[x]",
+        "back\\slash",
+        "sp ace",
+        "..%2F..",
+        "a:b:c",
+    ];
+    for k in keys {
+        ns.set(k, &k, Ttl::secs(60)).await.unwrap();
+    }
+    for k in keys {
+        assert_eq!(
+            ns.get::<String>(k).await.unwrap().as_deref(),
+            Some(k),
+            "{k}"
+        );
+    }
+    let page = ns.keys("*", None, 1000).await.unwrap();
+    let mut listed = page.keys;
+    listed.sort();
+    let mut want: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    // A glob character in a key is data: deleting "a*b" leaves "aXb" alone.
+    ns.set("aXb", &1, Ttl::secs(60)).await.unwrap();
+    assert!(ns.del("a*b").await.unwrap());
+    assert!(ns.exists("aXb").await.unwrap());
+}
+
+async fn big_and_compressed_values(cache: Cache) {
+    let ns = cache.namespace("big").unwrap();
+    let text = "lorem ipsum dolor ".repeat(200_000); // 3.6 MB, compressible
+    ns.set("text", &text, Ttl::secs(60)).await.unwrap();
+    assert_eq!(
+        ns.get::<String>("text").await.unwrap().as_deref(),
+        Some(text.as_str())
+    );
+    let noise: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    ns.set("noise", &noise, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<Vec<u8>>("noise").await.unwrap(), Some(noise));
+    let too_big = "x".repeat(9 << 20);
+    let e = ns.set("huge", &too_big, Ttl::secs(60)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValueTooLarge);
+    assert!(
+        !ns.exists("huge").await.unwrap(),
+        "a refused value must not be stored"
+    );
+}
+
+async fn invalid_input_is_refused(cache: Cache) {
+    for bad in ["", "Upper", "a:b", "a*", "a b", "ü", &"n".repeat(65)] {
+        assert_eq!(
+            cache.namespace(bad).unwrap_err().kind(),
+            ErrorKind::InvalidNamespace,
+            "{bad:?}"
+        );
+    }
+    let ns = cache.namespace("input").unwrap();
+    for bad in ["", "a\nb", "a\rb", "nul\0", "\u{1b}[31m", &"k".repeat(1025)] {
+        assert_eq!(
+            ns.set(bad, &1, Ttl::secs(1)).await.unwrap_err().kind(),
+            ErrorKind::InvalidKey,
+            "{bad:?}"
+        );
+        assert_eq!(
+            ns.get::<u32>(bad).await.unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(ns.del(bad).await.unwrap_err().kind(), ErrorKind::InvalidKey);
+        assert_eq!(
+            ns.exists(bad).await.unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(
+            ns.mget::<u32>(&["ok", bad]).await.unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(
+            ns.mset(&[("ok", 1), (bad, 2)], Ttl::secs(1))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidKey
+        );
+    }
+    assert!(
+        !ns.exists("ok").await.unwrap(),
+        "a refused batch writes nothing"
+    );
+    for bad in ["", "[abc", "trailing\\", "[]", &"*".repeat(40), "a\nb"] {
+        assert_eq!(
+            ns.delete_pattern(bad).await.unwrap_err().kind(),
+            ErrorKind::InvalidPattern,
+            "{bad:?}"
+        );
+        assert_eq!(
+            ns.keys(bad, None, 10).await.unwrap_err().kind(),
+            ErrorKind::InvalidPattern
+        );
+    }
+    assert_eq!(
+        ns.set("k", &1, Ttl::millis(0)).await.unwrap_err().kind(),
+        ErrorKind::InvalidTtl
+    );
+    let keys: Vec<String> = (0..10_001).map(|i| i.to_string()).collect();
+    assert_eq!(
+        ns.mget::<u32>(&keys).await.unwrap_err().kind(),
+        ErrorKind::TooManyKeys
+    );
+    // Errors explain themselves.
+    let e = ns
+        .set(&"k".repeat(2000), &1, Ttl::secs(1))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1..=1024"), "{e}");
+}
+
+async fn foreign_values_are_counted_misses(cache: Cache, raw_set: impl AsyncFnOnce(&str, &[u8])) {
+    let ns = cache.namespace("foreign").unwrap();
+    raw_set("foreign:raw", b"set by hand with redis-cli").await;
+    assert_eq!(ns.get::<String>("raw").await.unwrap(), None);
+    ns.set("num", &7u32, Ttl::secs(60)).await.unwrap();
+    assert_eq!(
+        ns.get::<String>("num").await.unwrap(),
+        None,
+        "wrong type is a miss"
+    );
+    let s = ns.stats().await.unwrap();
+    assert_eq!((s.misses, s.decode_errors), (2, 2));
+}
+
+async fn messagepack_and_json_interoperate(cache: Cache, other_format: Cache) {
+    let a = cache.namespace("fmt").unwrap();
+    let b = other_format.namespace("fmt").unwrap();
+    let p = Profile {
+        id: 7,
+        name: "Lin".into(),
+    };
+    b.set("p", &p, Ttl::secs(60)).await.unwrap();
+    assert_eq!(a.get::<Profile>("p").await.unwrap(), Some(p));
+    let json = a.get_json("p").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap()["name"],
+        "Lin"
+    );
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(#[tokio::test] async fn $name() { super::$name(support::memory().await.cache).await; })*
+            #[tokio::test] async fn formats() {
+                let mp = Cache::builder().memory().format(sharecache::Format::MessagePack).build().await.unwrap();
+                let ns = mp.namespace("fmt").unwrap();
+                let p = Profile { id: 7, name: "Lin".into() };
+                ns.set("p", &p, Ttl::secs(60)).await.unwrap();
+                assert_eq!(ns.get::<Profile>("p").await.unwrap(), Some(p));
+                let json = ns.get_json("p").await.unwrap().unwrap();
+                assert_eq!(serde_json::from_slice::<serde_json::Value>(&json).unwrap()["id"], 7);
+            }
+        }
+        mod redis {
+            use super::*;
+            $(#[tokio::test] async fn $name() { let ctx = support::redis().await; super::$name(ctx.cache.clone()).await; })*
+            #[tokio::test] async fn foreign_values() {
+                let ctx = support::redis().await;
+                let server = ctx.server.as_ref().unwrap();
+                foreign_values_are_counted_misses(ctx.cache.clone(), async |k: &str, v: &[u8]| {
+                    server.cmd(&["SET", k, std::str::from_utf8(v).unwrap()]);
+                }).await;
+            }
+            #[tokio::test] async fn formats() {
+                let ctx = support::redis().await;
+                let url = ctx.server.as_ref().unwrap().url();
+                let mp = Cache::builder().redis(url).format(sharecache::Format::MessagePack).build().await.unwrap();
+                messagepack_and_json_interoperate(ctx.cache.clone(), mp).await;
+            }
+        }
+    };
+}
+
+suite!(
+    ttl_expiry,
+    overwrite_del_exists,
+    batches_keep_order,
+    clear_and_patterns_stay_in_namespace,
+    key_listing_pages,
+    unicode_and_glob_characters_in_keys,
+    big_and_compressed_values,
+    invalid_input_is_refused,
+);

@@ -1,0 +1,50 @@
+//! Test contexts: a cache on each backend, backed by real servers from the testkit.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use sharecache::{Cache, Fallback};
+use sharecache_testkit::RedisServer;
+
+/// A cache and whatever keeps its backend alive.
+pub struct Ctx {
+    pub cache: Cache,
+    pub server: Option<RedisServer>,
+}
+
+pub async fn memory() -> Ctx {
+    Ctx {
+        cache: Cache::builder()
+            .memory()
+            .build()
+            .await
+            .expect("memory cache"),
+        server: None,
+    }
+}
+
+pub async fn redis() -> Ctx {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .expect("redis cache");
+    Ctx {
+        cache,
+        server: Some(server),
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
