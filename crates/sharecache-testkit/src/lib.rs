@@ -45,6 +45,21 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Records (or forgets) a started process in `$SHARECACHE_TESTKIT_PIDS`, a directory that
+/// `scripts/test` sets and sweeps after the run: a test process that is killed outright
+/// never runs `Drop`, and its servers must not outlive the run.
+fn record_pid(pid: u32, started: bool) {
+    let Some(dir) = std::env::var_os("SHARECACHE_TESTKIT_PIDS") else {
+        return;
+    };
+    let path = Path::new(&dir).join(pid.to_string());
+    if started {
+        let _ = std::fs::write(path, b"redis-server");
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Options for a server.
 #[derive(Debug, Clone, Default)]
 pub struct RedisConfig {
@@ -119,6 +134,7 @@ impl RedisServer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(e) => panic!("cannot start redis-server: {e}"),
         };
+        record_pid(child.id(), true);
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         if let Err(e) = wait_for_ping(self.port, Duration::from_secs(10)) {
             let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
@@ -180,6 +196,7 @@ impl RedisServer {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
             let _ = child.kill();
             let _ = child.wait();
+            record_pid(child.id(), false);
         }
     }
 

@@ -100,6 +100,27 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// A standalone bounded in-memory store (what `Cache::builder().memory()` uses).
+    pub fn memory(limits: MemoryLimits) -> Result<Store> {
+        Ok(Store(Arc::new(memory::MemoryStore::new(limits)?)))
+    }
+
+    /// Low-level read of a stored key (`ns:key`), bypassing namespaces and decoding.
+    /// Applications use [`Namespace`](crate::Namespace); this is for tools and benchmarks.
+    pub async fn get_raw(&self, stored_key: &str) -> Result<Option<Bytes>> {
+        self.0.get(stored_key).await
+    }
+
+    /// Low-level write of a stored key with already-encoded bytes. See [`Store::get_raw`].
+    pub async fn set_raw(
+        &self,
+        stored_key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.0.set(stored_key, value, ttl).await
+    }
+
     /// Where calls go right now.
     pub fn state(&self) -> BackendState {
         self.0.state()

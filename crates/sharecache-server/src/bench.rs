@@ -1,0 +1,211 @@
+//! `sharecache bench`: a load generator that drives the library API.
+//!
+//! Each of `--concurrency` tokio tasks runs one operation after another against the
+//! namespace `bench` until `--duration` has passed, recording every operation's latency
+//! in its own histogram (nanosecond resolution); the histograms are merged at the end.
+//! Values are strings of `--value-size` bytes; compression is off so the bytes on the
+//! wire match what redis-benchmark `-d` sends. Against Redis the fallback is `Fail`, so a
+//! dying server shows up as errors instead of memory-speed figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use sharecache::{Cache, Fallback, Namespace, Ttl};
+
+/// Arguments of `sharecache bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Store to drive: `memory://` or `redis://HOST:PORT[/DB]`.
+    #[arg(long, default_value = "memory://")]
+    pub target: String,
+    /// Operation mix.
+    #[arg(long, value_enum, default_value_t = Op::Get)]
+    pub op: Op,
+    /// Concurrent callers (tokio tasks) in this process.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Seconds to run (fractions allowed).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_duration_secs)]
+    pub duration: f64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=(8 << 20)))]
+    pub value_size: u32,
+    /// Distinct keys (pre-filled before a get or mixed run).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub keys: u32,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.01..=86_400.0).contains(&v) {
+        return Err("duration must be between 0.01 and 86400 seconds".into());
+    }
+    Ok(v)
+}
+
+/// Operation mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Op {
+    /// Reads of pre-filled keys (all hits).
+    Get,
+    /// Writes.
+    Set,
+    /// 80% reads, 20% writes.
+    Mixed,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Successful operations per second.
+    pub ops_per_sec: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Operations that returned an error.
+    pub errors: u64,
+}
+
+/// Builds a runtime and runs the benchmark, printing the result.
+pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = args.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.enable_all().build().context("start the tokio runtime")?;
+    let r = rt.block_on(run(&args))?;
+    if !args.json {
+        println!(
+            "{} {:?} c={} value={}B keys={}: {:.0} ops/s  p50 {:.1} us  p99 {:.1} us  errors {}",
+            args.target,
+            args.op,
+            args.concurrency,
+            args.value_size,
+            args.keys,
+            r.ops_per_sec,
+            r.p50_us,
+            r.p99_us,
+            r.errors
+        );
+    } else {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+/// Runs the benchmark described by `args`.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
+    let cache = Cache::builder()
+        .url(&args.target)
+        .fallback(Fallback::Fail)
+        .compress_threshold(usize::MAX)
+        .build()
+        .await
+        .with_context(|| format!("connect to {}", args.target))?;
+    let ns = cache.namespace("bench")?;
+    let value: Arc<str> = Arc::from("x".repeat(args.value_size as usize));
+    let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|i| format!("key:{i}")).collect());
+    if args.op != Op::Set {
+        prefill(&ns, &keys, &value).await?;
+    }
+    let duration = Duration::from_secs_f64(args.duration);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::with_capacity(args.concurrency as usize);
+    for t in 0..args.concurrency {
+        let (ns, keys, value, op) = (ns.clone(), keys.clone(), value.clone(), args.op);
+        tasks.push(tokio::spawn(async move {
+            worker(t, ns, keys, value, op, deadline).await
+        }));
+    }
+    let mut hist = new_histogram();
+    let mut errors = 0;
+    for task in tasks {
+        let (h, e) = task.await.context("a bench task panicked")?;
+        hist.add(&h).context("merge histograms")?;
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if hist.is_empty() {
+        bail!(
+            "no operation succeeded in {elapsed:.1}s ({errors} errors): is the target reachable?"
+        );
+    }
+    Ok(BenchResult {
+        ops_per_sec: hist.len() as f64 / elapsed,
+        p50_us: hist.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_us: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        errors,
+    })
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+async fn prefill(ns: &Namespace, keys: &[String], value: &Arc<str>) -> anyhow::Result<()> {
+    for chunk in keys.chunks(1000) {
+        let items: Vec<(&str, &str)> = chunk.iter().map(|k| (k.as_str(), &**value)).collect();
+        ns.mset(&items, Ttl::secs(3600))
+            .await
+            .context("pre-fill keys")?;
+    }
+    Ok(())
+}
+
+async fn worker(
+    task: u32,
+    ns: Namespace,
+    keys: Arc<Vec<String>>,
+    value: Arc<str>,
+    op: Op,
+    deadline: Instant,
+) -> (Histogram<u64>, u64) {
+    let mut hist = new_histogram();
+    let mut errors = 0;
+    // A cheap xorshift per task: key choice must not cost more than the operation.
+    let mut rng =
+        0x9E37_79B9_7F4A_7C15u64 ^ (u64::from(task) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut n = 0u64;
+    loop {
+        // Checking the clock every 64 operations keeps its cost out of the figures.
+        if n % 64 == 0 && Instant::now() >= deadline {
+            break;
+        }
+        n += 1;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let key = &keys[(rng % keys.len() as u64) as usize];
+        let write = match op {
+            Op::Get => false,
+            Op::Set => true,
+            Op::Mixed => rng % 10 < 2,
+        };
+        let started = Instant::now();
+        let ok = if write {
+            ns.set(key, &*value, Ttl::secs(3600)).await.is_ok()
+        } else {
+            ns.get::<serde::de::IgnoredAny>(key).await.is_ok()
+        };
+        if ok {
+            let _ = hist.record(started.elapsed().as_nanos().max(1) as u64);
+        } else {
+            errors += 1;
+        }
+    }
+    (hist, errors)
+}

@@ -1,0 +1,95 @@
+//! The command tree. Each subcommand's arguments live next to the code that runs it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sharecache: one shared, namespaced cache and coordination layer for your services.
+#[derive(Debug, Parser)]
+#[command(name = "sharecache", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drive load through the library API and print ops/s, p50 and p99.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    init_tracing();
+    let result = match cli.command {
+        Command::Bench(args) => crate::bench::run_blocking(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHARECACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_arguments_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "bench",
+            "--target",
+            "memory://",
+            "--op",
+            "mixed",
+            "--concurrency",
+            "8",
+            "--duration",
+            "2",
+            "--value-size",
+            "64",
+            "--keys",
+            "100",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command;
+        assert_eq!(
+            (b.concurrency, b.keys, b.value_size, b.json),
+            (8, 100, 64, true)
+        );
+        for bad in [
+            vec!["sharecache", "bench", "--op", "explode"],
+            vec!["sharecache", "bench", "--concurrency", "0"],
+            vec!["sharecache", "bench", "--duration", "-1"],
+            vec!["sharecache", "bench", "--keys", "0"],
+            vec!["sharecache", "bench", "--value-size", "99999999999"],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+}
