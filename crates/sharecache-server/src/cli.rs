@@ -16,6 +16,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTP API (embedded memory store unless a Redis URL is configured).
+    Serve(crate::serve::ServeArgs),
+    /// Make tokens and their hashes for the config.
+    #[command(subcommand)]
+    Token(crate::token::TokenCommand),
     /// Drive load through the library API and print ops/s, p50 and p99.
     Bench(crate::bench::BenchArgs),
 }
@@ -24,6 +29,8 @@ pub enum Command {
 pub fn main(cli: Cli) -> ExitCode {
     init_tracing();
     let result = match cli.command {
+        Command::Serve(args) => crate::serve::run_blocking(args),
+        Command::Token(cmd) => crate::token::run(cmd),
         Command::Bench(args) => crate::bench::run_blocking(args),
     };
     match result {
@@ -74,7 +81,9 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Command::Bench(b) = cli.command;
+        let Command::Bench(b) = cli.command else {
+            panic!("expected bench")
+        };
         assert_eq!(
             (b.concurrency, b.keys, b.value_size, b.json),
             (8, 100, 64, true)

@@ -425,6 +425,17 @@ pub struct NamespaceStats {
     pub store: StoreStats,
 }
 
+/// What a namespace holds, from [`Namespace::usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Keys counted (at most the limit passed).
+    pub keys: u64,
+    /// The walk stopped at the limit: there are more keys.
+    pub truncated: bool,
+    /// Estimated bytes used by the namespace's keys.
+    pub bytes: u64,
+}
+
 /// A page of keys from [`Namespace::keys`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct KeyPage {
@@ -628,6 +639,45 @@ impl Namespace {
                 .filter_map(|k| self.space.strip(k).map(str::to_owned))
                 .collect(),
             cursor: page.cursor,
+        })
+    }
+
+    /// Counts this namespace's keys by walking a listing (stopping at `limit`) and
+    /// estimates the bytes they use from the first 64 keys seen (Redis `MEMORY USAGE`;
+    /// exact entry weights in memory). Costs one SCAN step per page: meant for stats
+    /// pages, never for hot paths.
+    pub async fn usage(&self, limit: u64) -> Result<Usage> {
+        const SAMPLE: usize = 64;
+        let mut keys = 0u64;
+        let mut sample: Vec<String> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let truncated = loop {
+            let page = self
+                .backend()
+                .scan(&self.space.all(), cursor.as_deref(), 1000)
+                .await?;
+            keys += page.keys.len() as u64;
+            let room = SAMPLE.saturating_sub(sample.len());
+            sample.extend(page.keys.into_iter().take(room));
+            if keys >= limit {
+                break true;
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break false,
+            }
+        };
+        let sizes = self.backend().sizes(&sample).await?;
+        let sampled: u64 = sizes.iter().sum();
+        let bytes = if sample.is_empty() {
+            0
+        } else {
+            sampled * keys / sample.len() as u64
+        };
+        Ok(Usage {
+            keys: keys.min(limit),
+            truncated,
+            bytes,
         })
     }
 

@@ -12,9 +12,12 @@
 //! (as are pattern deletes and clears). When the probe succeeds the store enters
 //! `Recovering`: calls are still served by memory while the recorded pattern deletes are
 //! replayed on Redis, then each recorded key is rewritten from memory (value and remaining
-//! TTL) or deleted there. Only when nothing is left to replay does the store switch back,
-//! under a write gate that waits out any in-flight memory write, and the memory store is
-//! emptied so a later outage never serves values from an earlier one.
+//! TTL, many SETs pipelined at once) or deleted there. Replay runs in rounds while writes
+//! continue; once the backlog is small (or after a bounded number of rounds, so a steady
+//! stream of writes cannot keep it from converging) a write gate closes: calls that need
+//! memory wait while the last records are replayed (milliseconds), then the store
+//! switches back to Redis and the memory store is emptied, so a later outage never serves
+//! values from an earlier one.
 //!
 //! A memory write that is evicted for space during the outage is deleted in Redis on
 //! recovery, never left at its pre-outage value.
@@ -26,7 +29,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
+use tokio::sync::RwLock;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::memory::MemoryStore;
@@ -51,12 +55,6 @@ const RECOVERING: u8 = 2;
 struct Dirty {
     keys: HashSet<String>,
     patterns: Vec<String>,
-}
-
-impl Dirty {
-    fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.patterns.is_empty()
-    }
 }
 
 pub(crate) struct FallbackStore {
@@ -154,7 +152,7 @@ impl FallbackStore {
 
     /// Runs `f` against the memory store with the gate held; records `touched` keys.
     /// Returns `None` if the store switched back to Redis meanwhile (the caller retries).
-    fn on_memory<T>(
+    async fn on_memory<T>(
         &self,
         touched: &[&str],
         pattern: Option<&str>,
@@ -169,7 +167,7 @@ impl FallbackStore {
                 ),
             )));
         };
-        let _gate = self.gate.read();
+        let _gate = self.gate.read().await;
         if self.mode() == HEALTHY {
             return None;
         }
@@ -206,36 +204,52 @@ impl FallbackStore {
         }
     }
 
+    /// Replays in rounds while calls keep being served from memory; once the backlog is
+    /// small (or after a few rounds, so a steady stream of writes cannot keep it from
+    /// converging), closes the gate, replays the rest and switches back. Calls that need
+    /// memory wait for that last, short step.
     async fn replay(&self) -> Result<usize> {
+        const SMALL_BACKLOG: usize = 1000;
+        const ROUNDS: usize = 8;
         let mut replayed = 0;
-        loop {
+        for _ in 0..ROUNDS {
             let batch = std::mem::take(&mut *self.dirty.lock());
-            if batch.is_empty() {
-                let _gate = self.gate.write();
-                if self.dirty.lock().is_empty() {
-                    self.mode.store(HEALTHY, Ordering::Release);
-                    if let Some(m) = &self.memory {
-                        m.clear();
-                    }
-                    return Ok(replayed);
-                }
-                continue;
-            }
+            let size = batch.keys.len() + batch.patterns.len();
             if let Err(e) = self.replay_batch(&batch).await {
-                // Put it back; newer records merge in (replay order is patterns, then keys
-                // from memory's current state, so merging loses nothing).
-                let mut d = self.dirty.lock();
-                d.keys.extend(batch.keys);
-                let newer = std::mem::take(&mut d.patterns);
-                d.patterns = batch.patterns;
-                d.patterns.extend(newer);
+                self.restore(batch);
                 return Err(e);
             }
-            replayed += batch.keys.len() + batch.patterns.len();
+            replayed += size;
+            if size <= SMALL_BACKLOG && self.dirty.lock().keys.len() <= SMALL_BACKLOG {
+                break;
+            }
         }
+        let _gate = self.gate.write().await;
+        let batch = std::mem::take(&mut *self.dirty.lock());
+        if let Err(e) = self.replay_batch(&batch).await {
+            self.restore(batch);
+            return Err(e);
+        }
+        replayed += batch.keys.len() + batch.patterns.len();
+        self.mode.store(HEALTHY, Ordering::Release);
+        if let Some(m) = &self.memory {
+            m.clear();
+        }
+        Ok(replayed)
+    }
+
+    /// Puts a batch that failed to replay back. Replay order is patterns first, then keys
+    /// from memory's current state, so merging with newer records loses nothing.
+    fn restore(&self, batch: Dirty) {
+        let mut d = self.dirty.lock();
+        d.keys.extend(batch.keys);
+        let newer = std::mem::take(&mut d.patterns);
+        d.patterns = batch.patterns;
+        d.patterns.extend(newer);
     }
 
     async fn replay_batch(&self, batch: &Dirty) -> Result<()> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
         for p in &batch.patterns {
             self.primary.delete_matching(p).await?;
         }
@@ -243,14 +257,25 @@ impl FallbackStore {
             return Ok(());
         };
         let mut dels = Vec::new();
+        let mut sets = Vec::new();
         for k in &batch.keys {
             match memory.get_with_ttl(k) {
-                Some((v, ttl)) => self.primary.set(k, v, ttl).await?,
+                Some((v, ttl)) => sets.push((k.clone(), v, ttl)),
                 None => dels.push(k.clone()),
             }
         }
-        if !dels.is_empty() {
-            self.primary.del(&dels).await?;
+        // Many SETs in flight at once: the multiplexed connection pipelines them.
+        let primary = self.primary.clone();
+        stream::iter(sets)
+            .map(move |(k, v, ttl)| {
+                let p = primary.clone();
+                async move { p.set(&k, v, ttl).await }
+            })
+            .buffer_unordered(64)
+            .try_collect::<()>()
+            .await?;
+        for chunk in dels.chunks(1000) {
+            self.primary.del(chunk).await?;
         }
         Ok(())
     }
@@ -266,7 +291,7 @@ macro_rules! serve {
             // Memory answers without ever returning Pending: spend coop budget so a
             // caller's tight loop cannot starve other tasks (the recovery probe among them).
             tokio::task::consume_budget().await;
-            if let Some(r) = $self.on_memory($touched, $pattern, $mem) {
+            if let Some(r) = $self.on_memory($touched, $pattern, $mem).await {
                 return r;
             }
         }
@@ -340,6 +365,13 @@ impl Backend for FallbackStore {
             Some(pattern),
             |m| Ok(m.delete_matching(pattern))
         )
+    }
+
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
+        serve!(self, self.primary.sizes(keys), &[], None, |m| Ok(keys
+            .iter()
+            .map(|k| m.size_of(k))
+            .collect()))
     }
 
     async fn ping(&self) -> Result<Duration> {

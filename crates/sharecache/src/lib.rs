@@ -44,7 +44,7 @@ pub mod key;
 mod store;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats, Ttl,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats, Ttl, Usage,
 };
 pub use codec::{Codec, Format};
 pub use error::{Error, ErrorKind, Result};

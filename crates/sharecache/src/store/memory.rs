@@ -227,6 +227,17 @@ impl MemoryStore {
         }
     }
 
+    /// Bytes the entry weighs in the budget, 0 if absent.
+    pub(crate) fn size_of(&self, key: &str) -> u64 {
+        self.map.get(key).map_or(0, |e| {
+            if self.live(&e, self.clock.now_ms()) {
+                self.weighter.weight(&key.to_owned(), &e)
+            } else {
+                0
+            }
+        })
+    }
+
     pub(crate) fn exists(&self, key: &str) -> bool {
         self.get(key).is_some()
     }

@@ -83,6 +83,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage>;
     /// Deletes every key matching the pattern, in batches; returns how many.
     async fn delete_matching(&self, pattern: &str) -> Result<u64>;
+    /// Approximate bytes used by each key (key, value and overhead); 0 for a missing key.
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>>;
     /// Round trip to the backend.
     async fn ping(&self) -> Result<Duration>;
     async fn stats(&self) -> Result<StoreStats>;
@@ -175,6 +177,12 @@ impl Backend for memory::MemoryStore {
     }
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         Ok(memory::MemoryStore::delete_matching(self, pattern))
+    }
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
+        Ok(keys
+            .iter()
+            .map(|k| memory::MemoryStore::size_of(self, k))
+            .collect())
     }
     async fn ping(&self) -> Result<Duration> {
         Ok(Duration::ZERO)

@@ -253,6 +253,18 @@ impl Backend for RedisStore {
         }
     }
 
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+        }
+        let sizes: Vec<Option<u64>> = self.run_pipe(&pipe).await?;
+        Ok(sizes.into_iter().map(|s| s.unwrap_or(0)).collect())
+    }
+
     async fn ping(&self) -> Result<Duration> {
         let start = Instant::now();
         let pong: String = self.run(&redis::cmd("PING")).await?;

@@ -1,0 +1,430 @@
+//! `sharecache.toml`: the service's configuration, with errors that name the file, the
+//! line and the fix.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default). The
+//! environment overrides the backend the way the seed services expect: `REDIS_URL`
+//! selects Redis, `CACHE_TYPE=memory|redis` forces one or the other.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sharecache::key::validate_namespace;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[backend]`
+    #[serde(default)]
+    pub backend: BackendConfig,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// `[[services]]`
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body, bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most keys in one batch request.
+    pub max_batch: usize,
+    /// Where the generated admin token's hash is kept (relative to the config file).
+    pub state_dir: PathBuf,
+    /// Serve `/metrics` without a token (for a scraper on a private network).
+    pub metrics_public: bool,
+    /// Failed authentications allowed per client address per minute before 429.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            max_body_bytes: 1 << 20,
+            max_batch: 1000,
+            state_dir: PathBuf::from(".sharecache"),
+            metrics_public: false,
+            auth_failures_per_minute: 20,
+        }
+    }
+}
+
+/// `[backend]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// `memory://` or a Redis URL.
+    pub url: String,
+    /// `memory` (keep answering from memory while Redis is down) or `fail`.
+    pub fallback: FallbackPolicy,
+    /// Per-command timeout, milliseconds.
+    pub command_timeout_ms: u64,
+    /// Connect timeout, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Byte budget of the memory store (and of the fallback).
+    pub memory_max_bytes: u64,
+    /// Entry budget of the memory store (and of the fallback).
+    pub memory_max_entries: u64,
+    /// Optional prefix before every namespace.
+    pub key_prefix: Option<String>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            fallback: FallbackPolicy::Memory,
+            command_timeout_ms: 500,
+            connect_timeout_ms: 2000,
+            memory_max_bytes: 256 << 20,
+            memory_max_entries: 1_000_000,
+            key_prefix: None,
+        }
+    }
+}
+
+/// `[backend] fallback`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackPolicy {
+    /// Serve from memory while Redis is down.
+    Memory,
+    /// Answer 503 while Redis is down.
+    Fail,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Hex SHA-256 of the admin token. When absent, one is generated at first start.
+    pub token_sha256: Option<Spanned<String>>,
+}
+
+/// One `[[services]]` entry: a credential and the namespaces it may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name (for logs and metrics).
+    pub name: Spanned<String>,
+    /// Hex SHA-256 of the service's token.
+    pub token_sha256: Spanned<String>,
+    /// Namespaces it may read.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Namespaces it may read and write.
+    #[serde(default)]
+    pub write: Vec<Spanned<String>>,
+}
+
+/// A configuration error, already phrased for a person: `file:line: what; fix`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where the configuration came from, for messages.
+struct Source<'a> {
+    name: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl std::fmt::Display,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError(format!(
+            "{}:{}: {msg}",
+            self.name,
+            self.line_of(span.start)
+        )))
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "{}: cannot read the config file: {e}; check the path given to --config",
+                path.display()
+            ))
+        })?;
+        let mut cfg = Self::parse(&path.display().to_string(), &text)?;
+        // A relative state_dir is relative to the config file, not to the working directory.
+        if cfg.server.state_dir.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            cfg.server.state_dir = dir.join(&cfg.server.state_dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates configuration text; `name` is used in messages.
+    pub fn parse(name: &str, text: &str) -> Result<Self, ConfigError> {
+        let src = Source {
+            name: name.to_owned(),
+            text,
+        };
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(String::new(), |s| format!("{}:", src.line_of(s.start)));
+            ConfigError(format!(
+                "{name}:{line} {}; see sharecache.example.toml for every key",
+                e.message().trim_end()
+            ))
+        })?;
+        cfg.validate(&src)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, src: &Source<'_>) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "{}: [server] listen = {:?} is not an address; write it as \"127.0.0.1:7070\"",
+                src.name, s.listen
+            )));
+        }
+        if !(64..=(64 << 20)).contains(&s.max_body_bytes) {
+            return Err(ConfigError(format!(
+                "{}: [server] max_body_bytes must be between 64 and 67108864",
+                src.name
+            )));
+        }
+        if !(1..=100_000).contains(&s.max_batch) {
+            return Err(ConfigError(format!(
+                "{}: [server] max_batch must be between 1 and 100000",
+                src.name
+            )));
+        }
+        let b = &self.backend;
+        if b.command_timeout_ms == 0 || b.connect_timeout_ms == 0 {
+            return Err(ConfigError(format!(
+                "{}: [backend] timeouts must be above 0 ms",
+                src.name
+            )));
+        }
+        if let Some(t) = &self.admin.token_sha256 {
+            check_hash(src, t, "[admin] token_sha256")?;
+        }
+        let mut names = HashSet::new();
+        let mut hashes = HashSet::new();
+        if let Some(t) = &self.admin.token_sha256 {
+            hashes.insert(t.get_ref().to_ascii_lowercase());
+        }
+        for (i, svc) in self.services.iter().enumerate() {
+            let what = format!("services[{i}]");
+            let name = svc.name.get_ref();
+            if validate_namespace(name).is_err() {
+                return src.err(
+                    svc.name.span(),
+                    format!(
+                        "{what}.name {name:?}: use lowercase letters, digits, '_' and '-' (1 to 64)"
+                    ),
+                );
+            }
+            if !names.insert(name.clone()) {
+                return src.err(
+                    svc.name.span(),
+                    format!("service {name:?} is defined twice; give each service one entry"),
+                );
+            }
+            check_hash(src, &svc.token_sha256, &format!("{what}.token_sha256"))?;
+            if !hashes.insert(svc.token_sha256.get_ref().to_ascii_lowercase()) {
+                return src.err(
+                    svc.token_sha256.span(),
+                    format!("{what}.token_sha256 is used by another credential; every service needs its own token"),
+                );
+            }
+            for ns in svc.read.iter().chain(&svc.write) {
+                if let Err(e) = validate_namespace(ns.get_ref()) {
+                    return src.err(
+                        ns.span(),
+                        format!("{what}: namespace {:?}: {}", ns.get_ref(), e.message()),
+                    );
+                }
+            }
+            if svc.read.is_empty() && svc.write.is_empty() {
+                return src.err(
+                    svc.name.span(),
+                    format!("service {name:?} has no namespaces; add read = [..] or write = [..]"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `REDIS_URL` and `CACHE_TYPE` from the environment.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        self.apply_vars(get("CACHE_TYPE").as_deref(), get("REDIS_URL"))
+    }
+
+    fn apply_vars(
+        &mut self,
+        cache_type: Option<&str>,
+        redis_url: Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (cache_type, redis_url) {
+            (Some("memory"), _) => self.backend.url = "memory://".into(),
+            (Some("redis") | None, Some(url)) => self.backend.url = url,
+            (Some("redis"), None) if self.backend.url.starts_with("redis") => {}
+            (Some("redis"), None) => {
+                return Err(ConfigError(
+                    "CACHE_TYPE=redis needs REDIS_URL (or [backend] url) to name the server".into(),
+                ));
+            }
+            (None, None) => {}
+            (Some(other), _) => {
+                return Err(ConfigError(format!(
+                    "CACHE_TYPE={other:?} is not known; use \"redis\" or \"memory\""
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_hash(src: &Source<'_>, h: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    let v = h.get_ref();
+    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return src.err(
+            h.span(),
+            format!(
+                "{what} must be 64 hex characters (the SHA-256 of the token, never the token itself); \
+                 run `sharecache token new` to make a token and its hash"
+            ),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse("sharecache.toml", text).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_and_a_full_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7070");
+        assert_eq!(c.backend.url, "memory://");
+        let c = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[backend]\nurl = \"redis://h:6379/2\"\nfallback = \"fail\"\n\
+             [admin]\ntoken_sha256 = \"{H1}\"\n[[services]]\nname = \"auth\"\ntoken_sha256 = \"{H2}\"\n\
+             read = [\"auth\", \"shared\"]\nwrite = [\"auth\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.backend.fallback, FallbackPolicy::Fail);
+        assert_eq!(c.services[0].read.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_fix() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:7070\"\nlisen = 1\n").unwrap_err();
+        assert!(e.starts_with("sharecache.toml:3:"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+        let e = parse(
+            "[[services]]\nname = \"auth\"\ntoken_sha256 = \"secret-token\"\nwrite = [\"auth\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("sharecache.toml:3:") && e.contains("sharecache token new"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[[services]]\nname = \"auth\"\ntoken_sha256 = \"{H2}\"\nwrite = [\"Auth\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("sharecache.toml:4:") && e.contains("Auth"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[admin]\ntoken_sha256 = \"{H1}\"\n[[services]]\nname = \"a\"\ntoken_sha256 = \"{H1}\"\nwrite = [\"a\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("another credential"), "{e}");
+        let e = parse(&format!(
+            "[[services]]\nname = \"a\"\ntoken_sha256 = \"{H1}\"\nwrite = [\"a\"]\n[[services]]\nname = \"a\"\ntoken_sha256 = \"{H2}\"\nwrite = [\"a\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with("sharecache.toml:6:") && e.contains("twice"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[[services]]\nname = \"a\"\ntoken_sha256 = \"{H1}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("no namespaces"), "{e}");
+        assert!(
+            parse("[server]\nlisten = \"nowhere\"\n")
+                .unwrap_err()
+                .contains("not an address")
+        );
+        assert!(
+            parse("[server]\nmax_body_bytes = 1\n")
+                .unwrap_err()
+                .contains("max_body_bytes")
+        );
+        assert!(
+            parse("[backend]\nfallback = \"maybe\"\n")
+                .unwrap_err()
+                .starts_with("sharecache.toml:2:")
+        );
+        assert!(parse("this is not toml").is_err());
+        assert!(
+            parse("[server]\nlisten = 7070\n")
+                .unwrap_err()
+                .starts_with("sharecache.toml:2:")
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_backend() {
+        let mut c = Config::default();
+        c.apply_vars(None, Some("redis://h:1".into())).unwrap();
+        assert_eq!(c.backend.url, "redis://h:1");
+        c.apply_vars(Some("memory"), Some("redis://h:1".into()))
+            .unwrap();
+        assert_eq!(c.backend.url, "memory://");
+        assert!(c.apply_vars(Some("redis"), None).is_err());
+        assert!(
+            c.apply_vars(Some("etcd"), None)
+                .unwrap_err()
+                .0
+                .contains("etcd")
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! The HTTP API (v1): router, shared state and request accounting.
+//!
+//! `router(state)` is the whole application: tests drive it with `oneshot` and over a
+//! real socket; `serve` binds it. Handlers live in `cache.rs` (the cache contract) and
+//! `ops.rs` (health, readiness, metrics, stats, OpenAPI).
+
+pub mod cache;
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use parking_lot::Mutex;
+use sharecache::Cache;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Credentials;
+use crate::metrics::Metrics;
+use error::ApiError;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Largest request body (413 above).
+    pub max_body_bytes: usize,
+    /// Most keys in one batch request.
+    pub max_batch: usize,
+    /// Serve `/metrics` without a token.
+    pub metrics_public: bool,
+    /// Failed authentications per client address per minute before 429.
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_batch: 1000,
+            metrics_public: false,
+            auth_failures_per_minute: 20,
+        }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared state behind [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The cache all tenants share.
+    pub cache: Cache,
+    /// Accepted credentials.
+    pub creds: Credentials,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Failed-authentication limiter.
+    pub auth_limiter: AuthLimiter,
+    /// HTTP settings.
+    pub opts: HttpOptions,
+    /// Per-namespace request rates for `/v1/stats`.
+    pub rates: ops::Rates,
+    /// Every namespace some credential is granted (listed in the admin's stats).
+    pub granted_namespaces: Vec<String>,
+    /// Whether requests are still served while Redis is down (memory fallback).
+    pub serves_during_outage: bool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state. `serves_during_outage` is true with the memory fallback.
+    pub fn new(
+        cache: Cache,
+        creds: Credentials,
+        opts: HttpOptions,
+        serves_during_outage: bool,
+    ) -> Self {
+        let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute);
+        let granted_namespaces = creds.all_namespaces();
+        Self(Arc::new(Inner {
+            cache,
+            creds,
+            metrics: Metrics::new(),
+            auth_limiter,
+            opts,
+            rates: ops::Rates::default(),
+            granted_namespaces,
+            serves_during_outage,
+        }))
+    }
+}
+
+/// Counts failed authentications per client address in one-minute windows; an address
+/// over the budget gets 429 for the rest of its window, whatever token it sends.
+#[derive(Debug)]
+pub struct AuthLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Bound on tracked addresses; stale windows are dropped when it is reached.
+const MAX_TRACKED: usize = 100_000;
+
+impl AuthLimiter {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(ip: Option<IpAddr>) -> IpAddr {
+        ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// Whether `ip` has used up its failures for this window.
+    pub fn is_blocked(&self, ip: Option<IpAddr>) -> bool {
+        let w = self.windows.lock();
+        w.get(&Self::key(ip))
+            .is_some_and(|(start, n)| start.elapsed() < WINDOW && *n >= self.per_minute)
+    }
+
+    /// Records one failed authentication from `ip`.
+    pub fn record_failure(&self, ip: Option<IpAddr>) {
+        let mut w = self.windows.lock();
+        if w.len() >= MAX_TRACKED {
+            w.retain(|_, (start, _)| start.elapsed() < WINDOW);
+        }
+        let e = w.entry(Self::key(ip)).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+}
+
+/// Set by handlers on their response: what the request was, for accounting. Requests
+/// rejected before a handler ran (bad token, no route) are counted under `-`.
+#[derive(Debug, Clone)]
+pub struct OpInfo {
+    /// Operation name from a fixed list.
+    pub op: &'static str,
+    /// Namespace, only once the caller was authorized for it.
+    pub ns: String,
+}
+
+impl OpInfo {
+    /// Attaches this info to a response.
+    pub fn attach(op: &'static str, ns: &str, mut resp: Response) -> Response {
+        resp.extensions_mut().insert(OpInfo {
+            op,
+            ns: ns.to_owned(),
+        });
+        resp
+    }
+}
+
+async fn account(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let took = start.elapsed();
+    let (op, ns) = match resp.extensions().get::<OpInfo>() {
+        Some(i) => (i.op, i.ns.as_str()),
+        None => ("-", "-"),
+    };
+    state.metrics.request(ns, op, resp.status().as_u16(), took);
+    resp
+}
+
+async fn fallback_404() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+async fn method_not_allowed(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+        .into_response();
+    }
+    resp
+}
+
+/// The application.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/v1/stats", get(ops::stats))
+        .route("/v1/cache/{ns}", get(cache::list_keys).delete(cache::clear))
+        .route(
+            "/v1/cache/{ns}/{key}",
+            get(cache::get_key).put(cache::put_key).delete(cache::delete_key).head(cache::head_key).post(cache::batch),
+        )
+        .fallback(fallback_404)
+        .layer(middleware::from_fn(method_not_allowed))
+        .layer(middleware::from_fn_with_state(state.clone(), account))
+        .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            // The path is logged without the query string, which may carry cursors.
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,154 @@
+//! `sharecache serve`: load the config, open the cache, serve the HTTP API until SIGTERM
+//! or Ctrl-C, letting in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sharecache::{Cache, Fallback, MemoryLimits};
+
+use crate::auth::{Credentials, load_or_create_admin};
+use crate::config::{Config, FallbackPolicy};
+use crate::http::{AppState, HttpOptions, router};
+
+/// Arguments of `sharecache serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Config file (see sharecache.example.toml). Without one: embedded memory store,
+    /// 127.0.0.1:7070, a generated admin token.
+    #[arg(long, env = "SHARECACHE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides [server] listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Loads the config named by `args` and applies the environment and the CLI overrides.
+pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    cfg.apply_env()?;
+    if let Some(addr) = args.listen {
+        cfg.server.listen = addr.to_string();
+    }
+    Ok(cfg)
+}
+
+/// Opens the cache described by the config.
+pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
+    let b = &cfg.backend;
+    let mut builder = Cache::builder()
+        .url(&b.url)
+        .fallback(match b.fallback {
+            FallbackPolicy::Memory => Fallback::Memory,
+            FallbackPolicy::Fail => Fallback::Fail,
+        })
+        .command_timeout(Duration::from_millis(b.command_timeout_ms))
+        .connect_timeout(Duration::from_millis(b.connect_timeout_ms))
+        .memory_limits(MemoryLimits {
+            max_bytes: b.memory_max_bytes,
+            max_entries: b.memory_max_entries,
+        })
+        .max_batch(cfg.server.max_batch);
+    if let Some(p) = &b.key_prefix {
+        builder = builder.key_prefix(p);
+    }
+    builder.build().await.context("open the cache backend")
+}
+
+/// Builds the application state from a config (admin token handled by the caller).
+pub fn app_state(cfg: &Config, cache: Cache, admin_hash: [u8; 32]) -> AppState {
+    let creds = Credentials::new(cfg, admin_hash);
+    let opts = HttpOptions {
+        max_body_bytes: cfg.server.max_body_bytes,
+        max_batch: cfg.server.max_batch,
+        metrics_public: cfg.server.metrics_public,
+        auth_failures_per_minute: cfg.server.auth_failures_per_minute,
+    };
+    AppState::new(
+        cache,
+        creds,
+        opts,
+        cfg.backend.fallback == FallbackPolicy::Memory,
+    )
+}
+
+/// Runs the service until a shutdown signal.
+pub fn run_blocking(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args)?;
+    let admin_hash = match Credentials::configured_admin(&cfg) {
+        Some(h) => h,
+        None => {
+            let (h, shown) = load_or_create_admin(&cfg.server.state_dir)?;
+            if let Some(token) = shown {
+                eprintln!(
+                    "\n  No admin token was configured, so one was generated. It is shown this once;\n  \
+                     only its SHA-256 is kept (in {}):\n\n      {token}\n\n  \
+                     Use it as 'Authorization: Bearer <token>'. To replace it, set [admin] token_sha256\n  \
+                     or delete that file and restart.\n",
+                    cfg.server.state_dir.join("admin_token.sha256").display()
+                );
+            }
+            h
+        }
+    };
+    let cache = open_cache(&cfg).await?;
+    let state = app_state(&cfg, cache.clone(), admin_hash);
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listen on {}; is another process using it? (--listen to pick another)",
+                cfg.server.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = %cache.state(), services = cfg.services.len(), "sharecache serving");
+    eprintln!(
+        "sharecache listening on http://{addr}  (backend: {}; health: http://{addr}/health, API: http://{addr}/openapi.json)",
+        cache.state()
+    );
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serve HTTP")?;
+    tracing::info!("sharecache stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal: finishing in-flight requests");
+}

@@ -1,0 +1,473 @@
+//! The cache rows of the HTTP API v1 and the operational endpoints, on the memory and
+//! Redis backends, through the router (`oneshot`) and over a real socket.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use support::{Backend, TestApp, enc};
+
+async fn single_keys(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(Method::GET, "/v1/cache/user/profile%3A42", t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let r = app
+        .call(
+            Method::PUT,
+            "/v1/cache/user/profile%3A42?ttl=60",
+            t,
+            Some(r#"{"name":"Ada","n":[1,2]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = app
+        .call(Method::GET, "/v1/cache/user/profile%3A42", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["x-cache-tier"], "l2");
+    assert!(r.headers.contains_key("x-request-id"));
+    assert_eq!(r.json(), serde_json::json!({"name": "Ada", "n": [1, 2]}));
+    // The stored value is the JSON document as sent, scalars included.
+    for v in [
+        "1",
+        "\"text\"",
+        "null",
+        "true",
+        "[]",
+        "{\"nested\":{\"deep\":[{}]}}",
+    ] {
+        let r = app
+            .call(Method::PUT, "/v1/cache/user/scalar", t, Some(v))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.call(Method::GET, "/v1/cache/user/scalar", t, None)
+                .await
+                .text(),
+            v
+        );
+    }
+    assert_eq!(
+        app.call(Method::HEAD, "/v1/cache/user/profile%3A42", t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(Method::HEAD, "/v1/cache/user/nope", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::DELETE, "/v1/cache/user/profile%3A42", t, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app
+        .call(Method::DELETE, "/v1/cache/user/profile%3A42", t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    // The library sees what HTTP stored, under the same namespace.
+    app.call(
+        Method::PUT,
+        "/v1/cache/user/shared-with-lib",
+        t,
+        Some(r#"{"id":7}"#),
+    )
+    .await;
+    let v: Option<serde_json::Value> = app
+        .cache
+        .namespace("user")
+        .unwrap()
+        .get("shared-with-lib")
+        .await
+        .unwrap();
+    assert_eq!(v.unwrap()["id"], 7);
+}
+
+async fn ttl_expires(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    app.call(Method::PUT, "/v1/cache/user/short?ttl=1", t, Some("1"))
+        .await;
+    app.call(Method::PUT, "/v1/cache/user/forever", t, Some("2"))
+        .await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/short", t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/short", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/forever", t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn keys_with_every_kind_of_character(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let keys = [
+        "a/b",
+        "a b",
+        "ключ",
+        "🎉",
+        "x*y",
+        "q?",
+        "[z]",
+        "back\\slash",
+        "..",
+        "%41",
+        "a:b:c",
+        "?x=1&y=2",
+        "#frag",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/v1/cache/user/{}", enc(k)),
+                t,
+                Some(&i.to_string()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{k}: {}", r.text());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let r = app
+            .call(Method::GET, &format!("/v1/cache/user/{}", enc(k)), t, None)
+            .await;
+        assert_eq!(r.text(), i.to_string(), "{k}");
+    }
+    let r = app
+        .call(Method::GET, "/v1/cache/user?count=100", t, None)
+        .await;
+    let mut listed: Vec<String> = serde_json::from_value(r.json()["keys"].clone()).unwrap();
+    listed.sort();
+    let mut want: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+async fn batches(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mset",
+            t,
+            Some(r#"{"items":{"a":1,"b":{"x":[true]},"c":"s"},"ttl":300}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mget",
+            t,
+            Some(r#"{"keys":["a","missing","b","c"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"values": [1, null, {"x": [true]}, "s"]})
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mdel",
+            t,
+            Some(r#"{"keys":["a","missing","c"]}"#),
+        )
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"deleted": 2}));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mget",
+            t,
+            Some(r#"{"keys":[]}"#),
+        )
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"values": []}));
+    // mset without ttl: no expiry.
+    app.call(
+        Method::POST,
+        "/v1/cache/user/_mset",
+        t,
+        Some(r#"{"items":{"p":1}}"#),
+    )
+    .await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/p", t, None)
+            .await
+            .text(),
+        "1"
+    );
+}
+
+async fn patterns_listing_and_clear(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    for i in 0..30 {
+        app.call(
+            Method::PUT,
+            &format!("/v1/cache/user/session%3A{i}"),
+            t,
+            Some("1"),
+        )
+        .await;
+        app.call(
+            Method::PUT,
+            &format!("/v1/cache/user/profile%3A{i}"),
+            t,
+            Some("1"),
+        )
+        .await;
+    }
+    // Page through session:* with small pages.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let uri = match &cursor {
+            Some(c) => format!("/v1/cache/user?match=session%3A*&count=7&cursor={}", enc(c)),
+            None => "/v1/cache/user?match=session%3A*&count=7".to_owned(),
+        };
+        let r = app.call(Method::GET, &uri, t, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        for k in j["keys"].as_array().unwrap() {
+            assert!(k.as_str().unwrap().starts_with("session:"));
+            seen.insert(k.as_str().unwrap().to_owned());
+        }
+        match j["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 30);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_invalidate",
+            t,
+            Some(r#"{"pattern":"session:1*"}"#),
+        )
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"deleted": 11}));
+    let r = app.call(Method::DELETE, "/v1/cache/user", t, None).await;
+    assert_eq!(r.json(), serde_json::json!({"deleted": 49}));
+    let r = app.call(Method::GET, "/v1/cache/user", t, None).await;
+    assert_eq!(r.json()["keys"], serde_json::json!([]));
+}
+
+async fn operations_endpoints(b: Backend) {
+    let app = TestApp::new(b).await;
+    let r = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let r = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let j = r.json();
+    assert_eq!(j["ready"], true);
+    assert_eq!(j["reachable"], true);
+    assert_eq!(
+        j["backend"],
+        if b == Backend::Memory {
+            "memory"
+        } else {
+            "connected"
+        }
+    );
+    assert!(j["latency_ms"].as_f64().is_some());
+
+    let t = Some(app.user.as_str());
+    app.call(Method::PUT, "/v1/cache/user/k", t, Some("1"))
+        .await;
+    app.call(Method::GET, "/v1/cache/user/k", t, None).await;
+    app.call(Method::GET, "/v1/cache/user/missing", t, None)
+        .await;
+
+    let r = app
+        .call(Method::GET, "/metrics", Some(&app.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = r.text();
+    assert!(
+        m.contains(
+            r#"sharecache_http_requests_total{namespace="user",operation="get",status="200"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"sharecache_http_requests_total{namespace="user",operation="get",status="404"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sharecache_cache_hits_total{namespace="user"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sharecache_cache_misses_total{namespace="user"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("sharecache_http_request_duration_seconds_bucket"),
+        "{m}"
+    );
+    let state = if b == Backend::Memory {
+        "memory"
+    } else {
+        "connected"
+    };
+    assert!(
+        m.contains(&format!("sharecache_backend_state{{state=\"{state}\"}} 1")),
+        "{m}"
+    );
+    assert_eq!(
+        app.call(Method::GET, "/metrics", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call(Method::GET, "/metrics", t, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let r = app
+        .call(Method::GET, "/v1/stats", Some(&app.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let j = r.json();
+    let user = j["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            user["keys"].as_u64(),
+            user["hits"].as_u64(),
+            user["misses"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(user["hit_ratio"].as_f64(), Some(0.5));
+    assert!(user["bytes_estimate"].as_u64().unwrap() > 0);
+    assert!(j["backend"]["keys"].as_u64().unwrap() >= 1);
+
+    let r = app.call(Method::GET, "/openapi.json", None, None).await;
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/v1/cache/{ns}/{key}",
+        "/v1/cache/{ns}",
+        "/v1/cache/{ns}/{op}",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/v1/stats",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    let r = app.call(Method::GET, "/no/such/route", None, None).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+async fn over_a_real_socket(b: Backend) {
+    let app = TestApp::new(b).await;
+    let addr = app.spawn().await;
+    let c = support::client();
+    let base = format!("http://{addr}");
+    let r = c
+        .put(format!("{base}/v1/cache/user/sock?ttl=30"))
+        .bearer_auth(&app.user)
+        .header("content-type", "application/json")
+        .body(r#"{"v":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(format!("{base}/v1/cache/user/sock"))
+        .bearer_auth(&app.user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache-tier"], "l2");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["v"], 1);
+    // Many concurrent clients over keep-alive connections.
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (c, base, tok) = (c.clone(), base.clone(), app.user.clone());
+        tasks.push(tokio::spawn(async move {
+            for j in 0..20 {
+                let url = format!("{base}/v1/cache/user/c{i}-{j}");
+                let r = c
+                    .put(&url)
+                    .bearer_auth(&tok)
+                    .header("content-type", "application/json")
+                    .body(j.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204);
+                let r = c.get(&url).bearer_auth(&tok).send().await.unwrap();
+                assert_eq!(r.text().await.unwrap(), j.to_string());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
+        mod redis { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; })* }
+    };
+}
+
+both!(
+    single_keys,
+    ttl_expires,
+    keys_with_every_kind_of_character,
+    batches,
+    patterns_listing_and_clear,
+    operations_endpoints,
+    over_a_real_socket,
+);

@@ -1,0 +1,298 @@
+//! The `sharecache` binary as an operator runs it: `serve` on the embedded default,
+//! config errors, graceful shutdown, and Redis killed under HTTP load.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Backend, TestApp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sharecache");
+
+/// A `sharecache serve` child process, killed on drop if still running.
+struct Served {
+    child: Child,
+    addr: String,
+    token: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let port = sharecache_testkit::free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("REDIS_URL")
+        .env_remove("CACHE_TYPE")
+        .env_remove("SHARECACHE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr until the listening line; the generated admin token comes before it.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut token = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("sharecache serve exited before listening");
+        }
+        if let Some(t) = line.split_whitespace().find(|w| w.starts_with("sc_")) {
+            token = Some(t.to_owned());
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Served {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        token,
+        _dir: dir,
+    }
+}
+
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn serve_runs_on_the_embedded_default_with_a_generated_admin_token() {
+    let s = serve(&[]);
+    let token = s
+        .token
+        .clone()
+        .expect("a generated admin token is shown at first start");
+    let health = http(
+        &s.addr,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let put = http(
+        &s.addr,
+        &format!(
+            "PUT /v1/cache/demo/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n42"
+        ),
+    );
+    assert!(put.starts_with("HTTP/1.1 204"), "{put}");
+    let get = http(
+        &s.addr,
+        &format!(
+            "GET /v1/cache/demo/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        get.starts_with("HTTP/1.1 200") && get.ends_with("42"),
+        "{get}"
+    );
+    // Only the hash is on disk.
+    let saved =
+        std::fs::read_to_string(s._dir.path().join(".sharecache/admin_token.sha256")).unwrap();
+    assert_eq!(saved.trim().len(), 64);
+    assert!(!saved.contains(&token[3..]));
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let mut s = serve(&[]);
+    let token = s.token.clone().unwrap();
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = "\"slow upload\"";
+    let head = format!(
+        "PUT /v1/cache/demo/inflight HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body.as_bytes()[..4]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    conn.write_all(&body.as_bytes()[4..]).unwrap();
+    let mut resp = String::new();
+    let _ = conn.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 204"),
+        "the in-flight request must complete: {resp:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sharecache.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n\n[[services]]\nname = \"auth\"\ntoken_sha256 = \"plaintext-token\"\nwrite = [\"auth\"]\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sharecache.toml:6:"), "{err}");
+    assert!(err.contains("sharecache token new"), "{err}");
+    assert!(
+        !err.contains("plaintext-token"),
+        "a config error must not echo a token: {err}"
+    );
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn token_new_prints_a_token_and_its_hash() {
+    let out = Command::new(BIN).args(["token", "new"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let token = text
+        .split_whitespace()
+        .find(|w| w.starts_with("sc_"))
+        .unwrap();
+    let hash = text.split('"').nth(1).unwrap();
+    assert_eq!(
+        hash,
+        hex::encode(sharecache_server::auth::hash_token(token))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_http_load_gives_no_5xx() {
+    let app = TestApp::new(Backend::Redis).await;
+    let addr = app.spawn().await;
+    let server = app.server.as_ref().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let fallback_seen = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let (stop, ok, bad, fb, tok) = (
+            stop.clone(),
+            ok.clone(),
+            bad.clone(),
+            fallback_seen.clone(),
+            app.user.clone(),
+        );
+        let c = support::client();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 100_000 {
+                let url = format!("http://{addr}/v1/cache/user/k{t}-{}", (i / 2) % 20);
+                let r = if i.is_multiple_of(2) {
+                    c.put(&url)
+                        .bearer_auth(&tok)
+                        .header("content-type", "application/json")
+                        .body(i.to_string())
+                        .send()
+                        .await
+                } else {
+                    c.get(&url).bearer_auth(&tok).send().await
+                };
+                match r {
+                    Ok(r) if r.status().is_server_error() => {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => {
+                        if r.headers()
+                            .get("x-cache-tier")
+                            .is_some_and(|v| v == "fallback")
+                        {
+                            fb.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.cache.state() != sharecache::BackendState::Connected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.cache.state(),
+        sharecache::BackendState::Connected,
+        "service must recover by itself"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "ok {}, 5xx or failed {}, fallback answers {}",
+        ok.load(Ordering::Relaxed),
+        bad.load(Ordering::Relaxed),
+        fallback_seen.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "no 5xx while Redis is killed and restarted"
+    );
+    assert!(
+        fallback_seen.load(Ordering::Relaxed) > 0,
+        "answers during the outage say x-cache-tier: fallback"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 500);
+}

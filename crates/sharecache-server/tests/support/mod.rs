@@ -1,0 +1,203 @@
+//! Test apps: the real router over a memory or Redis backend, with an admin and three
+//! service credentials, driven with `oneshot` or over a real socket.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use sharecache::Cache;
+use sharecache_server::auth::{hash_token, new_token};
+use sharecache_server::config::Config;
+use sharecache_server::http::{AppState, router};
+use sharecache_server::serve::{app_state, open_cache};
+use sharecache_testkit::RedisServer;
+use tower::ServiceExt;
+
+/// Which backend a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub cache: Cache,
+    pub admin: String,
+    /// `auth`: write auth, read shared.
+    pub auth: String,
+    /// `user`: write user and shared.
+    pub user: String,
+    /// `a`: write namespace `a` only (a prefix of `ab`).
+    pub a: String,
+    pub server: Option<RedisServer>,
+}
+
+/// The response of one request.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The error code of an error body.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.text()))
+            .to_owned()
+    }
+}
+
+pub fn config_text(extra_server: &str, admin: &str, auth: &str, user: &str, a: &str) -> String {
+    let h = |t: &str| hex::encode(hash_token(t));
+    format!(
+        "[server]\n{extra_server}\n[admin]\ntoken_sha256 = \"{}\"\n\
+         [[services]]\nname = \"auth\"\ntoken_sha256 = \"{}\"\nread = [\"shared\"]\nwrite = [\"auth\"]\n\
+         [[services]]\nname = \"user\"\ntoken_sha256 = \"{}\"\nwrite = [\"user\", \"shared\"]\n\
+         [[services]]\nname = \"a\"\ntoken_sha256 = \"{}\"\nwrite = [\"a\"]\n",
+        h(admin),
+        h(auth),
+        h(user),
+        h(a)
+    )
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Self {
+        Self::with_server_config(backend, "max_body_bytes = 65536\nmax_batch = 100").await
+    }
+
+    pub async fn with_server_config(backend: Backend, extra_server: &str) -> Self {
+        let (admin, auth, user, a) = (new_token(), new_token(), new_token(), new_token());
+        let mut cfg = Config::parse(
+            "test.toml",
+            &config_text(extra_server, &admin, &auth, &user, &a),
+        )
+        .unwrap();
+        let server = match backend {
+            Backend::Memory => None,
+            Backend::Redis => {
+                let s = RedisServer::start();
+                cfg.backend.url = s.url();
+                cfg.backend.command_timeout_ms = 300;
+                cfg.backend.connect_timeout_ms = 300;
+                Some(s)
+            }
+        };
+        let cache = open_cache(&cfg).await.unwrap();
+        let state = app_state(&cfg, cache.clone(), hash_token(&admin));
+        Self {
+            router: router(state.clone()),
+            state,
+            cache,
+            admin,
+            auth,
+            user,
+            a,
+            server,
+        }
+    }
+
+    /// One request through the router (no socket).
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Resp {
+        self.call_bytes(method, uri, token, body.map(|b| b.as_bytes().to_vec()))
+            .await
+    }
+
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(body) => b
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Serves the router on a free loopback port; returns its address.
+    pub async fn spawn(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        addr
+    }
+}
+
+/// A reqwest client with a short timeout for socket tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Percent-encodes every byte that is not unreserved, so any key fits in one path segment.
+pub fn enc(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
