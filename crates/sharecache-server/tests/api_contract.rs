@@ -385,6 +385,14 @@ async fn operations_endpoints(b: Backend) {
     assert!(user["bytes_estimate"].as_u64().unwrap() > 0);
     assert!(j["backend"]["keys"].as_u64().unwrap() >= 1);
 
+    // A service sees its namespaces but not the store-wide figures of every tenant.
+    let r = app.call(Method::GET, "/v1/stats", t, None).await;
+    let j = r.json();
+    assert_eq!(
+        j["backend"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["state"]
+    );
+
     let r = app.call(Method::GET, "/openapi.json", None, None).await;
     let doc = r.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));

@@ -65,6 +65,8 @@ fn record_pid(pid: u32, started: bool) {
 pub struct RedisConfig {
     /// Keep data across [`RedisServer::restart`] (AOF with `appendfsync always`).
     pub persistent: bool,
+    /// Require this password (`--requirepass`); the testkit's own commands use it.
+    pub password: Option<String>,
     /// Extra `redis-server` arguments, e.g. `["--maxmemory", "10mb"]`.
     pub extra_args: Vec<String>,
 }
@@ -125,6 +127,9 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        if let Some(p) = &self.config.password {
+            cmd.arg("--requirepass").arg(p);
+        }
         cmd.args(&self.config.extra_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -136,7 +141,11 @@ impl RedisServer {
         };
         record_pid(child.id(), true);
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        if let Err(e) = wait_for_ping(self.port, Duration::from_secs(10)) {
+        if let Err(e) = wait_for_ping_auth(
+            self.port,
+            self.config.password.as_deref(),
+            Duration::from_secs(10),
+        ) {
             let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
             panic!(
                 "redis-server on port {} did not answer PING: {e}\nlog:\n{log}",
@@ -209,7 +218,7 @@ impl RedisServer {
 
     /// Sends one command and returns the reply as text (see [`RespReply`]).
     pub fn cmd(&self, args: &[&str]) -> RespReply {
-        command(self.port, args)
+        command_auth(self.port, self.config.password.as_deref(), args)
             .unwrap_or_else(|e| panic!("redis command {args:?} on port {}: {e}", self.port))
     }
 }
@@ -246,17 +255,37 @@ impl RespReply {
 
 /// Sends one command to `127.0.0.1:port` on a fresh connection.
 pub fn command(port: u16, args: &[&str]) -> std::io::Result<RespReply> {
-    let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut w = stream.try_clone()?;
+    command_auth(port, None, args)
+}
+
+fn encode(args: &[&str]) -> Vec<u8> {
     let mut req = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
         req.extend_from_slice(a.as_bytes());
         req.extend_from_slice(b"\r\n");
     }
-    w.write_all(&req)?;
-    read_reply(&mut BufReader::new(stream))
+    req
+}
+
+/// Sends one command on a fresh connection, after `AUTH password` when one is given.
+pub fn command_auth(
+    port: u16,
+    password: Option<&str>,
+    args: &[&str],
+) -> std::io::Result<RespReply> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    if let Some(p) = password {
+        w.write_all(&encode(&["AUTH", p]))?;
+        if let RespReply::Error(e) = read_reply(&mut r)? {
+            return Ok(RespReply::Error(e));
+        }
+    }
+    w.write_all(&encode(args))?;
+    read_reply(&mut r)
 }
 
 fn read_reply(r: &mut impl BufRead) -> std::io::Result<RespReply> {
@@ -294,10 +323,19 @@ fn read_reply(r: &mut impl BufRead) -> std::io::Result<RespReply> {
 
 /// Polls PING until the server answers PONG or `timeout` passes.
 pub fn wait_for_ping(port: u16, timeout: Duration) -> Result<(), String> {
+    wait_for_ping_auth(port, None, timeout)
+}
+
+/// [`wait_for_ping`] on a server that needs a password.
+pub fn wait_for_ping_auth(
+    port: u16,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
     while Instant::now() < deadline {
-        match command(port, &["PING"]) {
+        match command_auth(port, password, &["PING"]) {
             Ok(RespReply::Value(v)) if v == "PONG" => return Ok(()),
             Ok(other) => last = format!("{other:?}"),
             Err(e) => last = e.to_string(),

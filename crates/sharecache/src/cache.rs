@@ -290,11 +290,11 @@ impl CacheBuilder {
                     Fallback::Memory => Some(MemoryStore::new(self.memory)?),
                     Fallback::Fail => None,
                 };
-                let first = redis.ping().await;
+                let first = redis.check().await?;
                 let store =
                     FallbackStore::new(Arc::new(redis), memory, self.probe_interval, label.clone());
                 match first {
-                    Ok(_) => tracing::info!(backend = %label, "connected to redis"),
+                    Ok(()) => tracing::info!(backend = %label, "connected to redis"),
                     Err(e) if e.is_unavailable() && self.fallback == Fallback::Memory => {
                         store.start_degraded(&e);
                     }

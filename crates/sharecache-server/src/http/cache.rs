@@ -66,12 +66,23 @@ fn check_json(body: &[u8]) -> Result<(), ApiError> {
             "the body must be a JSON document; it is empty",
         ));
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    // IgnoredAny skips string contents without checking their UTF-8, so check it first:
+    // JSON text is UTF-8, and what GET serves as application/json must be too.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("the body is not UTF-8: {e}"))
+    })?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(|_| ())
         .map_err(|e| {
             ApiError::bad_request("invalid_body", format!("the body is not valid JSON: {e}"))
         })
 }
+
+/// Routes that take no query parameters refuse any, so a misspelt option (a `match`
+/// on a clear, a `ttl` on `_mset`) is an error instead of being silently ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
 
 /// Query of a PUT.
 #[derive(Debug, Deserialize)]
@@ -91,6 +102,7 @@ pub async fn get_key(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
     let value = n.get_json(&key).await?;
@@ -115,6 +127,7 @@ pub async fn head_key(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
     let status = if n.exists(&key).await? {
@@ -177,6 +190,7 @@ pub async fn delete_key(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath((ns, key)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let resp = if n.del(&key).await? {
@@ -203,7 +217,8 @@ pub struct MsetBody {
     #[schema(value_type = HashMap<String, serde_json::Value>)]
     items: HashMap<String, Box<RawValue>>,
     /// Seconds to live for every item; omit for no expiry.
-    ttl: Option<u64>,
+    #[schema(value_type = Option<u64>)]
+    ttl: Option<serde_json::Value>,
 }
 
 /// `{"pattern":"p*"}` or `{"tags":[...]}`
@@ -239,6 +254,7 @@ pub async fn batch(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath((ns, op)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     match op.as_str() {
@@ -252,7 +268,18 @@ pub async fn batch(
             let n = caller.write(&s, &ns)?;
             let ApiJson(b) = ApiJson::<MsetBody>::from_request_checked(req, &s).await?;
             check_batch(&s, b.items.len())?;
-            let ttl = parse_ttl(b.ttl.map(|t| t.to_string()).as_deref())?;
+            let ttl = match &b.ttl {
+                None | Some(serde_json::Value::Null) => Ttl::NEVER,
+                Some(serde_json::Value::Number(n)) if n.is_u64() => {
+                    parse_ttl(Some(&n.to_string()))?
+                }
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_ttl",
+                        "ttl must be a whole number of seconds",
+                    ));
+                }
+            };
             let items: Vec<(&str, &RawValue)> =
                 b.items.iter().map(|(k, v)| (k.as_str(), &**v)).collect();
             n.mset(&items, ttl).await?;
@@ -394,6 +421,7 @@ pub async fn clear(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(ns): ApiPath<String>,
+    _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let deleted = n.clear().await?;

@@ -175,10 +175,10 @@ fn json_rejection(e: JsonRejection) -> ApiError {
             "request body is over the size limit",
         );
     }
-    let code = if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        "unsupported_media_type"
-    } else {
-        "invalid_body"
-    };
-    ApiError::new(e.status(), code, e.body_text())
+    if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return ApiError::new(e.status(), "unsupported_media_type", e.body_text());
+    }
+    // axum answers 422 for well-formed JSON of the wrong shape; the contract has one
+    // status for every bad body.
+    ApiError::bad_request("invalid_body", e.body_text())
 }

@@ -36,6 +36,8 @@ pub(crate) struct RedisStore {
     opts: RedisOptions,
     /// The URL without its password, for logs and errors.
     display: String,
+    /// The URL itself, for the start-up check (never logged).
+    client_for_check: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -91,7 +93,51 @@ impl RedisStore {
             conn,
             opts,
             display,
+            client_for_check: url.to_owned(),
         })
+    }
+
+    /// One direct connection attempt (no retries), so that refused credentials or a wrong
+    /// database index surface as a clear configuration error at start instead of as
+    /// timeouts. `Ok(Err(_))` is "unreachable right now" (a fallback may take over).
+    pub(crate) async fn check(&self) -> Result<std::result::Result<(), Error>> {
+        let client = redis::Client::open(self.client_for_check.as_str()).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid Redis URL {}: {e}", self.display),
+            )
+        })?;
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.opts.connect_timeout))
+            .set_response_timeout(Some(self.opts.command_timeout));
+        let attempt = async {
+            let mut c = client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        match tokio::time::timeout(
+            self.opts.connect_timeout + self.opts.command_timeout,
+            attempt,
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(Ok(())),
+            Ok(Err(e)) if is_auth_error(&e) => Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "redis at {} refused the credentials ({}); check the user and password in the URL",
+                    self.display,
+                    e.code().unwrap_or("authentication failed")
+                ),
+            )),
+            Ok(Err(e)) if crate::error::is_connection_class(&e) => Ok(Err(Error::from(e))),
+            Ok(Err(e)) => Err(Error::new(
+                ErrorKind::Config,
+                format!("redis at {} cannot be used: {e}", self.display),
+            )),
+            Err(_) => Ok(Err(self.timeout_error())),
+        }
     }
 
     pub(crate) fn display_url(&self) -> &str {
@@ -126,6 +172,16 @@ impl RedisStore {
             ),
         )
     }
+}
+
+fn is_auth_error(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+    ) || e
+        .code()
+        .is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
