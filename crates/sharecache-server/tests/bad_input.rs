@@ -1535,7 +1535,14 @@ async fn error_bodies_have_code_and_message(backend: Backend) {
     let app = TestApp::new(backend).await;
     let big = format!("\"{}\"", "x".repeat(70_000));
     let a = Some(app.a.as_str());
-    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, StatusCode, &'a str);
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             Method::GET,

@@ -146,11 +146,12 @@ impl Codec {
 
     /// Returns the stored value as JSON text (for the HTTP service), transcoding
     /// MessagePack values written by library users.
-    pub fn decode_to_json(&self, stored: &[u8]) -> Result<Bytes> {
+    pub fn decode_to_json(&self, stored: &Bytes) -> Result<Bytes> {
         let (format, payload) = unwrap_payload(stored)?;
         match format {
             Format::Json => Ok(match payload {
-                std::borrow::Cow::Borrowed(b) => Bytes::copy_from_slice(b),
+                // Uncompressed JSON is the stored bytes after the header: share, don't copy.
+                std::borrow::Cow::Borrowed(_) => stored.slice(2..),
                 std::borrow::Cow::Owned(v) => Bytes::from(v),
             }),
             Format::MessagePack => {

@@ -92,7 +92,7 @@ impl Caller {
                 "this credential may not {what} namespace {ns:?}"
             )));
         }
-        Ok(state.cache.namespace(ns)?)
+        Ok(state.namespace(ns)?)
     }
 
     /// The namespace handle if this caller may read it (403 otherwise).

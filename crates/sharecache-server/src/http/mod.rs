@@ -78,6 +78,27 @@ pub struct Inner {
     pub granted_namespaces: Vec<String>,
     /// Whether requests are still served while Redis is down (memory fallback).
     pub serves_during_outage: bool,
+    /// Namespace handles already built (saves a lock and an allocation per request).
+    handles: parking_lot::RwLock<HashMap<String, sharecache::Namespace>>,
+}
+
+/// Most namespace handles kept; past it (an admin touching many namespaces) handles are
+/// built per request instead.
+const MAX_HANDLES: usize = 10_000;
+
+impl Inner {
+    /// The handle of a validated, authorized namespace.
+    pub fn namespace(&self, ns: &str) -> sharecache::Result<sharecache::Namespace> {
+        if let Some(h) = self.handles.read().get(ns) {
+            return Ok(h.clone());
+        }
+        let h = self.cache.namespace(ns)?;
+        let mut w = self.handles.write();
+        if w.len() < MAX_HANDLES {
+            w.insert(ns.to_owned(), h.clone());
+        }
+        Ok(h)
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -106,6 +127,7 @@ impl AppState {
             rates: ops::Rates::default(),
             granted_namespaces,
             serves_during_outage,
+            handles: parking_lot::RwLock::new(HashMap::new()),
         }))
     }
 }
