@@ -5,6 +5,7 @@
 //! `ops.rs` (health, readiness, metrics, stats, OpenAPI).
 
 pub mod cache;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -258,6 +259,9 @@ impl MakeRequestId for RequestIds {
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
