@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sharecache::{Cache, Ttl};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Profile {
     id: u64,
     name: String,

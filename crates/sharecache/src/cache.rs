@@ -17,6 +17,7 @@ use crate::key::{KeySpace, NamespaceName, validate_namespace};
 use crate::store::memory::{MemoryLimits, MemoryStore};
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{Backend, BackendState, Store, StoreStats};
+use crate::tier::{LocalTier, Tier};
 
 /// Longest TTL accepted: ten years.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -112,6 +113,7 @@ pub struct CacheBuilder {
     probe_interval: Duration,
     key_prefix: Option<String>,
     max_batch: usize,
+    local_tier: Option<LocalTier>,
 }
 
 impl Default for CacheBuilder {
@@ -126,6 +128,7 @@ impl Default for CacheBuilder {
             probe_interval: Duration::from_millis(250),
             key_prefix: None,
             max_batch: DEFAULT_MAX_BATCH,
+            local_tier: None,
         }
     }
 }
@@ -244,6 +247,14 @@ impl CacheBuilder {
         self
     }
 
+    /// Adds an in-process L1 tier over Redis, kept coherent across instances by Redis
+    /// client tracking (see [`LocalTier`]). Ignored on the embedded memory store, which
+    /// is in-process already.
+    pub fn local_tier(mut self, tier: LocalTier) -> Self {
+        self.local_tier = Some(tier);
+        self
+    }
+
     /// Most keys one batch call may carry (default 10 000).
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;
@@ -303,9 +314,24 @@ impl CacheBuilder {
                 store
             }
         };
+        let tier = match (&self.backend, self.local_tier) {
+            (BackendChoice::Redis(url), Some(cfg)) => {
+                let tier = Arc::new(Tier::new(cfg));
+                let track_prefix = prefix.as_ref().map(|p| format!("{p}:"));
+                tokio::spawn(crate::tier::run_tracking(
+                    Arc::downgrade(&tier),
+                    url.clone(),
+                    track_prefix,
+                    self.connect_timeout,
+                ));
+                Some(tier)
+            }
+            _ => None,
+        };
         Ok(Cache {
             inner: Arc::new(Inner {
                 store: Store(backend),
+                tier,
                 codec: self.codec,
                 prefix,
                 max_batch: self.max_batch,
@@ -317,6 +343,7 @@ impl CacheBuilder {
 
 struct Inner {
     store: Store,
+    tier: Option<Arc<Tier>>,
     codec: Codec,
     prefix: Option<NamespaceName>,
     max_batch: usize,
@@ -392,6 +419,21 @@ impl Cache {
         &self.inner.codec
     }
 
+    /// Figures of the L1 tier, if the cache has one.
+    pub fn tier_stats(&self) -> Option<TierStats> {
+        let t = self.inner.tier.as_deref()?;
+        let c = &t.counters;
+        Some(TierStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+            entries: t.len(),
+            bytes: t.weight(),
+            link_up: t.link_up(),
+        })
+    }
+
     /// Names of the namespaces opened on this cache so far.
     pub fn namespaces(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -423,6 +465,25 @@ pub struct NamespaceStats {
     pub decode_errors: u64,
     /// Store-wide figures: keys, bytes, evictions and where calls go.
     pub store: StoreStats,
+}
+
+/// Figures of the L1 tier ([`Cache::tier_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TierStats {
+    /// Reads answered by L1.
+    pub hits: u64,
+    /// Reads L1 could not answer.
+    pub misses: u64,
+    /// Keys invalidated (by Redis pushes and by this instance's writes).
+    pub invalidations: u64,
+    /// Whole-tier flushes (database flush, lost link, pattern delete).
+    pub flushes: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held (weighed).
+    pub bytes: u64,
+    /// Whether the invalidation link is up (L1 serves only then).
+    pub link_up: bool,
 }
 
 /// What a namespace holds, from [`Namespace::usage`].
@@ -506,10 +567,68 @@ impl Namespace {
 
     /// Reads `key`. A miss, or a stored value that does not decode as `T` (another format,
     /// version or type), is `Ok(None)` and counted as a miss.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+    ///
+    /// With a [`LocalTier`](crate::LocalTier), a hit in L1 returns a clone of the value
+    /// decoded when it entered L1 (no parsing); a miss reads Redis and fills L1 (see
+    /// `tier` for the coherence guarantees).
+    pub async fn get<T>(&self, key: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let full = self.space.key(key)?;
-        let stored = self.backend().get(&full).await?;
-        Ok(self.decode_counted(key, stored))
+        let Some(tier) = self.tier() else {
+            let stored = self.backend().get(&full).await?;
+            return Ok(self.decode_counted(key, stored));
+        };
+        if let Some(e) = tier.get(&full) {
+            if let Some(v) = e.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(v.clone()));
+            }
+            return Ok(self.decode_counted(key, Some(e.bytes)));
+        }
+        let ticket = tier.ticket(&full);
+        let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+        let Some(bytes) = stored else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        match self.inner.codec.decode::<T>(&bytes) {
+            Ok(v) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                if self.inner.store.state() == BackendState::Connected {
+                    tier.insert(&full, ticket, bytes, Some(Arc::new(v.clone())), ttl);
+                }
+                Ok(Some(v))
+            }
+            Err(_) => Ok(self.decode_counted(key, Some(bytes))),
+        }
+    }
+
+    /// The tier, if there is one and it may serve this namespace right now.
+    #[inline]
+    fn tier(&self) -> Option<&Tier> {
+        self.inner
+            .tier
+            .as_deref()
+            .filter(|t| t.active_for(self.name.as_str()))
+    }
+
+    /// Runs a write of `keys`, keeping L1 coherent for this instance: the keys' stripes
+    /// are bumped before and after (so no read in flight caches an older value) and the
+    /// keys leave L1, so the next read on this instance sees the write.
+    async fn tiered_write<R>(
+        &self,
+        keys: &[&str],
+        write: impl std::future::Future<Output = Result<R>>,
+    ) -> Result<R> {
+        let Some(tier) = self.inner.tier.as_deref() else {
+            return write.await;
+        };
+        keys.iter().for_each(|k| tier.invalidate(k));
+        let r = write.await;
+        keys.iter().for_each(|k| tier.invalidate(k));
+        r
     }
 
     /// Writes `key` with a TTL (use [`Ttl::NEVER`] for none).
@@ -517,7 +636,8 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.inner.codec.encode(value)?;
-        self.backend().set(&full, bytes, ttl).await?;
+        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+            .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -525,7 +645,9 @@ impl Namespace {
     /// Deletes `key`; returns whether it existed.
     pub async fn del(&self, key: &str) -> Result<bool> {
         let full = self.space.key(key)?;
-        let n = self.backend().del(std::slice::from_ref(&full)).await?;
+        let n = self
+            .tiered_write(&[&full], self.backend().del(std::slice::from_ref(&full)))
+            .await?;
         if n > 0 {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         }
@@ -579,7 +701,9 @@ impl Namespace {
             return Ok(());
         }
         let n = encoded.len() as u64;
-        self.backend().mset(&encoded, ttl).await?;
+        let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
+        self.tiered_write(&keys, self.backend().mset(&encoded, ttl))
+            .await?;
         self.counters.sets.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -590,7 +714,8 @@ impl Namespace {
         if full.is_empty() {
             return Ok(0);
         }
-        let n = self.backend().del(&full).await?;
+        let keys: Vec<&str> = full.iter().map(String::as_str).collect();
+        let n = self.tiered_write(&keys, self.backend().del(&full)).await?;
         self.counters.deletes.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
@@ -603,7 +728,7 @@ impl Namespace {
     /// Deletes every key of this namespace (SCAN + UNLINK in batches; never FLUSHDB).
     /// Returns how many keys were deleted.
     pub async fn clear(&self) -> Result<u64> {
-        let n = self.backend().delete_matching(&self.space.all()).await?;
+        let n = self.delete_matching_tiered(&self.space.all()).await?;
         self.counters.deletes.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
@@ -612,9 +737,19 @@ impl Namespace {
     /// namespace: `"session:*"`). The pattern can never reach outside the namespace.
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
         let full = self.space.pattern(pattern)?;
-        let n = self.backend().delete_matching(&full).await?;
+        let n = self.delete_matching_tiered(&full).await?;
         self.counters.deletes.fetch_add(n, Ordering::Relaxed);
         Ok(n)
+    }
+
+    /// Pattern deletes reach L1 as a flush of this instance's L1 once Redis is done
+    /// (other instances get one invalidation per deleted key from Redis).
+    async fn delete_matching_tiered(&self, pattern: &str) -> Result<u64> {
+        let r = self.backend().delete_matching(pattern).await;
+        if let Some(t) = self.inner.tier.as_deref() {
+            t.flush();
+        }
+        r
     }
 
     /// One page of this namespace's keys matching `pattern` (`"*"` for all).
@@ -698,15 +833,37 @@ impl Namespace {
     /// Reads `key` as JSON text (for the HTTP service). Values written as MessagePack by
     /// library users are transcoded.
     pub async fn get_json(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get_json_tiered(key).await?.map(|(json, _)| json))
+    }
+
+    /// [`get_json`](Self::get_json), also saying whether L1 answered.
+    pub async fn get_json_tiered(&self, key: &str) -> Result<Option<(Bytes, bool)>> {
         let full = self.space.key(key)?;
-        let Some(stored) = self.backend().get(&full).await? else {
+        let (stored, from_l1) = match self.tier() {
+            None => (self.backend().get(&full).await?, false),
+            Some(tier) => match tier.get(&full) {
+                Some(e) => (Some(e.bytes), true),
+                None => {
+                    let ticket = tier.ticket(&full);
+                    let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+                    if let Some(b) = &stored
+                        && self.inner.store.state() == BackendState::Connected
+                        && self.inner.codec.decode_to_json(b).is_ok()
+                    {
+                        tier.insert(&full, ticket, b.clone(), None, ttl);
+                    }
+                    (stored, false)
+                }
+            },
+        };
+        let Some(stored) = stored else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
         match self.inner.codec.decode_to_json(&stored) {
             Ok(json) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(json))
+                Ok(Some((json, from_l1)))
             }
             Err(_) => {
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -721,7 +878,8 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.inner.codec.encode_raw_json(json)?;
-        self.backend().set(&full, bytes, ttl).await?;
+        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+            .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -304,6 +304,15 @@ impl Backend for FallbackStore {
         serve!(self, self.primary.get(key), &[], None, |m| Ok(m.get(key)))
     }
 
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
+        serve!(self, self.primary.get_with_ttl(key), &[], None, |m| {
+            Ok(match m.get_with_ttl(key) {
+                Some((v, ttl)) => (Some(v), ttl),
+                None => (None, None),
+            })
+        })
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         serve!(
             self,

@@ -23,6 +23,8 @@
 //!   (bounded in-memory store) and `store/redis.rs` (Redis standalone).
 //! * `fallback`: degrade to memory while Redis is down, reconcile on recovery
 //!   ([`Fallback`]).
+//! * `tier`: the in-process L1 tier over Redis ([`LocalTier`]), kept coherent by Redis
+//!   client tracking (RESP3 BCAST invalidations).
 //! * `cache`: [`Cache`], [`CacheBuilder`] and [`Namespace`], the typed API.
 //! * `error`: [`Error`] with an [`ErrorKind`] and predicates.
 //!
@@ -42,12 +44,15 @@ mod error;
 mod fallback;
 pub mod key;
 mod store;
+mod tier;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats, Ttl, Usage,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats, TierStats,
+    Ttl, Usage,
 };
 pub use codec::{Codec, Format};
 pub use error::{Error, ErrorKind, Result};
 pub use fallback::Fallback;
 pub use key::NamespaceName;
 pub use store::{BackendState, MemoryLimits, Store, StoreStats};
+pub use tier::LocalTier;

@@ -73,6 +73,8 @@ pub(crate) struct ScanPage {
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// The value and its remaining TTL (`None` = no expiry), in one round trip.
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)>;
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
     async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
@@ -145,6 +147,13 @@ impl Backend for memory::MemoryStore {
         // Never Pending otherwise: let a tight loop of gets yield now and then.
         tokio::task::consume_budget().await;
         Ok(memory::MemoryStore::get(self, key))
+    }
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
+        tokio::task::consume_budget().await;
+        Ok(match memory::MemoryStore::get_with_ttl(self, key) {
+            Some((v, ttl)) => (Some(v), ttl),
+            None => (None, None),
+        })
     }
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         tokio::task::consume_budget().await;

@@ -218,6 +218,15 @@ impl Backend for RedisStore {
         Ok(v.map(Bytes::from))
     }
 
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (v, pttl): (Option<Vec<u8>>, i64) = self.run_pipe(&pipe).await?;
+        // PTTL: -1 no expiry, -2 no key.
+        let ttl = (pttl >= 0).then(|| Duration::from_millis(pttl as u64));
+        Ok((v.map(Bytes::from), ttl))
+    }
+
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.run::<()>(&set_cmd(key, &value, ttl)).await
     }
