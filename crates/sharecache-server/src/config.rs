@@ -26,9 +26,37 @@ pub struct Config {
     /// `[admin]`
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[tier]`
+    #[serde(default)]
+    pub tier: TierConfig,
     /// `[[services]]`
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+}
+
+/// `[tier]`: the in-process L1 over Redis (ignored on the memory backend).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierConfig {
+    /// Serve hot keys from process memory, kept coherent by Redis client tracking.
+    pub enabled: bool,
+    /// Byte budget of L1.
+    pub max_bytes: u64,
+    /// Longest life of an L1 entry, seconds.
+    pub ttl_cap_secs: u64,
+    /// Namespaces never held in L1.
+    pub disabled: Vec<String>,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 64 << 20,
+            ttl_cap_secs: 60,
+            disabled: Vec::new(),
+        }
+    }
 }
 
 /// `[server]`
@@ -230,6 +258,21 @@ impl Config {
         }
         if let Some(t) = &self.admin.token_sha256 {
             check_hash(src, t, "[admin] token_sha256")?;
+        }
+        if self.tier.ttl_cap_secs == 0 || self.tier.max_bytes < 4096 {
+            return Err(ConfigError(format!(
+                "{}: [tier] ttl_cap_secs must be at least 1 and max_bytes at least 4096 (or set enabled = false)",
+                src.name
+            )));
+        }
+        for ns in &self.tier.disabled {
+            if let Err(e) = validate_namespace(ns) {
+                return Err(ConfigError(format!(
+                    "{}: [tier] disabled: {}",
+                    src.name,
+                    e.message()
+                )));
+            }
         }
         let mut names = HashSet::new();
         let mut hashes = HashSet::new();

@@ -45,6 +45,12 @@ pub struct Metrics {
     misses: Family<NsLabels, Counter>,
     backend_state: Family<StateLabels, Gauge>,
     backend_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
+    l1: Family<L1Labels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct L1Labels {
+    figure: &'static str,
 }
 
 const STATES: [&str; 4] = ["memory", "connected", "degraded", "recovering"];
@@ -92,6 +98,12 @@ impl Metrics {
             "Round trip of the last backend ping",
             backend_latency.clone(),
         );
+        let l1 = Family::<L1Labels, Gauge>::default();
+        registry.register(
+            "l1",
+            "In-process tier: hits, misses, invalidations, flushes (running totals), entries, bytes, link_up",
+            l1.clone(),
+        );
         Self {
             registry,
             requests,
@@ -100,6 +112,7 @@ impl Metrics {
             misses,
             backend_state,
             backend_latency,
+            l1,
         }
     }
 
@@ -131,7 +144,25 @@ impl Metrics {
     }
 
     /// Renders the text exposition, after setting the backend gauges.
-    pub fn render(&self, state: sharecache::BackendState, ping: Option<Duration>) -> String {
+    pub fn render(
+        &self,
+        state: sharecache::BackendState,
+        ping: Option<Duration>,
+        tier: Option<sharecache::TierStats>,
+    ) -> String {
+        if let Some(t) = tier {
+            for (figure, v) in [
+                ("hits", t.hits),
+                ("misses", t.misses),
+                ("invalidations", t.invalidations),
+                ("flushes", t.flushes),
+                ("entries", t.entries),
+                ("bytes", t.bytes),
+                ("link_up", u64::from(t.link_up)),
+            ] {
+                self.l1.get_or_create(&L1Labels { figure }).set(v as i64);
+            }
+        }
         let current = state.to_string();
         for s in STATES {
             self.backend_state

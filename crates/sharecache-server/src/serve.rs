@@ -57,6 +57,14 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
     if let Some(p) = &b.key_prefix {
         builder = builder.key_prefix(p);
     }
+    if cfg.tier.enabled {
+        let mut tier = sharecache::LocalTier::max_bytes(cfg.tier.max_bytes)
+            .ttl_cap(Duration::from_secs(cfg.tier.ttl_cap_secs));
+        for ns in &cfg.tier.disabled {
+            tier = tier.disable(ns);
+        }
+        builder = builder.local_tier(tier);
+    }
     builder.build().await.context("open the cache backend")
 }
 

@@ -30,6 +30,10 @@ impl Drop for Served {
 }
 
 fn serve(args: &[&str]) -> Served {
+    serve_env(args, &[])
+}
+
+fn serve_env(args: &[&str], env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let port = sharecache_testkit::free_port();
     let mut child = Command::new(BIN)
@@ -39,6 +43,7 @@ fn serve(args: &[&str]) -> Served {
         .args(args)
         .current_dir(dir.path())
         .env_remove("REDIS_URL")
+        .envs(env.iter().copied())
         .env_remove("CACHE_TYPE")
         .env_remove("SHARECACHE_CONFIG")
         .stdin(Stdio::null())
@@ -295,4 +300,70 @@ async fn redis_killed_under_http_load_gives_no_5xx() {
         "answers during the outage say x-cache-tier: fallback"
     );
     assert!(ok.load(Ordering::Relaxed) > 500);
+}
+
+fn header(resp: &str, name: &str) -> Option<String> {
+    resp.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+    })
+}
+
+/// Two `sharecache serve` processes on one Redis: a hot key is answered from L1
+/// (`x-cache-tier: l1`), and a write through one process reaches the other's L1.
+#[test]
+fn two_serve_processes_keep_their_l1_coherent() {
+    let redis = sharecache_testkit::RedisServer::start();
+    let url = redis.url();
+    let a = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let b = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let (ta, tb) = (a.token.clone().unwrap(), b.token.clone().unwrap());
+    let put = |s: &Served, t: &str, v: &str| {
+        http(
+            &s.addr,
+            &format!(
+                "PUT /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
+                v.len()
+            ),
+        )
+    };
+    let get = |s: &Served, t: &str| {
+        http(
+            &s.addr,
+            &format!(
+                "GET /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    // Wait until B's tracking link is up: a repeated read turns into an L1 hit.
+    assert!(put(&a, &ta, "1").starts_with("HTTP/1.1 204"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&b, &tb);
+        assert!(r.ends_with("1"), "{r}");
+        if header(&r, "x-cache-tier").as_deref() == Some("l1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never answered from L1: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut worst = Duration::ZERO;
+    for i in 2..50 {
+        let v = i.to_string();
+        let start = Instant::now();
+        assert!(put(&a, &ta, &v).starts_with("HTTP/1.1 204"));
+        loop {
+            let r = get(&b, &tb);
+            if r.ends_with(&format!("\r\n\r\n{v}")) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "B kept serving a stale value: {r}"
+            );
+        }
+        worst = worst.max(start.elapsed());
+    }
+    println!("worst time until B served A's write: {worst:?}");
 }

@@ -105,13 +105,18 @@ pub async fn get_key(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
-    let value = n.get_json(&key).await?;
+    let value = n.get_json_tiered(&key).await?;
     s.metrics
         .reads(&ns, u64::from(value.is_some()), u64::from(value.is_none()));
     let resp = match value {
-        Some(json) => {
+        Some((json, from_l1)) => {
             let mut r = json_response(StatusCode::OK, json);
-            r.headers_mut().insert(TIER_HEADER, tier(&s));
+            let t = if from_l1 {
+                HeaderValue::from_static("l1")
+            } else {
+                tier(&s)
+            };
+            r.headers_mut().insert(TIER_HEADER, t);
             r
         }
         None => ApiError::not_found("key not found").into_response(),

@@ -83,7 +83,9 @@ pub async fn metrics(
         }
     }
     let ping = s.cache.ping().await.ok();
-    let text = s.metrics.render(s.cache.state(), ping);
+    let text = s
+        .metrics
+        .render(s.cache.state(), ping, s.cache.tier_stats());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -170,7 +172,9 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
     // Store-wide figures describe every tenant together: only the admin sees them.
     let backend = match caller.principal {
         Principal::Admin => {
-            serde_json::to_value(s.cache.store().stats().await?).unwrap_or_default()
+            let mut v = serde_json::to_value(s.cache.store().stats().await?).unwrap_or_default();
+            v["l1"] = serde_json::to_value(s.cache.tier_stats()).unwrap_or_default();
+            v
         }
         Principal::Service(_) => serde_json::json!({"state": s.cache.state()}),
     };
