@@ -575,18 +575,20 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let full = self.space.key(key)?;
         let Some(tier) = self.tier() else {
+            let full = self.space.key(key)?;
             let stored = self.backend().get(&full).await?;
             return Ok(self.decode_counted(key, stored));
         };
-        if let Some(e) = tier.get(&full) {
+        crate::key::validate_key(key)?;
+        if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
             if let Some(v) = e.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(v.clone()));
             }
-            return Ok(self.decode_counted(key, Some(e.bytes)));
+            return Ok(self.decode_counted(key, Some(e.bytes.clone())));
         }
+        let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
         let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
         let Some(bytes) = stored else {
@@ -602,6 +604,47 @@ impl Namespace {
                 Ok(Some(v))
             }
             Err(_) => Ok(self.decode_counted(key, Some(bytes))),
+        }
+    }
+
+    /// Like [`get`](Self::get), but returns the value behind an `Arc`: an L1 hit then
+    /// costs a reference count instead of a clone of `T` (use it for big values).
+    pub async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let Some(tier) = self.tier() else {
+            let full = self.space.key(key)?;
+            let stored = self.backend().get(&full).await?;
+            return Ok(self.decode_counted::<T>(key, stored).map(Arc::new));
+        };
+        crate::key::validate_key(key)?;
+        if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
+            if let Some(v) = e.decoded.clone().and_then(|d| d.downcast::<T>().ok()) {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(v));
+            }
+            return Ok(self
+                .decode_counted::<T>(key, Some(e.bytes.clone()))
+                .map(Arc::new));
+        }
+        let full = self.space.key(key)?;
+        let ticket = tier.ticket(&full);
+        let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+        let Some(bytes) = stored else {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        match self.inner.codec.decode::<T>(&bytes) {
+            Ok(v) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                let v = Arc::new(v);
+                if self.inner.store.state() == BackendState::Connected {
+                    tier.insert(&full, ticket, bytes, Some(v.clone()), ttl);
+                }
+                Ok(Some(v))
+            }
+            Err(_) => Ok(self.decode_counted::<T>(key, Some(bytes)).map(Arc::new)),
         }
     }
 
@@ -842,7 +885,7 @@ impl Namespace {
         let (stored, from_l1) = match self.tier() {
             None => (self.backend().get(&full).await?, false),
             Some(tier) => match tier.get(&full) {
-                Some(e) => (Some(e.bytes), true),
+                Some(e) => (Some(e.bytes.clone()), true),
                 None => {
                     let ticket = tier.ticket(&full);
                     let (stored, ttl) = self.backend().get_with_ttl(&full).await?;

@@ -311,6 +311,25 @@ impl KeySpace {
         Ok(full)
     }
 
+    /// Runs `f` with the stored key for an already-validated `key`, built in a reused
+    /// per-thread buffer: an L1 lookup then allocates nothing.
+    #[inline]
+    pub(crate) fn with_key<R>(&self, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        thread_local! {
+            static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        BUF.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf.push_str(&self.head);
+                buf.push_str(key);
+                f(&buf)
+            }
+            // Re-entered from inside `f` (never by our code): fall back to allocating.
+            Err(_) => f(&format!("{}{key}", self.head)),
+        })
+    }
+
     /// The stored pattern for a caller's pattern (validated), anchored to the namespace.
     pub(crate) fn pattern(&self, pattern: &str) -> Result<String> {
         validate_pattern(pattern)?;

@@ -99,8 +99,8 @@ pub(crate) struct L1Entry {
 #[derive(Clone)]
 struct L1Weighter;
 
-impl Weighter<String, L1Entry> for L1Weighter {
-    fn weight(&self, key: &String, val: &L1Entry) -> u64 {
+impl Weighter<String, Arc<L1Entry>> for L1Weighter {
+    fn weight(&self, key: &String, val: &Arc<L1Entry>) -> u64 {
         // Decoded values are counted at their encoded size: a fair, cheap estimate.
         (key.len() + val.bytes.len() * if val.decoded.is_some() { 2 } else { 1 } + 96) as u64
     }
@@ -126,7 +126,8 @@ pub(crate) struct TierCounters {
 
 /// The L1 tier. Shared by every namespace of a cache.
 pub(crate) struct Tier {
-    map: QuickCache<String, L1Entry, L1Weighter>,
+    /// Values behind an `Arc`: a hit costs one reference count, not a clone of each field.
+    map: QuickCache<String, Arc<L1Entry>, L1Weighter>,
     stripes: Box<[AtomicU64]>,
     epoch: AtomicU64,
     link_up: AtomicBool,
@@ -182,7 +183,7 @@ impl Tier {
 
     /// A live entry for `key`, counting the hit or miss.
     #[inline]
-    pub(crate) fn get(&self, key: &str) -> Option<L1Entry> {
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<L1Entry>> {
         if let Some(e) = self.map.get(key)
             && e.epoch == self.epoch.load(Ordering::Acquire)
             && e.expires_at > self.clock.now_ms()
@@ -230,12 +231,12 @@ impl Tier {
         let expires_at = self.clock.now_ms() + life.as_millis().max(1) as u64;
         self.map.insert(
             key.to_owned(),
-            L1Entry {
+            Arc::new(L1Entry {
                 bytes,
                 decoded,
                 expires_at,
                 epoch: ticket.epoch,
-            },
+            }),
         );
         // Insert, then re-check: an invalidation that bumped the stripe after our first
         // check may have run its removal before our insert.

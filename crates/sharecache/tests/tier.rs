@@ -111,6 +111,10 @@ async fn the_writer_reads_its_own_write_at_once() {
         na.set("k", &i, Ttl::secs(60)).await.unwrap();
         assert_eq!(na.get::<u64>("k").await.unwrap(), Some(i));
         assert_eq!(na.get::<u64>("k").await.unwrap(), Some(i)); // now from L1
+        assert_eq!(
+            na.get_shared::<u64>("k").await.unwrap().as_deref(),
+            Some(&i)
+        );
     }
     assert!(
         l1_hits(&a) > 500,
