@@ -14,6 +14,7 @@ use crate::codec::{Codec, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fallback::{Fallback, FallbackStore};
 use crate::key::{KeySpace, NamespaceName, validate_namespace};
+use crate::load::RememberError;
 use crate::store::memory::{MemoryLimits, MemoryStore};
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{Backend, BackendState, Store, StoreStats};
@@ -331,6 +332,7 @@ impl CacheBuilder {
         Ok(Cache {
             inner: Arc::new(Inner {
                 store: Store(backend),
+                flights: crate::load::Flights::default(),
                 tier,
                 codec: self.codec,
                 prefix,
@@ -343,6 +345,7 @@ impl CacheBuilder {
 
 struct Inner {
     store: Store,
+    flights: crate::load::Flights,
     tier: Option<Arc<Tier>>,
     codec: Codec,
     prefix: Option<NamespaceName>,
@@ -645,6 +648,86 @@ impl Namespace {
                 Ok(Some(v))
             }
             Err(_) => Ok(self.decode_counted::<T>(key, Some(bytes)).map(Arc::new)),
+        }
+    }
+
+    /// Returns the value of `key`, or runs `loader`, stores its value with `ttl` and
+    /// returns it.
+    ///
+    /// **Single-flight**: concurrent misses of one key in this process run `loader` once;
+    /// the other callers wait for that load and get its value (or its error). If the
+    /// caller running the loader is cancelled, a waiting caller runs its own loader, so
+    /// nobody waits forever. Loader errors are not cached.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sharecache::{Cache, Ttl};
+    /// let users = Cache::builder().memory().build().await?.namespace("user")?;
+    /// let name: String = users
+    ///     .remember("name:42", Ttl::secs(300), || async { Ok::<_, std::io::Error>("Ada".to_string()) })
+    ///     .await?;
+    /// assert_eq!(name, "Ada");
+    /// # Ok(()) }
+    /// ```
+    pub async fn remember<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Ttl,
+        loader: F,
+    ) -> std::result::Result<T, RememberError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    {
+        if let Some(v) = self.get::<T>(key).await? {
+            return Ok(v);
+        }
+        ttl.validate()?;
+        let full = self.space.key(key)?;
+        let flight = self.inner.flights.join(&full);
+        let outcome = flight
+            .get_or_init(|| async {
+                // A flight that just landed may have stored the value: look once more.
+                match self.get::<T>(key).await {
+                    Ok(Some(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
+                    Ok(None) => {}
+                    Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
+                }
+                match loader().await {
+                    Ok(v) => {
+                        if let Err(e) = self.set(key, &v, ttl).await {
+                            tracing::warn!(namespace = %self.name, key, error = %e, "remember: the loaded value could not be stored");
+                        }
+                        Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>)
+                    }
+                    Err(e) => Err(Arc::new(e) as Arc<dyn std::any::Any + Send + Sync>),
+                }
+            })
+            .await
+            .clone();
+        self.inner.flights.land(&full, &flight);
+        match outcome {
+            Ok(v) => match v.downcast_ref::<T>() {
+                Some(v) => Ok(v.clone()),
+                None => Err(RememberError::Cache(Error::new(
+                    ErrorKind::Decode,
+                    "remember: concurrent callers of one key used different value types",
+                ))),
+            },
+            Err(e) => {
+                if let Ok(e) = e.clone().downcast::<E>() {
+                    return Err(RememberError::Loader(e));
+                }
+                match e.downcast_ref::<RememberError<E>>() {
+                    Some(RememberError::Cache(c)) => Err(RememberError::Cache(c.clone())),
+                    _ => Err(RememberError::Cache(Error::new(
+                        ErrorKind::Decode,
+                        "remember: concurrent callers of one key used different error types",
+                    ))),
+                }
+            }
         }
     }
 

@@ -25,6 +25,7 @@
 //!   ([`Fallback`]).
 //! * `tier`: the in-process L1 tier over Redis ([`LocalTier`]), kept coherent by Redis
 //!   client tracking (RESP3 BCAST invalidations).
+//! * `load`: single-flight for [`Namespace::remember`] ([`RememberError`]).
 //! * `cache`: [`Cache`], [`CacheBuilder`] and [`Namespace`], the typed API.
 //! * `error`: [`Error`] with an [`ErrorKind`] and predicates.
 //!
@@ -43,6 +44,7 @@ pub mod codec;
 mod error;
 mod fallback;
 pub mod key;
+mod load;
 mod store;
 mod tier;
 
@@ -54,5 +56,6 @@ pub use codec::{Codec, Format};
 pub use error::{Error, ErrorKind, Result};
 pub use fallback::Fallback;
 pub use key::NamespaceName;
+pub use load::RememberError;
 pub use store::{BackendState, MemoryLimits, Store, StoreStats};
 pub use tier::LocalTier;

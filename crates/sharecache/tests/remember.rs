@@ -1,0 +1,165 @@
+//! `remember`: single-flight loads, errors not cached, handoff when the loading caller is
+//! cancelled; on the memory store and on Redis with the L1 tier.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sharecache::{Cache, LocalTier, RememberError, Ttl};
+use sharecache_testkit::RedisServer;
+
+async fn caches() -> (Vec<Cache>, RedisServer) {
+    let server = RedisServer::start();
+    let redis = Cache::builder()
+        .redis(server.url())
+        .local_tier(LocalTier::max_bytes(8 << 20))
+        .build()
+        .await
+        .unwrap();
+    (
+        vec![Cache::builder().memory().build().await.unwrap(), redis],
+        server,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_concurrent_misses_cost_one_load() {
+    let (caches, _server) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("sf").unwrap();
+        let loads = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..2000 {
+            let (ns, loads) = (ns.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                ns.remember("hot", Ttl::secs(60), || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, std::io::Error>(vec![1u64, 2, 3])
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), vec![1, 2, 3]);
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "{:?}: 2000 concurrent misses must load once",
+            cache.state()
+        );
+        // The value was stored: later calls do not load.
+        let v: Vec<u64> = ns
+            .remember("hot", Ttl::secs(60), || async {
+                Err::<Vec<u64>, _>("must not run")
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, vec![1, 2, 3]);
+        assert_eq!(
+            ns.get::<Vec<u64>>("hot").await.unwrap(),
+            Some(vec![1, 2, 3])
+        );
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Boom(u32);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_errors_are_shared_by_the_flight_and_never_cached() {
+    let (caches, _server) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("err").unwrap();
+        let loads = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (ns, loads) = (ns.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                ns.remember("k", Ttl::secs(60), || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    Err::<u64, _>(Boom(7))
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let e = t.await.unwrap().unwrap_err();
+            assert_eq!(e.loader_error(), Some(&Boom(7)));
+            assert!(matches!(e, RememberError::Loader(_)));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            ns.get::<u64>("k").await.unwrap(),
+            None,
+            "an error is never stored"
+        );
+        // The next call loads again.
+        let v = ns
+            .remember("k", Ttl::secs(60), || async { Ok::<_, Boom>(5u64) })
+            .await
+            .unwrap();
+        assert_eq!(v, 5);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_loader_hands_off_to_a_waiting_caller() {
+    let (caches, _server) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("handoff").unwrap();
+        let loads = Arc::new(AtomicU64::new(0));
+        let (n1, l1) = (ns.clone(), loads.clone());
+        let leader = tokio::spawn(async move {
+            n1.remember("k", Ttl::secs(60), || async move {
+                l1.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(30)).await; // never finishes
+                Ok::<_, Boom>(1u64)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (n2, l2) = (ns.clone(), loads.clone());
+        let waiter = tokio::spawn(async move {
+            n2.remember("k", Ttl::secs(60), || async move {
+                l2.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Boom>(2u64)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        leader.abort();
+        let v = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter must not hang");
+        assert_eq!(v.unwrap().unwrap(), 2);
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+}
+
+#[tokio::test]
+async fn remember_refuses_bad_input_without_loading() {
+    let cache = Cache::builder().memory().build().await.unwrap();
+    let ns = cache.namespace("bad").unwrap();
+    let e = ns
+        .remember("bad\nkey", Ttl::secs(1), || async { Ok::<_, Boom>(1u64) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RememberError::Cache(ref c) if c.kind() == sharecache::ErrorKind::InvalidKey),
+        "{e:?}"
+    );
+    let e = ns
+        .remember("k", Ttl::millis(0), || async { Ok::<_, Boom>(1u64) })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RememberError::Cache(ref c) if c.kind() == sharecache::ErrorKind::InvalidTtl),
+        "{e:?}"
+    );
+}
