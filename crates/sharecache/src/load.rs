@@ -50,11 +50,6 @@ impl Flights {
             map.remove(key);
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.lock().len()
-    }
 }
 
 /// The error of [`Namespace::remember`](crate::Namespace::remember).
