@@ -285,6 +285,113 @@ async fn patterns_listing_and_clear(b: Backend) {
     assert_eq!(r.json()["keys"], serde_json::json!([]));
 }
 
+async fn tags(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let put = |k: &'static str, tags: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PUT,
+                &format!("/v1/cache/user/{k}?ttl=60&tags={tags}"),
+                t,
+                Some("1"),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        put("a", "user%3A42,org%3A1").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(put("b", "user%3A42").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(put("c", "org%3A1").await.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_invalidate",
+            t,
+            Some(r#"{"tags":["user:42"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"deleted": 0, "invalidated_tags": 1})
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/a", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/b", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/c", t, None)
+            .await
+            .text(),
+        "1"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mget",
+            t,
+            Some(r#"{"keys":["a","c"]}"#),
+        )
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"values": [null, 1]}));
+    // Bad tags: 400 and nothing stored.
+    for bad in ["", "a,,b", "%0A", &"t".repeat(129)] {
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/v1/cache/user/bad?tags={bad}"),
+                t,
+                Some("1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", r.text());
+        assert_eq!(r.code(), "invalid_key");
+    }
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/bad", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_invalidate",
+            t,
+            Some(r#"{"tags":[""]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A service without write access cannot invalidate another namespace's tags.
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_invalidate",
+            Some(&app.auth),
+            Some(r#"{"tags":["org:1"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.call(Method::GET, "/v1/cache/user/c", t, None)
+            .await
+            .text(),
+        "1"
+    );
+}
+
 async fn operations_endpoints(b: Backend) {
     let app = TestApp::new(b).await;
     let r = app.call(Method::GET, "/health", None, None).await;
@@ -478,4 +585,5 @@ both!(
     patterns_listing_and_clear,
     operations_endpoints,
     over_a_real_socket,
+    tags,
 );

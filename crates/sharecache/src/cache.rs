@@ -581,10 +581,15 @@ impl Namespace {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
             let stored = self.backend().get(&full).await?;
+            let stored = self.drop_stale(stored).await;
             return Ok(self.decode_counted(key, stored));
         };
         crate::key::validate_key(key)?;
         if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
+            if !self.fresh(&e.bytes).await {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
             if let Some(v) = e.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(v.clone()));
@@ -594,7 +599,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
         let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
-        let Some(bytes) = stored else {
+        let Some(bytes) = self.drop_stale(stored).await else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
@@ -619,10 +624,15 @@ impl Namespace {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
             let stored = self.backend().get(&full).await?;
+            let stored = self.drop_stale(stored).await;
             return Ok(self.decode_counted::<T>(key, stored).map(Arc::new));
         };
         crate::key::validate_key(key)?;
         if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
+            if !self.fresh(&e.bytes).await {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
             if let Some(v) = e.decoded.clone().and_then(|d| d.downcast::<T>().ok()) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(v));
@@ -634,7 +644,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
         let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
-        let Some(bytes) = stored else {
+        let Some(bytes) = self.drop_stale(stored).await else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
@@ -731,6 +741,140 @@ impl Namespace {
         }
     }
 
+    /// Writes `key` like [`set`](Self::set), tagged: [`invalidate_tags`](Self::invalidate_tags)
+    /// of any of `tags` later makes it a miss, on every instance, whatever the number of
+    /// keys carrying the tag (lazy versions: the value records each tag's version; a read
+    /// compares them with the current ones).
+    pub async fn set_tagged<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Ttl,
+        tags: &[&str],
+    ) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let tags = check_tags(tags)?;
+        let encoded = self.inner.codec.encode(value)?;
+        let bytes = self.tag_value(&encoded, &tags).await?;
+        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+            .await?;
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`set_json`](Self::set_json) with tags (for the HTTP service).
+    pub async fn set_json_tagged(
+        &self,
+        key: &str,
+        json: &[u8],
+        ttl: Ttl,
+        tags: &[&str],
+    ) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let tags = check_tags(tags)?;
+        let encoded = self.inner.codec.encode_raw_json(json)?;
+        let bytes = self.tag_value(&encoded, &tags).await?;
+        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+            .await?;
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Invalidates every value of this namespace written with any of `tags`: one write
+    /// per tag, whatever the number of tagged keys. Returns the number of tags.
+    pub async fn invalidate_tags(&self, tags: &[&str]) -> Result<usize> {
+        let tags = check_tags(tags)?;
+        let items: Vec<(String, Bytes)> = tags
+            .iter()
+            .map(|t| {
+                (
+                    self.space.tag_key(t),
+                    Bytes::from(new_version().to_string()),
+                )
+            })
+            .collect();
+        let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+        self.tiered_write(&keys, self.backend().mset(&items, None))
+            .await?;
+        Ok(tags.len())
+    }
+
+    /// Encodes the tags' current versions into a value, creating versions for new tags.
+    async fn tag_value(&self, encoded: &Bytes, tags: &[&str]) -> Result<Bytes> {
+        if tags.is_empty() {
+            return Ok(encoded.clone());
+        }
+        let keys: Vec<String> = tags.iter().map(|t| self.space.tag_key(t)).collect();
+        let inits: Vec<Bytes> = tags
+            .iter()
+            .map(|_| Bytes::from(new_version().to_string()))
+            .collect();
+        let current = self.backend().get_or_init(&keys, &inits).await?;
+        let pairs: Vec<(&str, u64)> = tags
+            .iter()
+            .zip(&current)
+            .map(|(t, v)| (*t, parse_version(v).unwrap_or(0)))
+            .collect();
+        Ok(crate::codec::with_tags(encoded, &pairs))
+    }
+
+    /// Whether a stored value's tags are all at the versions it was written with.
+    /// Untagged values are always fresh (one flag test).
+    async fn fresh(&self, stored: &[u8]) -> bool {
+        let tags = match crate::codec::tags_of(stored) {
+            Ok(None) => return true,
+            Ok(Some(t)) => t,
+            Err(_) => return false,
+        };
+        let keys: Vec<String> = tags.iter().map(|(t, _)| self.space.tag_key(t)).collect();
+        let mut current: Vec<Option<u64>> = vec![None; keys.len()];
+        let mut wanted = Vec::new();
+        match self.tier() {
+            Some(tier) => {
+                for (i, k) in keys.iter().enumerate() {
+                    match tier.get(k) {
+                        Some(e) => current[i] = parse_version(&e.bytes),
+                        None => wanted.push(i),
+                    }
+                }
+            }
+            None => wanted.extend(0..keys.len()),
+        }
+        if !wanted.is_empty() {
+            let ask: Vec<String> = wanted.iter().map(|&i| keys[i].clone()).collect();
+            let tickets: Vec<_> = self
+                .tier()
+                .map(|t| ask.iter().map(|k| t.ticket(k)).collect())
+                .unwrap_or_default();
+            let Ok(vals) = self.backend().mget(&ask).await else {
+                return false;
+            };
+            for (j, (i, v)) in wanted.iter().zip(vals).enumerate() {
+                if let Some(v) = v {
+                    current[*i] = parse_version(&v);
+                    if let (Some(t), Some(ticket)) = (self.tier(), tickets.get(j))
+                        && self.inner.store.state() == BackendState::Connected
+                    {
+                        t.insert(&ask[j], *ticket, v, None, None);
+                    }
+                }
+            }
+        }
+        tags.iter()
+            .zip(current)
+            .all(|((_, written), now)| now == Some(*written))
+    }
+
+    /// `None` for a value whose tags were invalidated since it was written.
+    async fn drop_stale(&self, stored: Option<Bytes>) -> Option<Bytes> {
+        match stored {
+            Some(b) if self.fresh(&b).await => Some(b),
+            _ => None,
+        }
+    }
+
     /// The tier, if there is one and it may serve this namespace right now.
     #[inline]
     fn tier(&self) -> Option<&Tier> {
@@ -796,11 +940,12 @@ impl Namespace {
             return Ok(Vec::new());
         }
         let stored = self.backend().mget(&full).await?;
-        Ok(keys
-            .iter()
-            .zip(stored)
-            .map(|(k, s)| self.decode_counted(k.as_ref(), s))
-            .collect())
+        let mut out = Vec::with_capacity(stored.len());
+        for (k, s) in keys.iter().zip(stored) {
+            let s = self.drop_stale(s).await;
+            out.push(self.decode_counted(k.as_ref(), s));
+        }
+        Ok(out)
     }
 
     /// Writes many keys with one TTL.
@@ -982,7 +1127,7 @@ impl Namespace {
                 }
             },
         };
-        let Some(stored) = stored else {
+        let Some(stored) = self.drop_stale(stored).await else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
@@ -1009,6 +1154,47 @@ impl Namespace {
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Validates and deduplicates tags.
+fn check_tags<'a>(tags: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut out: Vec<&str> = Vec::with_capacity(tags.len());
+    for t in tags {
+        crate::codec::validate_tag(t)?;
+        if !out.contains(t) {
+            out.push(t);
+        }
+    }
+    if out.len() > crate::codec::MAX_TAGS {
+        return Err(Error::new(
+            ErrorKind::TooManyKeys,
+            format!(
+                "{} tags, over the limit of {}",
+                out.len(),
+                crate::codec::MAX_TAGS
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_version(b: &[u8]) -> Option<u64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// A fresh tag version: unpredictable and never reused, so a version key that is lost
+/// and re-created can never make an invalidated value valid again.
+fn new_version() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 #[cfg(test)]

@@ -22,7 +22,14 @@ use crate::error::{Error, ErrorKind, Result};
 const MAGIC: u8 = 0xC5;
 const FORMAT_MASK: u8 = 0x0F;
 const FLAG_LZ4: u8 = 0x10;
-const KNOWN_FLAGS: u8 = FORMAT_MASK | FLAG_LZ4;
+/// A tag section follows the header: u8 count, then per tag u8 length, the tag's bytes
+/// and its u64 version (little-endian) at write time.
+const FLAG_TAGS: u8 = 0x20;
+const KNOWN_FLAGS: u8 = FORMAT_MASK | FLAG_LZ4 | FLAG_TAGS;
+/// Most tags on one value.
+pub const MAX_TAGS: usize = 32;
+/// Longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 128;
 /// Default largest value (serialized, before compression): 8 MiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 << 20;
 /// Default size from which values are compressed: 1 KiB.
@@ -150,8 +157,8 @@ impl Codec {
         let (format, payload) = unwrap_payload(stored)?;
         match format {
             Format::Json => Ok(match payload {
-                // Uncompressed JSON is the stored bytes after the header: share, don't copy.
-                std::borrow::Cow::Borrowed(_) => stored.slice(2..),
+                // Uncompressed JSON is the tail of the stored bytes: share, don't copy.
+                std::borrow::Cow::Borrowed(p) => stored.slice(stored.len() - p.len()..),
                 std::borrow::Cow::Owned(v) => Bytes::from(v),
             }),
             Format::MessagePack => {
@@ -190,6 +197,12 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
         2 => Format::MessagePack,
         _ => return Err(bad("unknown format")),
     };
+    let payload = if flags & FLAG_TAGS != 0 {
+        let (_, rest) = parse_tags(payload).ok_or_else(|| bad("corrupt tag section"))?;
+        rest
+    } else {
+        payload
+    };
     if flags & FLAG_LZ4 == 0 {
         return Ok((format, std::borrow::Cow::Borrowed(payload)));
     }
@@ -207,10 +220,104 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
     Ok((format, std::borrow::Cow::Owned(raw)))
 }
 
+/// Tags with their versions, as written in a value.
+pub(crate) type TagVersions<'a> = Vec<(&'a str, u64)>;
+
+/// Parses a tag section; returns the tags and what follows them.
+fn parse_tags(mut b: &[u8]) -> Option<(TagVersions<'_>, &[u8])> {
+    let (&count, rest) = b.split_first()?;
+    b = rest;
+    let mut tags = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (&len, rest) = b.split_first()?;
+        let (name, rest) = rest.split_at_checked(len as usize)?;
+        let (ver, rest) = rest.split_at_checked(8)?;
+        tags.push((
+            std::str::from_utf8(name).ok()?,
+            u64::from_le_bytes(ver.try_into().ok()?),
+        ));
+        b = rest;
+    }
+    Some((tags, b))
+}
+
+/// The tags a stored value was written with, and their versions at write time; `None`
+/// for an untagged value. A corrupt section is a decode error.
+pub(crate) fn tags_of(stored: &[u8]) -> Result<Option<TagVersions<'_>>> {
+    match stored {
+        [MAGIC, flags, rest @ ..] if flags & FLAG_TAGS != 0 => {
+            parse_tags(rest).map(|(t, _)| Some(t)).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Decode,
+                    "stored value is not readable: corrupt tag section",
+                )
+            })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Adds a tag section to an encoded value (tags validated by the caller).
+pub(crate) fn with_tags(encoded: &[u8], tags: &[(&str, u64)]) -> Bytes {
+    let mut out = Vec::with_capacity(
+        encoded.len() + 1 + tags.iter().map(|(t, _)| t.len() + 9).sum::<usize>(),
+    );
+    out.extend_from_slice(&[encoded[0], encoded[1] | FLAG_TAGS, tags.len() as u8]);
+    for (t, v) in tags {
+        out.push(t.len() as u8);
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&encoded[2..]);
+    Bytes::from(out)
+}
+
+/// Checks a tag: 1..=128 bytes of printable text without ',' (HTTP lists are
+/// comma-separated).
+pub fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > MAX_TAG_LEN || tag.chars().any(|c| c.is_control() || c == ',')
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidKey,
+            format!("invalid tag: 1..={MAX_TAG_LEN} bytes of printable text without ','"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn tagged_values_round_trip_and_carry_their_tags() {
+        let c = Codec::default();
+        for value in ["small".to_owned(), "big ".repeat(2000)] {
+            let plain = c.encode(&value).unwrap();
+            let tagged = with_tags(&plain, &[("user:42", 7), ("org:1", u64::MAX)]);
+            assert_eq!(c.decode::<String>(&tagged).unwrap(), value);
+            assert_eq!(
+                tags_of(&tagged).unwrap().unwrap(),
+                vec![("user:42", 7), ("org:1", u64::MAX)]
+            );
+            assert_eq!(
+                &c.decode_to_json(&tagged).unwrap()[..],
+                serde_json::to_vec(&value).unwrap()
+            );
+            assert_eq!(tags_of(&plain).unwrap(), None);
+        }
+        // A truncated tag section is a decode error, never a panic.
+        let tagged = with_tags(&c.encode(&1).unwrap(), &[("t", 1)]);
+        for cut in 2..tagged.len() - 1 {
+            let _ = c.decode::<u32>(&tagged[..cut]);
+            let _ = tags_of(&tagged[..cut]);
+        }
+        assert!(validate_tag("user:42").is_ok());
+        for bad in ["", "a,b", "a\nb", &"t".repeat(129)] {
+            assert!(validate_tag(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Profile {

@@ -337,6 +337,25 @@ impl Backend for FallbackStore {
         })
     }
 
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
+        serve!(
+            self,
+            self.primary.get_or_init(keys, inits),
+            &touched,
+            None,
+            |m| {
+                keys.iter()
+                    .zip(inits)
+                    .map(|(k, init)| match m.get(k) {
+                        Some(v) => Ok(v),
+                        None => m.set(k, init.clone(), None).map(|()| init.clone()),
+                    })
+                    .collect()
+            }
+        )
+    }
+
     async fn del(&self, keys: &[String]) -> Result<u64> {
         let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
         serve!(self, self.primary.del(keys), &touched, None, |m| {

@@ -289,17 +289,27 @@ fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
 pub(crate) struct KeySpace {
     /// `[prefix:]ns:`, the literal start of every key of the namespace.
     head: Arc<str>,
+    /// `[prefix:]#tag:ns:`, the start of the namespace's tag version keys. `#` is not a
+    /// namespace character, so these keys are in no namespace: no caller key, pattern,
+    /// listing or clear can reach them.
+    tag_head: Arc<str>,
 }
 
 impl KeySpace {
     pub(crate) fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
-        let head = match prefix {
-            Some(p) => format!("{p}:{ns}:"),
-            None => format!("{ns}:"),
+        let (head, tag_head) = match prefix {
+            Some(p) => (format!("{p}:{ns}:"), format!("{p}:#tag:{ns}:")),
+            None => (format!("{ns}:"), format!("#tag:{ns}:")),
         };
         Self {
             head: Arc::from(head),
+            tag_head: Arc::from(tag_head),
         }
+    }
+
+    /// The version key of a (validated) tag.
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        format!("{}{tag}", self.tag_head)
     }
 
     /// The stored key for a caller's key (validated).

@@ -90,7 +90,7 @@ pub struct NoQuery {}
 pub struct PutQuery {
     /// Seconds to live; omit for no expiry.
     ttl: Option<String>,
-    /// Tags (not yet supported).
+    /// Comma-separated tags; `_invalidate {"tags":[..]}` makes the value a miss.
     tags: Option<String>,
 }
 
@@ -148,7 +148,8 @@ pub async fn head_key(
 /// Store a JSON value.
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}", tag = "cache",
     params(("ns" = String, Path), ("key" = String, Path),
-        ("ttl" = Option<u64>, Query, description = "seconds to live (1..=315360000); omit for no expiry")),
+        ("ttl" = Option<u64>, Query, description = "seconds to live (1..=315360000); omit for no expiry"),
+        ("tags" = Option<String>, Query, description = "comma-separated tags, each 1..=128 bytes; _invalidate {\"tags\":[..]} makes the value a miss")),
     request_body(content = serde_json::Value, description = "any JSON document", content_type = "application/json"),
     responses((status = 204, description = "stored"), (status = 400, description = "invalid key, TTL or body"),
         (status = 413, description = "body over the limit")))]
@@ -161,12 +162,10 @@ pub async fn put_key(
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let ttl = parse_ttl(q.ttl.as_deref())?;
-    if q.tags.is_some() {
-        return Err(ApiError::bad_request(
-            "unsupported",
-            "tags are not supported by this version",
-        ));
-    }
+    let tags: Vec<&str> = match q.tags.as_deref() {
+        None => Vec::new(),
+        Some(list) => list.split(',').collect(),
+    };
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -179,7 +178,11 @@ pub async fn put_key(
         }
     })?;
     check_json(&body)?;
-    n.set_json(&key, &body, ttl).await?;
+    if tags.is_empty() {
+        n.set_json(&key, &body, ttl).await?;
+    } else {
+        n.set_json_tagged(&key, &body, ttl, &tags).await?;
+    }
     Ok(OpInfo::attach(
         "set",
         &ns,
@@ -232,7 +235,7 @@ pub struct MsetBody {
 pub struct InvalidateBody {
     /// Glob pattern relative to the namespace.
     pattern: Option<String>,
-    /// Tags (not yet supported).
+    /// Tags to invalidate (every value written with one of them becomes a miss).
     tags: Option<Vec<String>>,
 }
 
@@ -306,10 +309,16 @@ pub async fn batch(
             let ApiJson(b) = ApiJson::<InvalidateBody>::from_request_checked(req, &s).await?;
             let deleted = match (b.pattern, b.tags) {
                 (Some(p), None) => n.delete_pattern(&p).await?,
-                (None, Some(_)) => {
-                    return Err(ApiError::bad_request(
-                        "unsupported",
-                        "tags are not supported by this version",
+                (None, Some(tags)) => {
+                    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                    let invalidated = n.invalidate_tags(&tags).await?;
+                    // Tagged keys are invalidated lazily: how many there were is not
+                    // known, and none is deleted now.
+                    let body = format!("{{\"deleted\":0,\"invalidated_tags\":{invalidated}}}");
+                    return Ok(OpInfo::attach(
+                        "invalidate",
+                        &ns,
+                        json_response(StatusCode::OK, body),
                     ));
                 }
                 _ => {

@@ -78,6 +78,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()>;
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
     async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()>;
+    /// For each key, its value, or `init` stored (without expiry) if it had none, as
+    /// Redis `SET key init NX GET` does.
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
     async fn exists(&self, key: &str) -> Result<bool>;
@@ -170,6 +173,17 @@ impl Backend for memory::MemoryStore {
             memory::MemoryStore::set(self, k, v.clone(), ttl)?;
         }
         Ok(())
+    }
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        keys.iter()
+            .zip(inits)
+            .map(|(k, init)| match memory::MemoryStore::get(self, k) {
+                Some(v) => Ok(v),
+                None => {
+                    memory::MemoryStore::set(self, k, init.clone(), None).map(|()| init.clone())
+                }
+            })
+            .collect()
     }
     async fn del(&self, keys: &[String]) -> Result<u64> {
         Ok(keys

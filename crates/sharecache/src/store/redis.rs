@@ -264,6 +264,19 @@ impl Backend for RedisStore {
         Ok(())
     }
 
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        let mut pipe = redis::pipe();
+        for (k, init) in keys.iter().zip(inits) {
+            pipe.cmd("SET").arg(k).arg(&init[..]).arg("NX").arg("GET");
+        }
+        let olds: Vec<Option<Vec<u8>>> = self.run_pipe(&pipe).await?;
+        Ok(olds
+            .into_iter()
+            .zip(inits)
+            .map(|(old, init)| old.map_or_else(|| init.clone(), Bytes::from))
+            .collect())
+    }
+
     async fn del(&self, keys: &[String]) -> Result<u64> {
         let mut n = 0;
         for chunk in keys.chunks(MULTI_BATCH) {
