@@ -691,6 +691,28 @@ impl Namespace {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, E>>,
     {
+        self.remember_with(key, ttl, &RememberOptions::default(), loader)
+            .await
+    }
+
+    /// [`remember`](Self::remember) with options. With
+    /// [`RememberOptions::lease`], concurrent misses of one key on *all instances* cost one
+    /// load: the instance that takes the key's lease (a short-lived Redis key) loads, the
+    /// others poll for the value; if the loading instance dies or its loader outlives the
+    /// lease, the lease expires and a waiting instance takes it over.
+    pub async fn remember_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Ttl,
+        opts: &RememberOptions,
+        loader: F,
+    ) -> std::result::Result<T, RememberError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    {
         if let Some(v) = self.get::<T>(key).await? {
             return Ok(v);
         }
@@ -700,12 +722,20 @@ impl Namespace {
         let outcome = flight
             .get_or_init(|| async {
                 // A flight that just landed may have stored the value: look once more.
-                match self.get::<T>(key).await {
-                    Ok(Some(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
-                    Ok(None) => {}
-                    Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
-                }
-                match loader().await {
+                let lease = match opts.lease {
+                    None => match self.get::<T>(key).await {
+                        Ok(Some(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
+                        Ok(None) => None,
+                        Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
+                    },
+                    Some(d) => match self.take_lease::<T>(key, d).await {
+                        Ok(Lease::Loaded(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
+                        Ok(Lease::Held(token)) => Some(token),
+                        Ok(Lease::Unleased) => None,
+                        Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
+                    },
+                };
+                let out = match loader().await {
                     Ok(v) => {
                         if let Err(e) = self.set(key, &v, ttl).await {
                             tracing::warn!(namespace = %self.name, key, error = %e, "remember: the loaded value could not be stored");
@@ -713,7 +743,13 @@ impl Namespace {
                         Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>)
                     }
                     Err(e) => Err(Arc::new(e) as Arc<dyn std::any::Any + Send + Sync>),
+                };
+                if let Some(token) = lease {
+                    // Hand the key back at once (value stored, or loader failed: let
+                    // another instance try without waiting for the lease to expire).
+                    let _ = self.backend().del_if_eq(&self.space.lease_key(key), token).await;
                 }
+                out
             })
             .await
             .clone();
@@ -872,6 +908,40 @@ impl Namespace {
         match stored {
             Some(b) if self.fresh(&b).await => Some(b),
             _ => None,
+        }
+    }
+
+    /// Takes the cross-instance load lease of `key`, or waits for the holder's value.
+    async fn take_lease<T>(&self, key: &str, lease: Duration) -> Result<Lease<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let lease_key = self.space.lease_key(key);
+        let poll = (lease / 20).clamp(Duration::from_millis(2), Duration::from_millis(25));
+        // Bounded: after ten lease periods without a value or a lease, load anyway.
+        let deadline = tokio::time::Instant::now() + lease * 10;
+        loop {
+            if let Some(v) = self.get::<T>(key).await? {
+                return Ok(Lease::Loaded(v));
+            }
+            let token = Bytes::from(new_version().to_string());
+            if self
+                .backend()
+                .set_nx(&lease_key, token.clone(), lease)
+                .await?
+            {
+                // Taken: check once more (the holder may have stored and released
+                // between our read and our lease).
+                if let Some(v) = self.get::<T>(key).await? {
+                    let _ = self.backend().del_if_eq(&lease_key, token).await;
+                    return Ok(Lease::Loaded(v));
+                }
+                return Ok(Lease::Held(token));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Lease::Unleased);
+            }
+            tokio::time::sleep(poll).await;
         }
     }
 
@@ -1154,6 +1224,32 @@ impl Namespace {
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Options of [`Namespace::remember_with`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct RememberOptions {
+    lease: Option<Duration>,
+}
+
+impl RememberOptions {
+    /// Coordinates loads across instances with a lease of this length: it should exceed
+    /// the loader's usual duration (a longer load lets a waiting instance take over).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease.max(Duration::from_millis(10)));
+        self
+    }
+}
+
+/// Outcome of `Namespace::take_lease`.
+enum Lease<T> {
+    /// Another instance loaded the value meanwhile.
+    Loaded(T),
+    /// We hold the lease (its token).
+    Held(Bytes),
+    /// Gave up waiting: load without a lease.
+    Unleased,
 }
 
 /// Validates and deduplicates tags.

@@ -337,6 +337,26 @@ impl Backend for FallbackStore {
         })
     }
 
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+        serve!(
+            self,
+            self.primary.set_nx(key, value.clone(), ttl),
+            &[key],
+            None,
+            |m| m.set_nx(key, value.clone(), ttl)
+        )
+    }
+
+    async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
+        serve!(
+            self,
+            self.primary.del_if_eq(key, value.clone()),
+            &[key],
+            None,
+            |m| Ok(m.del_if_eq(key, &value))
+        )
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
         serve!(

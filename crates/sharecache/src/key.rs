@@ -307,6 +307,11 @@ impl KeySpace {
         }
     }
 
+    /// The load-lease key of a (validated) key; like tag keys, in no namespace.
+    pub(crate) fn lease_key(&self, key: &str) -> String {
+        format!("{}{key}", self.tag_head.replacen("#tag:", "#lease:", 1))
+    }
+
     /// The version key of a (validated) tag.
     pub(crate) fn tag_key(&self, tag: &str) -> String {
         format!("{}{tag}", self.tag_head)

@@ -49,8 +49,8 @@ mod store;
 mod tier;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats, TierStats,
-    Ttl, Usage,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats,
+    RememberOptions, TierStats, Ttl, Usage,
 };
 pub use codec::{Codec, Format};
 pub use error::{Error, ErrorKind, Result};

@@ -163,3 +163,80 @@ async fn remember_refuses_bad_input_without_loading() {
         "{e:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_makes_three_instances_cost_one_load() {
+    let server = RedisServer::start();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Cache::builder().redis(server.url()).build().await.unwrap());
+    }
+    let loads = Arc::new(AtomicU64::new(0));
+    let opts = sharecache::RememberOptions::default().lease(Duration::from_secs(2));
+    let mut tasks = Vec::new();
+    for c in &instances {
+        for _ in 0..100 {
+            let (ns, loads, opts) = (c.namespace("lease").unwrap(), loads.clone(), opts.clone());
+            tasks.push(tokio::spawn(async move {
+                ns.remember_with("hot", Ttl::secs(60), &opts, || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, Boom>(42u64)
+                })
+                .await
+                .unwrap()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 42);
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "300 callers on 3 instances must load once"
+    );
+    // The lease was handed back: no lease key is left behind.
+    assert_eq!(
+        server.cmd(&["EXISTS", "#lease:lease:hot"]).text(),
+        Some("0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_hands_the_load_to_a_waiting_instance() {
+    let server = RedisServer::start();
+    let a = Cache::builder().redis(server.url()).build().await.unwrap();
+    let b = Cache::builder().redis(server.url()).build().await.unwrap();
+    let opts = sharecache::RememberOptions::default().lease(Duration::from_millis(300));
+    let loads = Arc::new(AtomicU64::new(0));
+    let (na, la, oa) = (a.namespace("lease").unwrap(), loads.clone(), opts.clone());
+    let stuck = tokio::spawn(async move {
+        na.remember_with("k", Ttl::secs(60), &oa, || async move {
+            la.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(30)).await; // outlives its lease
+            Ok::<_, Boom>(1u64)
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let nb = b.namespace("lease").unwrap();
+    let lb = loads.clone();
+    let start = std::time::Instant::now();
+    let v = nb
+        .remember_with("k", Ttl::secs(60), &opts, || async move {
+            lb.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Boom>(2u64)
+        })
+        .await
+        .unwrap();
+    let waited = start.elapsed();
+    println!("took over an expired lease after {waited:?}");
+    assert_eq!(v, 2);
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    stuck.abort();
+}

@@ -148,6 +148,8 @@ pub(crate) struct MemoryStore {
     clock: Clock,
     evictions: Arc<AtomicU64>,
     lifecycle: EvictionCounter,
+    /// Serializes the rare compare-and-set operations (leases) against each other.
+    cas: parking_lot::Mutex<()>,
     weighter: EntryWeighter,
     /// Largest weight one entry may have (a shard's capacity).
     max_entry_weight: u64,
@@ -205,6 +207,7 @@ impl MemoryStore {
             clock,
             evictions: Arc::new(AtomicU64::new(0)),
             lifecycle,
+            cas: parking_lot::Mutex::new(()),
             weighter,
             max_entry_weight,
             limits,
@@ -269,6 +272,24 @@ impl MemoryStore {
             self.evictions.fetch_add(state.evicted, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Stores `value` only if `key` has no live value (compare-and-set under `cas`).
+    pub(crate) fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+        let _g = self.cas.lock();
+        if self.get(key).is_some() {
+            return Ok(false);
+        }
+        self.set(key, value, Some(ttl)).map(|()| true)
+    }
+
+    /// Deletes `key` only if it holds `value`.
+    pub(crate) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {
+        let _g = self.cas.lock();
+        match self.get(key) {
+            Some(v) if v[..] == *value => self.del(key),
+            _ => false,
+        }
     }
 
     pub(crate) fn del(&self, key: &str) -> bool {

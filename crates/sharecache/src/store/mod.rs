@@ -81,6 +81,10 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// For each key, its value, or `init` stored (without expiry) if it had none, as
     /// Redis `SET key init NX GET` does.
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>>;
+    /// Stores `value` with `ttl` only if `key` has no value; returns whether it did.
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool>;
+    /// Deletes `key` only if it holds `value`; returns whether it did.
+    async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
     async fn exists(&self, key: &str) -> Result<bool>;
@@ -173,6 +177,12 @@ impl Backend for memory::MemoryStore {
             memory::MemoryStore::set(self, k, v.clone(), ttl)?;
         }
         Ok(())
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+        memory::MemoryStore::set_nx(self, key, value, ttl)
+    }
+    async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
+        Ok(memory::MemoryStore::del_if_eq(self, key, &value))
     }
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         keys.iter()

@@ -264,6 +264,41 @@ impl Backend for RedisStore {
         Ok(())
     }
 
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+        let r: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(&value[..])
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64),
+            )
+            .await?;
+        Ok(r.is_some())
+    }
+
+    async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
+        // Compare-and-delete in one step on the server.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.arg(&value[..]);
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<i64>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => Ok(r.map_err(Error::from)? == 1),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let mut pipe = redis::pipe();
         for (k, init) in keys.iter().zip(inits) {
