@@ -157,6 +157,7 @@ impl Metrics {
                 ("invalidations", t.invalidations),
                 ("flushes", t.flushes),
                 ("entries", t.entries),
+                ("evictions", t.evictions),
                 ("bytes", t.bytes),
                 ("link_up", u64::from(t.link_up)),
             ] {

@@ -433,6 +433,7 @@ impl Cache {
             flushes: c.flushes.load(Ordering::Relaxed),
             entries: t.len(),
             bytes: t.weight(),
+            evictions: t.evictions(),
             link_up: t.link_up(),
         })
     }
@@ -483,6 +484,8 @@ pub struct TierStats {
     pub flushes: u64,
     /// Entries held.
     pub entries: u64,
+    /// Entries pushed out of L1 for space.
+    pub evictions: u64,
     /// Bytes held (weighed).
     pub bytes: u64,
     /// Whether the invalidation link is up (L1 serves only then).

@@ -106,6 +106,33 @@ impl Weighter<String, Arc<L1Entry>> for L1Weighter {
     }
 }
 
+/// Counts L1 evictions (entries pushed out for space). quick_cache also reports the
+/// value an insert replaces, so an insert passes its key's hash, which is not counted.
+#[derive(Clone, Default)]
+struct L1Lifecycle {
+    hasher: quick_cache::DefaultHashBuilder,
+    evictions: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct L1Insert {
+    inserting: u64,
+}
+
+impl quick_cache::Lifecycle<String, Arc<L1Entry>> for L1Lifecycle {
+    type RequestState = L1Insert;
+
+    fn on_evict(&self, state: &mut L1Insert, key: String, _val: Arc<L1Entry>) {
+        use std::hash::BuildHasher;
+        if self.hasher.hash_one(&key) != state.inserting {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+type L1Map =
+    QuickCache<String, Arc<L1Entry>, L1Weighter, quick_cache::DefaultHashBuilder, L1Lifecycle>;
+
 /// Taken before a read from Redis; the read's value may enter L1 only if it is still
 /// current afterwards.
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +154,8 @@ pub(crate) struct TierCounters {
 /// The L1 tier. Shared by every namespace of a cache.
 pub(crate) struct Tier {
     /// Values behind an `Arc`: a hit costs one reference count, not a clone of each field.
-    map: QuickCache<String, Arc<L1Entry>, L1Weighter>,
+    map: L1Map,
+    lifecycle: L1Lifecycle,
     stripes: Box<[AtomicU64]>,
     epoch: AtomicU64,
     link_up: AtomicBool,
@@ -148,13 +176,17 @@ impl std::fmt::Debug for Tier {
 
 impl Tier {
     pub(crate) fn new(config: LocalTier) -> Self {
-        let map = QuickCache::with_weighter(
+        let lifecycle = L1Lifecycle::default();
+        let map = L1Map::with(
             (config.max_bytes / 512).max(16) as usize,
             config.max_bytes,
             L1Weighter,
+            quick_cache::DefaultHashBuilder::default(),
+            lifecycle.clone(),
         );
         Self {
             map,
+            lifecycle,
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
@@ -229,7 +261,10 @@ impl Tier {
         }
         let life = ttl.map_or(self.config.ttl_cap, |t| t.min(self.config.ttl_cap));
         let expires_at = self.clock.now_ms() + life.as_millis().max(1) as u64;
-        self.map.insert(
+        let mut state = L1Insert {
+            inserting: std::hash::BuildHasher::hash_one(&self.lifecycle.hasher, key),
+        };
+        self.map.insert_with_lifecycle(
             key.to_owned(),
             Arc::new(L1Entry {
                 bytes,
@@ -237,6 +272,7 @@ impl Tier {
                 expires_at,
                 epoch: ticket.epoch,
             }),
+            &mut state,
         );
         // Insert, then re-check: an invalidation that bumped the stripe after our first
         // check may have run its removal before our insert.
@@ -278,6 +314,10 @@ impl Tier {
 
     pub(crate) fn weight(&self) -> u64 {
         self.map.weight()
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.lifecycle.evictions.load(Ordering::Relaxed)
     }
 }
 

@@ -321,3 +321,44 @@ async fn no_stale_read_after_quiescence_across_three_instances() {
     assert_eq!(stale, 0);
     assert!(hits > 0, "the run must have exercised L1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_is_bounded_by_bytes_and_counts_evictions() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .local_tier(LocalTier::max_bytes(64 << 10).probe_interval(Duration::from_millis(100)))
+        .build()
+        .await
+        .unwrap();
+    let c = cache.clone();
+    assert!(
+        eventually(Duration::from_secs(5), async || c
+            .tier_stats()
+            .unwrap()
+            .link_up)
+        .await
+    );
+    let ns = cache.namespace("bound").unwrap();
+    let value = "v".repeat(1000);
+    let items: Vec<(String, &str)> = (0..500)
+        .map(|i| (format!("k{i}"), value.as_str()))
+        .collect();
+    ns.mset(&items, Ttl::secs(60)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (k, _) in &items {
+        assert_eq!(
+            ns.get::<String>(k).await.unwrap().as_deref(),
+            Some(value.as_str())
+        );
+    }
+    let s = cache.tier_stats().unwrap();
+    println!("{s:?}");
+    assert!(s.bytes <= 64 << 10, "L1 over its budget: {s:?}");
+    assert!(s.evictions > 0 && s.entries < 500, "{s:?}");
+    // Reading the same resident keys again replaces nothing and evicts nothing new.
+    let before = cache.tier_stats().unwrap().evictions;
+    let resident = ns.get::<String>("k499").await.unwrap();
+    assert!(resident.is_some());
+    assert_eq!(cache.tier_stats().unwrap().evictions, before);
+}
