@@ -716,36 +716,122 @@ impl Namespace {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, E>>,
     {
+        let opts = RememberOptions {
+            negative_ttl: None,
+            ..opts.clone()
+        };
+        match self
+            .remember_core(key, ttl, &opts, || async { loader().await.map(Some) })
+            .await?
+        {
+            Some(v) => Ok(v),
+            // Only a concurrent `remember_optional` of the same key can produce this.
+            None => Err(RememberError::Cache(Error::new(
+                ErrorKind::Decode,
+                "remember: the key is cached as absent by remember_optional",
+            ))),
+        }
+    }
+
+    /// Like [`remember_with`](Self::remember_with) for a loader that may find nothing
+    /// (`Ok(None)`). With [`RememberOptions::negative_ttl`], that absence is cached too:
+    /// later calls within the TTL return `None` without loading (a plain `get` sees a
+    /// miss). Without it, absence is not cached.
+    pub async fn remember_optional<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Ttl,
+        opts: &RememberOptions,
+        loader: F,
+    ) -> std::result::Result<Option<T>, RememberError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Option<T>, E>>,
+    {
+        self.remember_core(key, ttl, opts, loader).await
+    }
+
+    /// Value, cached absence, or nothing, for `remember`.
+    async fn lookup<T>(&self, key: &str, negatives: bool) -> Result<Lookup<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         if let Some(v) = self.get::<T>(key).await? {
-            return Ok(v);
+            return Ok(Lookup::Found(v));
+        }
+        if negatives {
+            let full = self.space.key(key)?;
+            if let Some(raw) = self.backend().get(&full).await?
+                && crate::codec::is_negative(&raw)
+            {
+                return Ok(Lookup::Absent);
+            }
+        }
+        Ok(Lookup::Missing)
+    }
+
+    async fn remember_core<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Ttl,
+        opts: &RememberOptions,
+        loader: F,
+    ) -> std::result::Result<Option<T>, RememberError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Option<T>, E>>,
+    {
+        type Erased = Arc<dyn std::any::Any + Send + Sync>;
+        let negatives = opts.negative_ttl.is_some();
+        match self.lookup::<T>(key, negatives).await? {
+            Lookup::Found(v) => return Ok(Some(v)),
+            Lookup::Absent => return Ok(None),
+            Lookup::Missing => {}
         }
         ttl.validate()?;
+        let negative_ttl = opts.negative_ttl.map(Ttl::validate).transpose()?.flatten();
         let full = self.space.key(key)?;
         let flight = self.inner.flights.join(&full);
         let outcome = flight
             .get_or_init(|| async {
+                let found = |v: Option<T>| Ok(Arc::new(v) as Erased);
+                let cache_err = |e: Error| Err(Arc::new(RememberError::<E>::Cache(e)) as Erased);
                 // A flight that just landed may have stored the value: look once more.
                 let lease = match opts.lease {
-                    None => match self.get::<T>(key).await {
-                        Ok(Some(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
-                        Ok(None) => None,
-                        Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
+                    None => match self.lookup::<T>(key, negatives).await {
+                        Ok(Lookup::Found(v)) => return found(Some(v)),
+                        Ok(Lookup::Absent) => return found(None),
+                        Ok(Lookup::Missing) => None,
+                        Err(e) => return cache_err(e),
                     },
                     Some(d) => match self.take_lease::<T>(key, d).await {
-                        Ok(Lease::Loaded(v)) => return Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>),
+                        Ok(Lease::Loaded(v)) => return found(Some(v)),
                         Ok(Lease::Held(token)) => Some(token),
                         Ok(Lease::Unleased) => None,
-                        Err(e) => return Err(Arc::new(RememberError::<E>::Cache(e)) as Arc<dyn std::any::Any + Send + Sync>),
+                        Err(e) => return cache_err(e),
                     },
                 };
                 let out = match loader().await {
-                    Ok(v) => {
+                    Ok(Some(v)) => {
                         if let Err(e) = self.set(key, &v, ttl).await {
                             tracing::warn!(namespace = %self.name, key, error = %e, "remember: the loaded value could not be stored");
                         }
-                        Ok(Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>)
+                        found(Some(v))
                     }
-                    Err(e) => Err(Arc::new(e) as Arc<dyn std::any::Any + Send + Sync>),
+                    Ok(None) => {
+                        if let Some(nttl) = negative_ttl {
+                            let stored = self.backend().set(&full, crate::codec::negative_marker(), Some(nttl));
+                            if let Err(e) = self.tiered_write(&[&full], stored).await {
+                                tracing::warn!(namespace = %self.name, key, error = %e, "remember: the absence could not be stored");
+                            }
+                        }
+                        found(None)
+                    }
+                    Err(e) => Err(Arc::new(e) as Erased),
                 };
                 if let Some(token) = lease {
                     // Hand the key back at once (value stored, or loader failed: let
@@ -758,7 +844,7 @@ impl Namespace {
             .clone();
         self.inner.flights.land(&full, &flight);
         match outcome {
-            Ok(v) => match v.downcast_ref::<T>() {
+            Ok(v) => match v.downcast_ref::<Option<T>>() {
                 Some(v) => Ok(v.clone()),
                 None => Err(RememberError::Cache(Error::new(
                     ErrorKind::Decode,
@@ -862,6 +948,9 @@ impl Namespace {
     /// Whether a stored value's tags are all at the versions it was written with.
     /// Untagged values are always fresh (one flag test).
     async fn fresh(&self, stored: &[u8]) -> bool {
+        if crate::codec::is_negative(stored) {
+            return false; // a cached absence is never a value
+        }
         let tags = match crate::codec::tags_of(stored) {
             Ok(None) => return true,
             Ok(Some(t)) => t,
@@ -1234,6 +1323,7 @@ impl Namespace {
 #[must_use]
 pub struct RememberOptions {
     lease: Option<Duration>,
+    negative_ttl: Option<Ttl>,
 }
 
 impl RememberOptions {
@@ -1243,6 +1333,22 @@ impl RememberOptions {
         self.lease = Some(lease.max(Duration::from_millis(10)));
         self
     }
+}
+
+impl RememberOptions {
+    /// With [`Namespace::remember_optional`], caches a loader's `None` for this long.
+    pub fn negative_ttl(mut self, ttl: Ttl) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+}
+
+/// What `remember` found before loading.
+enum Lookup<T> {
+    Found(T),
+    /// The key is cached as absent (negative caching).
+    Absent,
+    Missing,
 }
 
 /// Outcome of `Namespace::take_lease`.

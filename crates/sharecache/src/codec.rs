@@ -25,7 +25,19 @@ const FLAG_LZ4: u8 = 0x10;
 /// A tag section follows the header: u8 count, then per tag u8 length, the tag's bytes
 /// and its u64 version (little-endian) at write time.
 const FLAG_TAGS: u8 = 0x20;
-const KNOWN_FLAGS: u8 = FORMAT_MASK | FLAG_LZ4 | FLAG_TAGS;
+/// A cached absence (negative caching): no value; every read is a miss.
+const FLAG_NEGATIVE: u8 = 0x40;
+const KNOWN_FLAGS: u8 = FORMAT_MASK | FLAG_LZ4 | FLAG_TAGS | FLAG_NEGATIVE;
+
+/// The stored form of a cached absence.
+pub(crate) fn negative_marker() -> Bytes {
+    Bytes::from_static(&[MAGIC, 1 | FLAG_NEGATIVE, b'n', b'u', b'l', b'l'])
+}
+
+/// Whether a stored value is a cached absence.
+pub(crate) fn is_negative(stored: &[u8]) -> bool {
+    matches!(stored, [MAGIC, flags, ..] if flags & FLAG_NEGATIVE != 0)
+}
 /// Most tags on one value.
 pub const MAX_TAGS: usize = 32;
 /// Longest tag, in bytes.
@@ -191,6 +203,9 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
     }
     if flags & !KNOWN_FLAGS != 0 {
         return Err(bad("unknown flags (written by a newer version)"));
+    }
+    if flags & FLAG_NEGATIVE != 0 {
+        return Err(bad("a cached absence holds no value"));
     }
     let format = match flags & FORMAT_MASK {
         1 => Format::Json,
@@ -391,7 +406,8 @@ mod tests {
             b"\xC5",
             b"plain string set by redis-cli",
             b"\xC5\x09{}",
-            b"\xC5\x41{}",
+            b"\xC5\x81{}",
+            b"\xC5\x41null",
             b"\xC5\x01{not json",
             b"\xC5\x11\x05",
             b"\xC5\x11\x10\x00\x00\x00garbage",

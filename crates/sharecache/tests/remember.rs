@@ -240,3 +240,54 @@ async fn an_expired_lease_hands_the_load_to_a_waiting_instance() {
     assert_eq!(loads.load(Ordering::SeqCst), 2);
     stuck.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_caching_remembers_absence_for_its_own_ttl() {
+    let (caches, _server) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("neg").unwrap();
+        let loads = Arc::new(AtomicU64::new(0));
+        let opts = sharecache::RememberOptions::default().negative_ttl(Ttl::millis(400));
+        let load = |loads: Arc<AtomicU64>| async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<Option<u64>, Boom>(None)
+        };
+        assert_eq!(
+            ns.remember_optional("ghost", Ttl::secs(60), &opts, || load(loads.clone()))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            ns.remember_optional("ghost", Ttl::secs(60), &opts, || load(loads.clone()))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "the absence was cached");
+        // Plain reads see a miss, never a value or a decode error.
+        assert_eq!(ns.get::<u64>("ghost").await.unwrap(), None);
+        assert_eq!(ns.get::<Option<u64>>("ghost").await.unwrap(), None);
+        assert_eq!(ns.get_json("ghost").await.unwrap(), None);
+        assert_eq!(ns.stats().await.unwrap().decode_errors, 0);
+        // After the negative TTL the loader runs again, and a found value replaces it.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let v = ns
+            .remember_optional("ghost", Ttl::secs(60), &opts, || async {
+                Ok::<_, Boom>(Some(9u64))
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, Some(9));
+        assert_eq!(ns.get::<u64>("ghost").await.unwrap(), Some(9));
+        // Without a negative TTL, absence is not cached.
+        let plain = sharecache::RememberOptions::default();
+        ns.remember_optional("nothing", Ttl::secs(60), &plain, || load(loads.clone()))
+            .await
+            .unwrap();
+        ns.remember_optional("nothing", Ttl::secs(60), &plain, || load(loads.clone()))
+            .await
+            .unwrap();
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+}
