@@ -753,6 +753,49 @@ impl Namespace {
         self.remember_core(key, ttl, opts, loader).await
     }
 
+    /// Stores a computed value with how long it took (for early refresh).
+    async fn set_computed<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Ttl,
+        delta_ms: u32,
+    ) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = crate::codec::with_delta(&self.inner.codec.encode(value)?, delta_ms);
+        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+            .await?;
+        self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// XFetch: refresh now if `remaining <= -delta * beta * ln(u)`, u uniform in (0, 1].
+    async fn refresh_early(&self, key: &str, beta: f64) -> bool {
+        let Ok(full) = self.space.key(key) else {
+            return false;
+        };
+        let meta = match self
+            .tier()
+            .and_then(|t| t.get(&full).map(|e| (t.remaining(&e), e.bytes.clone())))
+        {
+            Some((remaining, bytes)) => remaining.map(|r| (r, bytes)),
+            None => match self.backend().get_with_ttl(&full).await {
+                Ok((Some(bytes), Some(ttl))) => Some((ttl, bytes)),
+                _ => None,
+            },
+        };
+        let Some((remaining, bytes)) = meta else {
+            return false;
+        };
+        let Some(delta) = crate::codec::delta_of(&bytes) else {
+            return false;
+        };
+        let u = ((new_version() >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
+        let threshold_ms = -(f64::from(delta.max(1))) * beta * u.ln();
+        (remaining.as_millis() as f64) <= threshold_ms
+    }
+
     /// Value, cached absence, or nothing, for `remember`.
     async fn lookup<T>(&self, key: &str, negatives: bool) -> Result<Lookup<T>>
     where
@@ -787,8 +830,16 @@ impl Namespace {
     {
         type Erased = Arc<dyn std::any::Any + Send + Sync>;
         let negatives = opts.negative_ttl.is_some();
+        let mut refresh = false;
+        let mut current: Option<T> = None;
         match self.lookup::<T>(key, negatives).await? {
-            Lookup::Found(v) => return Ok(Some(v)),
+            Lookup::Found(v) => match opts.early_refresh {
+                Some(beta) if self.refresh_early(key, beta).await => {
+                    refresh = true;
+                    current = Some(v);
+                }
+                _ => return Ok(Some(v)),
+            },
             Lookup::Absent => return Ok(None),
             Lookup::Missing => {}
         }
@@ -800,8 +851,20 @@ impl Namespace {
             .get_or_init(|| async {
                 let found = |v: Option<T>| Ok(Arc::new(v) as Erased);
                 let cache_err = |e: Error| Err(Arc::new(RememberError::<E>::Cache(e)) as Erased);
-                // A flight that just landed may have stored the value: look once more.
+                // A flight that just landed may have stored the value: look once more
+                // (unless this flight is an early refresh of a value we already have).
                 let lease = match opts.lease {
+                    None if refresh => None,
+                    // An early refresh takes the lease if it is free; if another instance
+                    // holds it, that instance is refreshing: keep the current value.
+                    Some(d) if refresh => {
+                        let token = Bytes::from(new_version().to_string());
+                        match self.backend().set_nx(&self.space.lease_key(key), token.clone(), d).await {
+                            Ok(true) => Some(token),
+                            Ok(false) => return found(current.clone()),
+                            Err(e) => return cache_err(e),
+                        }
+                    }
                     None => match self.lookup::<T>(key, negatives).await {
                         Ok(Lookup::Found(v)) => return found(Some(v)),
                         Ok(Lookup::Absent) => return found(None),
@@ -815,9 +878,11 @@ impl Namespace {
                         Err(e) => return cache_err(e),
                     },
                 };
+                let started = std::time::Instant::now();
                 let out = match loader().await {
                     Ok(Some(v)) => {
-                        if let Err(e) = self.set(key, &v, ttl).await {
+                        let delta = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                        if let Err(e) = self.set_computed(key, &v, ttl, delta).await {
                             tracing::warn!(namespace = %self.name, key, error = %e, "remember: the loaded value could not be stored");
                         }
                         found(Some(v))
@@ -1324,6 +1389,7 @@ impl Namespace {
 pub struct RememberOptions {
     lease: Option<Duration>,
     negative_ttl: Option<Ttl>,
+    early_refresh: Option<f64>,
 }
 
 impl RememberOptions {
@@ -1336,6 +1402,16 @@ impl RememberOptions {
 }
 
 impl RememberOptions {
+    /// Refreshes hot keys before they expire (XFetch, probabilistic early expiration):
+    /// a hit recomputes the value with a probability that grows as the key nears its
+    /// expiry, scaled by how long the last computation took and by `beta` (1.0 is the
+    /// usual choice; higher refreshes earlier). Under steady load a hot key is reloaded by
+    /// one caller before it expires instead of by everyone after.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = (beta.is_finite() && beta > 0.0).then_some(beta);
+        self
+    }
+
     /// With [`Namespace::remember_optional`], caches a loader's `None` for this long.
     pub fn negative_ttl(mut self, ttl: Ttl) -> Self {
         self.negative_ttl = Some(ttl);

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! byte 0  MAGIC (0xC5): "a sharecache value, header version 1"
-//! byte 1  flags: low nibble = format (1 JSON, 2 MessagePack); 0x10 = LZ4 block, size-prepended
+//! byte 1  flags: low nibble = format (1 JSON, 2 MessagePack); 0x10 = LZ4 block,
+//!         size-prepended; 0x20 = tag section; 0x40 = cached absence; 0x80 = compute time
+//! [tags]  u8 count, then per tag: u8 length, the tag, u64 version (LE)   (flag 0x20)
+//! [delta] u32 LE: milliseconds the value took to compute                 (flag 0x80)
 //! ...     payload
 //! ```
 //!
@@ -27,7 +30,11 @@ const FLAG_LZ4: u8 = 0x10;
 const FLAG_TAGS: u8 = 0x20;
 /// A cached absence (negative caching): no value; every read is a miss.
 const FLAG_NEGATIVE: u8 = 0x40;
-const KNOWN_FLAGS: u8 = FORMAT_MASK | FLAG_LZ4 | FLAG_TAGS | FLAG_NEGATIVE;
+/// A u32 (little-endian) follows the tag section (if any): how many milliseconds the
+/// value took to compute, for early refresh (XFetch).
+const FLAG_DELTA: u8 = 0x80;
+// Every flag bit is now in use: a format that needs more must change the magic byte,
+// which older readers refuse (a counted miss).
 
 /// The stored form of a cached absence.
 pub(crate) fn negative_marker() -> Bytes {
@@ -201,9 +208,6 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
     if *magic != MAGIC {
         return Err(bad("unknown header (written by another tool or version)"));
     }
-    if flags & !KNOWN_FLAGS != 0 {
-        return Err(bad("unknown flags (written by a newer version)"));
-    }
     if flags & FLAG_NEGATIVE != 0 {
         return Err(bad("a cached absence holds no value"));
     }
@@ -215,6 +219,13 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
     let payload = if flags & FLAG_TAGS != 0 {
         let (_, rest) = parse_tags(payload).ok_or_else(|| bad("corrupt tag section"))?;
         rest
+    } else {
+        payload
+    };
+    let payload = if flags & FLAG_DELTA != 0 {
+        payload
+            .get(4..)
+            .ok_or_else(|| bad("truncated compute-time section"))?
     } else {
         payload
     };
@@ -272,6 +283,44 @@ pub(crate) fn tags_of(stored: &[u8]) -> Result<Option<TagVersions<'_>>> {
     }
 }
 
+/// Offset of what follows the header and the tag section.
+fn after_tags(stored: &[u8]) -> Option<usize> {
+    match stored {
+        [MAGIC, flags, rest @ ..] if flags & FLAG_TAGS != 0 => {
+            let (_, after) = parse_tags(rest)?;
+            Some(stored.len() - after.len())
+        }
+        [MAGIC, _, ..] => Some(2),
+        _ => None,
+    }
+}
+
+/// Records how long the value took to compute (ms) in an encoded value.
+pub(crate) fn with_delta(encoded: &[u8], delta_ms: u32) -> Bytes {
+    let Some(at) = after_tags(encoded) else {
+        return Bytes::copy_from_slice(encoded);
+    };
+    if encoded[1] & FLAG_DELTA != 0 {
+        return Bytes::copy_from_slice(encoded);
+    }
+    let mut out = Vec::with_capacity(encoded.len() + 4);
+    out.extend_from_slice(&encoded[..at]);
+    out[1] |= FLAG_DELTA;
+    out.extend_from_slice(&delta_ms.to_le_bytes());
+    out.extend_from_slice(&encoded[at..]);
+    Bytes::from(out)
+}
+
+/// How long the value took to compute, if recorded.
+pub(crate) fn delta_of(stored: &[u8]) -> Option<u32> {
+    if stored.get(1)? & FLAG_DELTA == 0 {
+        return None;
+    }
+    let at = after_tags(stored)?;
+    let b = stored.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// Adds a tag section to an encoded value (tags validated by the caller).
 pub(crate) fn with_tags(encoded: &[u8], tags: &[(&str, u64)]) -> Bytes {
     let mut out = Vec::with_capacity(
@@ -304,6 +353,31 @@ pub fn validate_tag(tag: &str) -> Result<()> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn compute_time_section_round_trips() {
+        let c = Codec::default();
+        for value in ["small".to_owned(), "big ".repeat(2000)] {
+            let plain = c.encode(&value).unwrap();
+            assert_eq!(delta_of(&plain), None);
+            let d = with_delta(&plain, 1234);
+            assert_eq!(delta_of(&d), Some(1234));
+            assert_eq!(c.decode::<String>(&d).unwrap(), value);
+            let td = with_delta(&with_tags(&plain, &[("t", 3)]), 77);
+            assert_eq!(delta_of(&td), Some(77));
+            assert_eq!(tags_of(&td).unwrap().unwrap(), vec![("t", 3)]);
+            assert_eq!(c.decode::<String>(&td).unwrap(), value);
+            assert_eq!(
+                &c.decode_to_json(&td).unwrap()[..],
+                serde_json::to_vec(&value).unwrap()
+            );
+        }
+        let d = with_delta(&c.encode(&1u8).unwrap(), 5);
+        for cut in 0..d.len() {
+            let _ = delta_of(&d[..cut]);
+            let _ = c.decode::<u8>(&d[..cut]);
+        }
+    }
 
     #[test]
     fn tagged_values_round_trip_and_carry_their_tags() {

@@ -92,6 +92,8 @@ pub(crate) struct L1Entry {
     pub(crate) decoded: Option<Arc<dyn Any + Send + Sync>>,
     /// Clock deadline (ms); always set (ttl_cap).
     expires_at: u64,
+    /// When the key itself expires in Redis (clock ms), if it has a TTL.
+    key_deadline: Option<u64>,
     /// Flush epoch the entry was inserted in.
     epoch: u64,
 }
@@ -227,6 +229,12 @@ impl Tier {
         None
     }
 
+    /// Time left before the key expires in Redis, as known when the entry was filled.
+    pub(crate) fn remaining(&self, e: &L1Entry) -> Option<Duration> {
+        e.key_deadline
+            .map(|d| Duration::from_millis(d.saturating_sub(self.clock.now_ms())))
+    }
+
     /// Takes a ticket before reading `key` from Redis.
     #[inline]
     pub(crate) fn ticket(&self, key: &str) -> Ticket {
@@ -260,7 +268,9 @@ impl Tier {
             return;
         }
         let life = ttl.map_or(self.config.ttl_cap, |t| t.min(self.config.ttl_cap));
-        let expires_at = self.clock.now_ms() + life.as_millis().max(1) as u64;
+        let now = self.clock.now_ms();
+        let expires_at = now + life.as_millis().max(1) as u64;
+        let key_deadline = ttl.map(|t| now + t.as_millis() as u64);
         let mut state = L1Insert {
             inserting: std::hash::BuildHasher::hash_one(&self.lifecycle.hasher, key),
         };
@@ -270,6 +280,7 @@ impl Tier {
                 bytes,
                 decoded,
                 expires_at,
+                key_deadline,
                 epoch: ticket.epoch,
             }),
             &mut state,

@@ -291,3 +291,69 @@ async fn negative_caching_remembers_absence_for_its_own_ttl() {
         assert_eq!(loads.load(Ordering::SeqCst), 3);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refresh_keeps_a_hot_key_from_expiring_under_load() {
+    let server = RedisServer::start();
+    let cache = Cache::builder().redis(server.url()).build().await.unwrap();
+    let ns = cache.namespace("xfetch").unwrap();
+    let opts = sharecache::RememberOptions::default().early_refresh(1.0);
+    let loads = Arc::new(AtomicU64::new(0));
+    let loader = |loads: Arc<AtomicU64>| async move {
+        let n = loads.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, Boom>(n)
+    };
+    ns.remember_with("hot", Ttl::secs(1), &opts, || loader(loads.clone()))
+        .await
+        .unwrap();
+    // Watch the key in Redis while callers hit it for 2.5 s (2.5 TTLs).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = server.port();
+    let (stop2, gone) = (stop.clone(), Arc::new(AtomicU64::new(0)));
+    let gone2 = gone.clone();
+    let watcher = tokio::task::spawn_blocking(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            if sharecache_testkit::command(port, &["EXISTS", "xfetch:hot"])
+                .unwrap()
+                .text()
+                == Some("0")
+            {
+                gone2.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (ns, opts, loads) = (ns.clone(), opts.clone(), loads.clone());
+        tasks.push(tokio::spawn(async move {
+            let end = tokio::time::Instant::now() + Duration::from_millis(2500);
+            while tokio::time::Instant::now() < end {
+                ns.remember_with("hot", Ttl::secs(1), &opts, || loader(loads.clone()))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+    let n = loads.load(Ordering::SeqCst);
+    println!(
+        "loads in 2.5 s with a 1 s TTL: {n}; samples where the key was gone: {}",
+        gone.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        gone.load(Ordering::Relaxed),
+        0,
+        "the hot key expired under load"
+    );
+    assert!(
+        (3..=12).contains(&n),
+        "refreshed {n} times: expected about one per TTL"
+    );
+}
