@@ -1166,7 +1166,27 @@ impl Namespace {
         if full.is_empty() {
             return Ok(Vec::new());
         }
-        let stored = self.backend().mget(&full).await?;
+        let stored = match self.tier() {
+            None => self.backend().mget(&full).await?,
+            Some(tier) => {
+                // Keys resident in L1 are answered from it; only the others go to Redis.
+                // Misses are not inserted here: MGET does not say when a key expires (get
+                // fills L1 with the key's TTL).
+                let mut stored: Vec<Option<Bytes>> = full
+                    .iter()
+                    .map(|k| tier.get(k).map(|e| e.bytes.clone()))
+                    .collect();
+                let missing: Vec<usize> =
+                    (0..stored.len()).filter(|&i| stored[i].is_none()).collect();
+                if !missing.is_empty() {
+                    let ask: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
+                    for (i, v) in missing.into_iter().zip(self.backend().mget(&ask).await?) {
+                        stored[i] = v;
+                    }
+                }
+                stored
+            }
+        };
         let mut out = Vec::with_capacity(stored.len());
         for (k, s) in keys.iter().zip(stored) {
             let s = self.drop_stale(s).await;

@@ -362,3 +362,30 @@ async fn l1_is_bounded_by_bytes_and_counts_evictions() {
     assert!(resident.is_some());
     assert_eq!(cache.tier_stats().unwrap().evictions, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mget_answers_resident_keys_from_l1_and_stays_coherent() {
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server).await, instance(&server).await);
+    let (na, nb) = (a.namespace("mg").unwrap(), b.namespace("mg").unwrap());
+    na.mset(&[("x", 1u64), ("y", 2)], Ttl::secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(nb.get::<u64>("x").await.unwrap(), Some(1)); // x now in B's L1
+    let hits = l1_hits(&b);
+    assert_eq!(
+        nb.mget::<u64>(&["x", "y", "z"]).await.unwrap(),
+        vec![Some(1), Some(2), None]
+    );
+    assert_eq!(l1_hits(&b), hits + 1, "x answered by L1");
+    na.set("x", &10u64, Ttl::secs(60)).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), async || nb
+            .mget::<u64>(&["x", "y"])
+            .await
+            .unwrap()
+            == vec![Some(10), Some(2)])
+        .await
+    );
+}
