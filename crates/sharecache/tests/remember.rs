@@ -297,7 +297,7 @@ async fn early_refresh_keeps_a_hot_key_from_expiring_under_load() {
     let server = RedisServer::start();
     let cache = Cache::builder().redis(server.url()).build().await.unwrap();
     let ns = cache.namespace("xfetch").unwrap();
-    let opts = sharecache::RememberOptions::default().early_refresh(1.0);
+    let opts = sharecache::RememberOptions::default().early_refresh(1.5);
     let loads = Arc::new(AtomicU64::new(0));
     let loader = |loads: Arc<AtomicU64>| async move {
         let n = loads.fetch_add(1, Ordering::SeqCst);
