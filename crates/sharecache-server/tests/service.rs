@@ -310,15 +310,20 @@ fn header(resp: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Two `sharecache serve` processes on one Redis: a hot key is answered from L1
-/// (`x-cache-tier: l1`), and a write through one process reaches the other's L1.
+/// Three `sharecache serve` processes on one Redis: a hot key is answered from L1
+/// (`x-cache-tier: l1`), and a write through one process reaches the others' L1.
 #[test]
-fn two_serve_processes_keep_their_l1_coherent() {
+fn serve_processes_keep_their_l1_coherent() {
     let redis = sharecache_testkit::RedisServer::start();
     let url = redis.url();
     let a = serve_env(&[], &[("REDIS_URL", url.as_str())]);
     let b = serve_env(&[], &[("REDIS_URL", url.as_str())]);
-    let (ta, tb) = (a.token.clone().unwrap(), b.token.clone().unwrap());
+    let c = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let (ta, tb, tc) = (
+        a.token.clone().unwrap(),
+        b.token.clone().unwrap(),
+        c.token.clone().unwrap(),
+    );
     let put = |s: &Served, t: &str, v: &str| {
         http(
             &s.addr,
@@ -336,34 +341,38 @@ fn two_serve_processes_keep_their_l1_coherent() {
             ),
         )
     };
-    // Wait until B's tracking link is up: a repeated read turns into an L1 hit.
+    // Wait until B's and C's tracking links are up: a repeated read turns into an L1 hit.
     assert!(put(&a, &ta, "1").starts_with("HTTP/1.1 204"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = get(&b, &tb);
-        assert!(r.ends_with("1"), "{r}");
-        if header(&r, "x-cache-tier").as_deref() == Some("l1") {
-            break;
+    for (s, t) in [(&b, &tb), (&c, &tc)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = get(s, t);
+            assert!(r.ends_with("1"), "{r}");
+            if header(&r, "x-cache-tier").as_deref() == Some("l1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never answered from L1: {r}");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "B never answered from L1: {r}");
-        std::thread::sleep(Duration::from_millis(20));
     }
     let mut worst = Duration::ZERO;
     for i in 2..50 {
         let v = i.to_string();
         let start = Instant::now();
         assert!(put(&a, &ta, &v).starts_with("HTTP/1.1 204"));
-        loop {
-            let r = get(&b, &tb);
-            if r.ends_with(&format!("\r\n\r\n{v}")) {
-                break;
+        for (s, t) in [(&b, &tb), (&c, &tc)] {
+            loop {
+                let r = get(s, t);
+                if r.ends_with(&format!("\r\n\r\n{v}")) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "a process kept serving a stale value: {r}"
+                );
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(2),
-                "B kept serving a stale value: {r}"
-            );
         }
         worst = worst.max(start.elapsed());
     }
-    println!("worst time until B served A's write: {worst:?}");
+    println!("worst time until B and C served A's write: {worst:?}");
 }

@@ -361,6 +361,8 @@ struct Counters {
     sets: AtomicU64,
     deletes: AtomicU64,
     decode_errors: AtomicU64,
+    /// Reads answered by the L1 tier (a subset of hits).
+    l1_hits: AtomicU64,
 }
 
 /// A shared, namespaced cache. Cheap to clone; clones share everything.
@@ -467,6 +469,8 @@ pub struct NamespaceStats {
     pub deletes: u64,
     /// Stored values that could not be decoded (counted as misses too).
     pub decode_errors: u64,
+    /// Reads answered by the in-process L1 tier (part of `hits`).
+    pub l1_hits: u64,
     /// Store-wide figures: keys, bytes, evictions and where calls go.
     pub store: StoreStats,
 }
@@ -593,6 +597,7 @@ impl Namespace {
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 return Ok(None);
             }
+            self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
             if let Some(v) = e.decoded.as_ref().and_then(|d| d.downcast_ref::<T>()) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(v.clone()));
@@ -636,6 +641,7 @@ impl Namespace {
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 return Ok(None);
             }
+            self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
             if let Some(v) = e.decoded.clone().and_then(|d| d.downcast::<T>().ok()) {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(v));
@@ -1178,6 +1184,9 @@ impl Namespace {
                     .collect();
                 let missing: Vec<usize> =
                     (0..stored.len()).filter(|&i| stored[i].is_none()).collect();
+                self.counters
+                    .l1_hits
+                    .fetch_add((stored.len() - missing.len()) as u64, Ordering::Relaxed);
                 if !missing.is_empty() {
                     let ask: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
                     for (i, v) in missing.into_iter().zip(self.backend().mget(&ask).await?) {
@@ -1344,6 +1353,7 @@ impl Namespace {
             sets: c.sets.load(Ordering::Relaxed),
             deletes: c.deletes.load(Ordering::Relaxed),
             decode_errors: c.decode_errors.load(Ordering::Relaxed),
+            l1_hits: c.l1_hits.load(Ordering::Relaxed),
             store: self.inner.store.stats().await?,
         })
     }
@@ -1360,7 +1370,10 @@ impl Namespace {
         let (stored, from_l1) = match self.tier() {
             None => (self.backend().get(&full).await?, false),
             Some(tier) => match tier.get(&full) {
-                Some(e) => (Some(e.bytes.clone()), true),
+                Some(e) => {
+                    self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+                    (Some(e.bytes.clone()), true)
+                }
                 None => {
                     let ticket = tier.ticket(&full);
                     let (stored, ttl) = self.backend().get_with_ttl(&full).await?;

@@ -53,6 +53,11 @@ async fn a_write_on_one_instance_reaches_the_other_l1() {
     let before = l1_hits(&b);
     assert_eq!(nb.get::<u64>("k").await.unwrap(), Some(0));
     assert_eq!(l1_hits(&b), before + 1, "the second read must be an L1 hit");
+    assert_eq!(
+        nb.stats().await.unwrap().l1_hits,
+        1,
+        "counted for the namespace too"
+    );
 
     // Invalidation latency: write on A, poll B until it sees the new value.
     let mut lat = Vec::new();

@@ -132,6 +132,8 @@ struct NsStats {
     hits: u64,
     misses: u64,
     hit_ratio: Option<f64>,
+    /// Share of reads answered by the in-process L1 tier.
+    l1_hit_ratio: Option<f64>,
     sets: u64,
     deletes: u64,
     ops_per_sec: f64,
@@ -161,6 +163,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
             keys_truncated: usage.truncated,
             bytes_estimate: usage.bytes,
             hit_ratio: (reads > 0).then(|| st.hits as f64 / reads as f64),
+            l1_hit_ratio: (reads > 0).then(|| st.l1_hits as f64 / reads as f64),
             ops_per_sec: s.rates.rate(&name, reads + st.sets + st.deletes),
             namespace: name,
             hits: st.hits,

@@ -100,6 +100,7 @@ async function refreshStats() {
     tr.appendChild(cell(fmtNum(n.keys) + (n.keys_truncated ? "+" : "")));
     tr.appendChild(cell(fmtBytes(n.bytes_estimate)));
     tr.appendChild(cell(n.hit_ratio == null ? "–" : (n.hit_ratio * 100).toFixed(1) + "%"));
+    tr.appendChild(cell(n.l1_hit_ratio == null ? "–" : (n.l1_hit_ratio * 100).toFixed(1) + "%"));
     tr.appendChild(cell(fmtNum(n.hits)));
     tr.appendChild(cell(fmtNum(n.misses)));
     tr.appendChild(cell(fmtNum(n.sets)));
