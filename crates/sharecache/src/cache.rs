@@ -802,6 +802,34 @@ impl Namespace {
         (remaining.as_millis() as f64) <= threshold_ms
     }
 
+    /// One rate-limit decision for `key` (GCRA, see [`crate::ratelimit`]): allowed or not,
+    /// what remains, and when to retry. Exact across instances on Redis (one atomic
+    /// script on the server's clock). While Redis is down it is decided by the local
+    /// memory fallback (or fails with `Unavailable` under `Fallback::Fail`); it never
+    /// refuses a call it did not count against a limit.
+    ///
+    /// ```
+    /// # async fn demo() -> sharecache::Result<()> {
+    /// use sharecache::{Cache, ratelimit::Limit};
+    /// use std::time::Duration;
+    /// let auth = Cache::builder().memory().build().await?.namespace("auth")?;
+    /// // Five login attempts per email per 15 minutes.
+    /// let d = auth.rate_limit("attempts:ada@example.com", Limit::per(5, Duration::from_secs(900))).await?;
+    /// assert!(d.allowed && d.remaining == 4);
+    /// # Ok(()) }
+    /// ```
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        limit: crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        crate::key::validate_key(key)?;
+        limit.validate()?;
+        self.backend()
+            .rate_limit(&self.space.aux_key("rl", key), &limit)
+            .await
+    }
+
     /// Value, cached absence, or nothing, for `remember`.
     async fn lookup<T>(&self, key: &str, negatives: bool) -> Result<Lookup<T>>
     where

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     InvalidPattern,
     /// A listing cursor was refused (not one this store handed out).
     InvalidCursor,
+    /// An argument was refused (a rate limit, a period, a cost...).
+    InvalidArgument,
     /// A TTL was refused (zero, or larger than the store allows).
     InvalidTtl,
     /// A value is larger than the configured limit.
@@ -73,6 +75,7 @@ impl Error {
                 | ErrorKind::InvalidKey
                 | ErrorKind::InvalidPattern
                 | ErrorKind::InvalidCursor
+                | ErrorKind::InvalidArgument
                 | ErrorKind::InvalidTtl
                 | ErrorKind::ValueTooLarge
                 | ErrorKind::TooManyKeys

@@ -357,6 +357,20 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        serve!(
+            self,
+            self.primary.rate_limit(key, limit),
+            &[key],
+            None,
+            |m| m.rate_limit(key, limit)
+        )
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
         serve!(

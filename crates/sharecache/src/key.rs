@@ -309,7 +309,16 @@ impl KeySpace {
 
     /// The load-lease key of a (validated) key; like tag keys, in no namespace.
     pub(crate) fn lease_key(&self, key: &str) -> String {
-        format!("{}{key}", self.tag_head.replacen("#tag:", "#lease:", 1))
+        self.aux_key("lease", key)
+    }
+
+    /// `[prefix:]#kind:ns:key`: state a primitive keeps for `key` (rate limits, leases),
+    /// in no namespace, so cache patterns, listings and clears never touch it.
+    pub(crate) fn aux_key(&self, kind: &str, key: &str) -> String {
+        format!(
+            "{}{key}",
+            self.tag_head.replacen("#tag:", &format!("#{kind}:"), 1)
+        )
     }
 
     /// The version key of a (validated) tag.

@@ -63,6 +63,7 @@ impl From<sharecache::Error> for ApiError {
             ErrorKind::InvalidPattern => (StatusCode::BAD_REQUEST, "invalid_pattern"),
             ErrorKind::InvalidCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             ErrorKind::InvalidTtl => (StatusCode::BAD_REQUEST, "invalid_ttl"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
             ErrorKind::TooManyKeys => (StatusCode::BAD_REQUEST, "too_many_keys"),
             ErrorKind::ValueTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
             ErrorKind::Encode => (StatusCode::BAD_REQUEST, "invalid_body"),

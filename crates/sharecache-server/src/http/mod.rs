@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod ratelimit;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -272,6 +273,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/cache/{ns}/{key}",
             get(cache::get_key).put(cache::put_key).delete(cache::delete_key).head(cache::head_key).post(cache::batch),
         )
+        .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
         .fallback(fallback_404)
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), account))

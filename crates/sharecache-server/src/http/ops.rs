@@ -191,9 +191,11 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
     paths(
         super::cache::get_key, super::cache::head_key, super::cache::put_key, super::cache::delete_key,
         super::cache::batch, super::cache::list_keys, super::cache::clear,
+        super::ratelimit::decide,
         health, ready, metrics, stats, openapi
     ),
-    components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody)),
+    components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,
+        super::ratelimit::RateLimitBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

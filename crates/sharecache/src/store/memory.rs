@@ -283,6 +283,31 @@ impl MemoryStore {
         self.set(key, value, Some(ttl)).map(|()| true)
     }
 
+    /// One GCRA step on the TAT kept at `key`, with the wall clock (ms since the epoch,
+    /// like Redis `TIME`, so a replay into Redis after an outage stays meaningful).
+    pub(crate) fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _g = self.cas.lock();
+        let tat = self
+            .get(key)
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
+        let (decision, store) = crate::ratelimit::gcra(tat, now, limit);
+        if let Some((new_tat, ttl_ms)) = store {
+            self.set(
+                key,
+                Bytes::from(new_tat.to_string()),
+                Some(Duration::from_millis(ttl_ms)),
+            )?;
+        }
+        Ok(decision)
+    }
+
     /// Deletes `key` only if it holds `value`.
     pub(crate) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {
         let _g = self.cas.lock();

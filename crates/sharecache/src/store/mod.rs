@@ -85,6 +85,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool>;
     /// Deletes `key` only if it holds `value`; returns whether it did.
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool>;
+    /// One rate-limit step on the state kept at `key` (see `ratelimit`).
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
     async fn exists(&self, key: &str) -> Result<bool>;
@@ -183,6 +189,13 @@ impl Backend for memory::MemoryStore {
     }
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
         Ok(memory::MemoryStore::del_if_eq(self, key, &value))
+    }
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        memory::MemoryStore::rate_limit(self, key, limit)
     }
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         keys.iter()

@@ -299,6 +299,36 @@ impl Backend for RedisStore {
         }
     }
 
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(crate::ratelimit::GCRA_LUA));
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.arg(limit.limit)
+            .arg(limit.period.as_millis().max(1) as u64)
+            .arg(limit.cost);
+        // invoke_async sends EVALSHA and, on NOSCRIPT (restart, SCRIPT FLUSH), the script.
+        let r = tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<(u64, u64, u64, u64)>(&mut conn),
+        )
+        .await;
+        let (allowed, remaining, retry, reset) = match r {
+            Ok(r) => r.map_err(Error::from)?,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        Ok(crate::ratelimit::Decision {
+            allowed: allowed == 1,
+            remaining,
+            retry_after: Duration::from_millis(retry),
+            reset_after: Duration::from_millis(reset),
+        })
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let mut pipe = redis::pipe();
         for (k, init) in keys.iter().zip(inits) {

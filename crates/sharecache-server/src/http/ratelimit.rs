@@ -1,0 +1,77 @@
+//! `POST /v1/ratelimit/{ns}/{key}`: one rate-limit decision (GCRA). Always 200 with the
+//! decision (a refusal is an answer, not an error), and the standard `RateLimit-*`
+//! headers; `Retry-After` when refused. 503 only if the backend is down under
+//! `fallback = "fail"`: never a refusal that was not computed.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sharecache::ratelimit::Limit;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::{AppState, OpInfo};
+use crate::http::cache::NoQuery;
+
+/// `{"limit":5,"period_ms":60000,"cost":1}`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// Calls allowed per period (and burst size), 1..=1e9.
+    limit: u64,
+    /// The period in milliseconds, 1..=31536000000.
+    period_ms: u64,
+    /// Cost of this call (default 1; 0 reads without spending; at most `limit`).
+    #[serde(default = "one")]
+    cost: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// One rate-limit decision.
+#[utoipa::path(post, path = "/v1/ratelimit/{ns}/{key}", tag = "ratelimit",
+    params(("ns" = String, Path), ("key" = String, Path, description = "what is limited, e.g. attempts:{email}")),
+    request_body(content = RateLimitBody, content_type = "application/json"),
+    responses((status = 200, description = "{\"allowed\":b,\"remaining\":n,\"retry_after_ms\":n,\"reset_after_ms\":n} with RateLimit-* headers"),
+        (status = 400, description = "invalid limit, period, cost or key"), (status = 503, description = "backend down with fallback = fail")))]
+pub async fn decide(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, key)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
+    ApiJson(b): ApiJson<RateLimitBody>,
+) -> Result<Response, ApiError> {
+    let n = caller.write(&s, &ns)?;
+    let limit = Limit::per(b.limit, std::time::Duration::from_millis(b.period_ms)).cost(b.cost);
+    let d = n.rate_limit(&key, limit).await?;
+    let body = serde_json::json!({
+        "allowed": d.allowed,
+        "remaining": d.remaining,
+        "retry_after_ms": d.retry_after.as_millis() as u64,
+        "reset_after_ms": d.reset_after.as_millis() as u64,
+    });
+    let mut r = (StatusCode::OK, axum::Json(body)).into_response();
+    let h = r.headers_mut();
+    let secs = |ms: u128| ms.div_ceil(1000) as u64;
+    h.insert("ratelimit-limit", HeaderValue::from(b.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert(
+        "ratelimit-reset",
+        HeaderValue::from(secs(d.reset_after.as_millis())),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("{};w={}", b.limit, secs(u128::from(b.period_ms))))
+    {
+        h.insert("ratelimit-policy", v);
+    }
+    if !d.allowed {
+        h.insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(secs(d.retry_after.as_millis()).max(1)),
+        );
+    }
+    Ok(OpInfo::attach("ratelimit", &ns, r))
+}

@@ -1,0 +1,264 @@
+//! Rate limits: GCRA (the generic cell rate algorithm), one atomic step per decision.
+//!
+//! A limit of `limit` requests per `period` allows a burst of `limit`, then one request
+//! every `period / limit`. The state is one number per key, the *theoretical arrival
+//! time* (TAT, milliseconds since the Unix epoch), stored with a TTL that ends when the
+//! bucket would be full again: a key left behind by a crash mid-request expires by itself.
+//!
+//! On Redis the step is one Lua script using the server's clock (`TIME`), so every
+//! instance agrees and the decision is exact under any concurrency; redis-rs retries a
+//! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`) by sending the script again. On the
+//! memory store, and in the memory fallback while Redis is down, the same arithmetic
+//! ([`gcra`]) runs under the store's compare-and-set lock with the local clock: the
+//! limiter keeps answering (fail-open with a local limit) and never answers a refusal it
+//! did not compute; with `Fallback::Fail` it returns `Unavailable` instead.
+
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Largest `limit` accepted.
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+/// Longest `period` accepted: one year.
+pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A limit: `limit` requests per `period`; each call costs `cost` (0 peeks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Requests allowed per period (and burst size).
+    pub limit: u64,
+    /// The period.
+    pub period: Duration,
+    /// Cost of this call (default 1; 0 reads the state without spending).
+    pub cost: u64,
+}
+
+impl Limit {
+    /// `limit` requests per `period`, cost 1.
+    pub fn per(limit: u64, period: Duration) -> Self {
+        Self {
+            limit,
+            period,
+            cost: 1,
+        }
+    }
+
+    /// The same limit with another cost.
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::new(ErrorKind::InvalidArgument, m));
+        if !(1..=MAX_LIMIT).contains(&self.limit) {
+            return bad(format!("limit must be between 1 and {MAX_LIMIT}"));
+        }
+        if self.period < Duration::from_millis(1) || self.period > MAX_PERIOD {
+            return bad(format!(
+                "period must be between 1 ms and {} s",
+                MAX_PERIOD.as_secs()
+            ));
+        }
+        if self.cost > self.limit {
+            return bad(format!(
+                "cost {} is over the limit {}: it could never be allowed",
+                self.cost, self.limit
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one rate-limit call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// Whether the call is allowed (and was counted).
+    pub allowed: bool,
+    /// Calls of cost 1 still allowed right now.
+    pub remaining: u64,
+    /// When refused: how long until this call would be allowed.
+    #[serde(serialize_with = "as_ms")]
+    pub retry_after: Duration,
+    /// How long until the limit is fully available again.
+    #[serde(serialize_with = "as_ms")]
+    pub reset_after: Duration,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// One GCRA step. `tat` is the stored theoretical arrival time (ms), `now` the clock
+/// (ms). Returns the decision and, when allowed with a cost, the TAT to store with its
+/// TTL (ms). All arithmetic is in integer milliseconds, exactly as the Lua script does.
+pub fn gcra(tat: Option<u64>, now: u64, limit: &Limit) -> (Decision, Option<(u64, u64)>) {
+    let period = limit.period.as_millis().max(1) as u64;
+    // Emission interval: at least 1 ms so the arithmetic stays exact.
+    let interval = (period / limit.limit).max(1);
+    let capacity = interval * limit.limit; // the period, rounded down to whole intervals
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval * limit.cost;
+    let allow_at = new_tat.saturating_sub(capacity);
+    if now < allow_at {
+        let used = tat - now;
+        return (
+            Decision {
+                allowed: false,
+                remaining: capacity.saturating_sub(used) / interval,
+                retry_after: Duration::from_millis(allow_at - now),
+                reset_after: Duration::from_millis(used),
+            },
+            None,
+        );
+    }
+    let used = new_tat - now;
+    let decision = Decision {
+        allowed: true,
+        remaining: capacity.saturating_sub(used) / interval,
+        retry_after: Duration::ZERO,
+        reset_after: Duration::from_millis(used),
+    };
+    let store = (limit.cost > 0).then_some((new_tat, used.max(1)));
+    (decision, store)
+}
+
+/// The same step as a Redis script: KEYS[1] = state key; ARGV = limit, period ms, cost.
+/// Returns {allowed, remaining, retry_after_ms, reset_after_ms}.
+pub(crate) const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local interval = math.max(math.floor(period / limit), 1)
+local capacity = interval * limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval * cost
+local allow_at = new_tat - capacity
+if now < allow_at then
+  local used = tat - now
+  return {0, math.floor(math.max(capacity - used, 0) / interval), allow_at - now, used}
+end
+local used = new_tat - now
+if cost > 0 then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.max(used, 1))
+end
+return {1, math.floor(math.max(capacity - used, 0) / interval), 0, used}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference model in the other classic form: a leaky bucket with a level (work
+    /// queued, in ms) that drains one unit per ms; a call adds `interval` and is refused
+    /// if it would overflow `capacity`. GCRA's TAT form must decide exactly the same.
+    struct Reference {
+        interval: u64,
+        capacity: u64,
+        level: u64,
+        last: u64,
+    }
+
+    impl Reference {
+        fn allow(&mut self, now: u64) -> bool {
+            let drained = self.level.saturating_sub(now - self.last);
+            if drained + self.interval > self.capacity {
+                return false;
+            }
+            self.level = drained + self.interval;
+            self.last = now;
+            true
+        }
+    }
+
+    #[test]
+    fn gcra_matches_the_reference_model_on_a_virtual_clock() {
+        for (limit, period) in [(5u64, 1000u64), (1, 100), (100, 60_000), (7, 7), (3, 10)] {
+            let l = Limit::per(limit, Duration::from_millis(period));
+            let mut tat = None;
+            let interval = (period / limit).max(1);
+            let mut now = 1_700_000_000_000u64;
+            let mut reference = Reference {
+                interval,
+                capacity: interval * limit,
+                level: 0,
+                last: now,
+            };
+            let mut x = 12345u64;
+            for _ in 0..5000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                now += x % (period / limit + 2);
+                let (d, store) = gcra(tat, now, &l);
+                assert_eq!(
+                    d.allowed,
+                    reference.allow(now),
+                    "limit {limit}/{period} at {now}"
+                );
+                if let Some((t, ttl)) = store {
+                    assert_eq!(
+                        ttl,
+                        t - now,
+                        "the state expires when the bucket is full again"
+                    );
+                    tat = Some(t);
+                }
+                assert!(d.remaining <= limit);
+                if !d.allowed {
+                    assert!(d.retry_after > Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_of_limit_then_one_per_interval() {
+        let l = Limit::per(5, Duration::from_secs(1));
+        let mut tat = None;
+        let t0 = 1_000_000u64;
+        for i in 0..5 {
+            let (d, s) = gcra(tat, t0, &l);
+            assert!(d.allowed, "call {i}");
+            assert_eq!(d.remaining, 4 - i);
+            tat = s.map(|(t, _)| t);
+        }
+        let (d, _) = gcra(tat, t0, &l);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Duration::from_millis(200));
+        assert_eq!(d.reset_after, Duration::from_secs(1));
+        let (d, _) = gcra(tat, t0 + 199, &l);
+        assert!(!d.allowed);
+        let (d, _) = gcra(tat, t0 + 200, &l);
+        assert!(d.allowed);
+        // Cost 0 peeks without spending.
+        let (d, s) = gcra(tat, t0 + 200, &l.cost(0));
+        assert!(d.allowed && s.is_none());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(Limit::per(0, Duration::from_secs(1)).validate().is_err());
+        assert!(Limit::per(5, Duration::ZERO).validate().is_err());
+        assert!(
+            Limit::per(5, Duration::from_secs(1))
+                .cost(6)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Limit::per(MAX_LIMIT + 1, Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Limit::per(5, MAX_PERIOD + Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        assert!(Limit::per(5, Duration::from_secs(1)).validate().is_ok());
+    }
+}

@@ -1,0 +1,205 @@
+//! Rate limits on the memory store and on a real Redis: burst then steady rate, TTL on
+//! every state key, exact across two instances under concurrency, NOSCRIPT after
+//! SCRIPT FLUSH, and what happens while Redis is down.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sharecache::ratelimit::Limit;
+use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache_testkit::RedisServer;
+
+async fn behaviour(cache: Cache) {
+    let ns = cache.namespace("auth").unwrap();
+    let limit = Limit::per(5, Duration::from_millis(1000));
+    for i in 0..5 {
+        let d = ns
+            .rate_limit("attempts:ada@example.com", limit)
+            .await
+            .unwrap();
+        assert!(d.allowed, "attempt {i}");
+        assert_eq!(d.remaining, 4 - i);
+    }
+    let d = ns
+        .rate_limit("attempts:ada@example.com", limit)
+        .await
+        .unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.remaining, 0);
+    assert!(
+        d.retry_after > Duration::from_millis(100) && d.retry_after <= Duration::from_millis(200),
+        "{d:?}"
+    );
+    // Another key is another bucket.
+    assert!(
+        ns.rate_limit("attempts:bob@example.com", limit)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // After retry_after, one more call is allowed.
+    tokio::time::sleep(d.retry_after + Duration::from_millis(30)).await;
+    assert!(
+        ns.rate_limit("attempts:ada@example.com", limit)
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Bad input is refused with a clear error and spends nothing.
+    for bad in [
+        Limit::per(0, Duration::from_secs(1)),
+        Limit::per(5, Duration::ZERO),
+        limit.cost(6),
+    ] {
+        assert_eq!(
+            ns.rate_limit("k", bad).await.unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+    assert_eq!(
+        ns.rate_limit("bad\nkey", limit).await.unwrap_err().kind(),
+        ErrorKind::InvalidKey
+    );
+    // Rate-limit state is not a cache key of the namespace.
+    assert!(ns.keys("*", None, 100).await.unwrap().keys.is_empty());
+}
+
+#[tokio::test]
+async fn memory() {
+    behaviour(Cache::builder().memory().build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn redis() {
+    let s = RedisServer::start();
+    behaviour(
+        Cache::builder()
+            .redis(s.url())
+            .fallback(Fallback::Fail)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Every state key has a TTL: no immortal key after a crash mid-request.
+    let keys = match s.cmd(&["KEYS", "*"]) {
+        sharecache_testkit::RespReply::Array(k) => k,
+        other => panic!("{other:?}"),
+    };
+    assert!(!keys.is_empty());
+    for k in keys {
+        let k = k.text().unwrap().to_owned();
+        let ttl: i64 = s.cmd(&["PTTL", &k]).text().unwrap().parse().unwrap();
+        assert!(ttl > 0 && ttl <= 1000, "{k} has PTTL {ttl}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_across_two_instances_under_concurrency() {
+    let s = RedisServer::start();
+    let a = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let b = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let limit = Limit::per(100, Duration::from_secs(60));
+    let allowed = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in [&a, &b] {
+        for _ in 0..150 {
+            let (ns, allowed, refused) = (
+                c.namespace("api").unwrap(),
+                allowed.clone(),
+                refused.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let d = ns.rate_limit("client:7", limit).await.unwrap();
+                if d.allowed {
+                    allowed.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    refused.fetch_add(1, Ordering::SeqCst)
+                };
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        allowed.load(Ordering::SeqCst),
+        100,
+        "allowed == limit exactly: none over, none wrongly refused"
+    );
+    assert_eq!(refused.load(Ordering::SeqCst), 200);
+}
+
+#[tokio::test]
+async fn noscript_after_script_flush_is_retried() {
+    let s = RedisServer::start();
+    let c = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let ns = c.namespace("ns").unwrap();
+    let limit = Limit::per(3, Duration::from_secs(10));
+    assert!(ns.rate_limit("k", limit).await.unwrap().allowed);
+    assert_eq!(s.cmd(&["SCRIPT", "FLUSH"]).text(), Some("OK"));
+    let d = ns.rate_limit("k", limit).await.unwrap();
+    assert!(d.allowed);
+    assert_eq!(
+        d.remaining, 1,
+        "the state survived the flush of the script cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down() {
+    let s = RedisServer::start();
+    let open = Cache::builder()
+        .redis(s.url())
+        .command_timeout(Duration::from_millis(200))
+        .probe_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let closed = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let limit = Limit::per(2, Duration::from_secs(60));
+    s.kill();
+    // Memory fallback: a local limit keeps answering, and refuses only past it.
+    let ns = open.namespace("down").unwrap();
+    let decisions: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(ns.rate_limit("k", limit).await.unwrap().allowed);
+        }
+        v
+    };
+    assert_eq!(decisions, vec![true, true, false]);
+    // Fail policy: an error (the HTTP service answers 503), never a bogus refusal.
+    let e = closed
+        .namespace("down")
+        .unwrap()
+        .rate_limit("k", limit)
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+}
