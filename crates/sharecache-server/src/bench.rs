@@ -64,6 +64,8 @@ pub enum Op {
     Set,
     /// 80% reads, 20% writes.
     Mixed,
+    /// Rate-limit decisions (GCRA), one bucket per key, a limit no call reaches.
+    Ratelimit,
 }
 
 /// The outcome of a run.
@@ -118,7 +120,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
     let ns = cache.namespace("bench")?;
     let value: Arc<str> = Arc::from("x".repeat(args.value_size as usize));
     let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|i| format!("key:{i}")).collect());
-    if args.op != Op::Set {
+    if matches!(args.op, Op::Get | Op::Mixed) {
         prefill(&ns, &keys, &value).await?;
     }
     let duration = Duration::from_secs_f64(args.duration);
@@ -191,12 +193,15 @@ async fn worker(
         rng ^= rng << 17;
         let key = &keys[(rng % keys.len() as u64) as usize];
         let write = match op {
-            Op::Get => false,
+            Op::Get | Op::Ratelimit => false,
             Op::Set => true,
             Op::Mixed => rng % 10 < 2,
         };
         let started = Instant::now();
-        let ok = if write {
+        let ok = if op == Op::Ratelimit {
+            let limit = sharecache::ratelimit::Limit::per(1_000_000_000, Duration::from_secs(1));
+            ns.rate_limit(key, limit).await.is_ok_and(|d| d.allowed)
+        } else if write {
             ns.set(key, &*value, Ttl::secs(3600)).await.is_ok()
         } else {
             ns.get::<serde::de::IgnoredAny>(key).await.is_ok()
