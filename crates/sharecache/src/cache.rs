@@ -830,6 +830,89 @@ impl Namespace {
             .await
     }
 
+    /// Tries to take lock `name` for `ttl`, waiting up to `wait` (zero: try once).
+    /// Returns the lease (token and fence), or `None` if it stayed held by someone else.
+    pub async fn lock_acquire(
+        &self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<crate::lock::LockLease>> {
+        crate::key::validate_key(name)?;
+        crate::lock::check_ttl(ttl)?;
+        crate::lock::check_wait(wait)?;
+        let (key, fence_key) = (
+            self.space.aux_key("lock", name),
+            self.space.aux_key("fence", name),
+        );
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let token = crate::lock::new_token();
+            if let Some(fence) = self
+                .backend()
+                .lock_acquire(&key, &fence_key, crate::lock::token_bytes(&token), ttl)
+                .await?
+            {
+                return Ok(Some(crate::lock::LockLease { token, fence }));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Releases lock `name` if `token` holds it; returns whether it did.
+    pub async fn lock_release(&self, name: &str, token: &str) -> Result<bool> {
+        crate::key::validate_key(name)?;
+        self.backend()
+            .del_if_eq(
+                &self.space.aux_key("lock", name),
+                crate::lock::token_bytes(token),
+            )
+            .await
+    }
+
+    /// Sets a new TTL on lock `name` if `token` holds it; returns whether it did.
+    pub async fn lock_extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+        crate::key::validate_key(name)?;
+        crate::lock::check_ttl(ttl)?;
+        self.backend()
+            .lock_extend(
+                &self.space.aux_key("lock", name),
+                crate::lock::token_bytes(token),
+                ttl,
+            )
+            .await
+    }
+
+    /// Takes lock `name` (waiting up to `wait`) and keeps it: a background task extends
+    /// it every `ttl / 3` until the guard is released or dropped, and the guard reports
+    /// when an extension fails ([`LockGuard::lost`](crate::lock::LockGuard::lost)).
+    pub async fn lock(
+        &self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<crate::lock::LockGuard>> {
+        let Some(lease) = self.lock_acquire(name, ttl, wait).await? else {
+            return Ok(None);
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let keeper =
+            crate::lock::spawn_keeper(self.clone(), name.to_owned(), lease.token.clone(), ttl, tx);
+        Ok(Some(crate::lock::LockGuard {
+            ns: self.clone(),
+            name: name.to_owned(),
+            lease,
+            lost: rx,
+            keeper: Some(keeper),
+        }))
+    }
+
     /// Value, cached absence, or nothing, for `remember`.
     async fn lookup<T>(&self, key: &str, negatives: bool) -> Result<Lookup<T>>
     where

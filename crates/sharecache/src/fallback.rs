@@ -371,6 +371,33 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        serve!(
+            self,
+            self.primary
+                .lock_acquire(key, fence_key, token.clone(), ttl),
+            &[key, fence_key],
+            None,
+            |m| { m.lock_acquire(key, fence_key, token.clone(), ttl) }
+        )
+    }
+
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
+        serve!(
+            self,
+            self.primary.lock_extend(key, token.clone(), ttl),
+            &[key],
+            None,
+            |m| m.lock_extend(key, &token, ttl)
+        )
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
         serve!(

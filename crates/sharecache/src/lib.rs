@@ -45,6 +45,7 @@ mod error;
 mod fallback;
 pub mod key;
 mod load;
+pub mod lock;
 pub mod ratelimit;
 mod store;
 mod tier;

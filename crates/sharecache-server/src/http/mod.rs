@@ -8,6 +8,7 @@ pub mod cache;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod locks;
 pub mod ops;
 pub mod ratelimit;
 
@@ -274,6 +275,8 @@ pub fn router(state: AppState) -> Router {
             get(cache::get_key).put(cache::put_key).delete(cache::delete_key).head(cache::head_key).post(cache::batch),
         )
         .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
+        .route("/v1/locks/{ns}/{name}", axum::routing::post(locks::acquire).delete(locks::release))
+        .route("/v1/locks/{ns}/{name}/_extend", axum::routing::post(locks::extend))
         .fallback(fallback_404)
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), account))

@@ -192,10 +192,11 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::cache::get_key, super::cache::head_key, super::cache::put_key, super::cache::delete_key,
         super::cache::batch, super::cache::list_keys, super::cache::clear,
         super::ratelimit::decide,
+        super::locks::acquire, super::locks::extend, super::locks::release,
         health, ready, metrics, stats, openapi
     ),
     components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,
-        super::ratelimit::RateLimitBody)),
+        super::ratelimit::RateLimitBody, super::locks::AcquireBody, super::locks::ExtendBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -308,6 +308,37 @@ impl MemoryStore {
         Ok(decision)
     }
 
+    /// Takes a lock and draws its next fence (see `Backend::lock_acquire`).
+    pub(crate) fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        let _g = self.cas.lock();
+        if self.get(key).is_some() {
+            return Ok(None);
+        }
+        let fence = self
+            .get(fence_key)
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        self.set(fence_key, Bytes::from(fence.to_string()), None)?;
+        self.set(key, token, Some(ttl))?;
+        Ok(Some(fence))
+    }
+
+    /// Extends a lock held by `token`.
+    pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
+        let _g = self.cas.lock();
+        match self.get(key) {
+            Some(v) if v[..] == *token => self.set(key, v, Some(ttl)).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// Deletes `key` only if it holds `value`.
     pub(crate) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {
         let _g = self.cas.lock();

@@ -91,6 +91,17 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         key: &str,
         limit: &crate::ratelimit::Limit,
     ) -> Result<crate::ratelimit::Decision>;
+    /// Takes the lock at `key` for `token` if free (with `ttl`) and returns the next fence
+    /// from the never-expiring counter at `fence_key`; `None` if the lock is held.
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>>;
+    /// Sets a new `ttl` on the lock at `key` only if `token` holds it.
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
     async fn exists(&self, key: &str) -> Result<bool>;
@@ -196,6 +207,18 @@ impl Backend for memory::MemoryStore {
         limit: &crate::ratelimit::Limit,
     ) -> Result<crate::ratelimit::Decision> {
         memory::MemoryStore::rate_limit(self, key, limit)
+    }
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        memory::MemoryStore::lock_acquire(self, key, fence_key, token, ttl)
+    }
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
+        memory::MemoryStore::lock_extend(self, key, &token, ttl)
     }
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         keys.iter()

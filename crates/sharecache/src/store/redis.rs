@@ -329,6 +329,57 @@ impl Backend for RedisStore {
         })
     }
 
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        // Take the lock and draw the fence in one step, so fences follow acquisition order.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+                   return redis.call('INCR', KEYS[2]) else return false end",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.key(fence_key)
+            .arg(&token[..])
+            .arg(ttl.as_millis().max(1) as u64);
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<Option<u64>>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                   return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.arg(&token[..]).arg(ttl.as_millis().max(1) as u64);
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<i64>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => Ok(r.map_err(Error::from)? == 1),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         let mut pipe = redis::pipe();
         for (k, init) in keys.iter().zip(inits) {

@@ -1,0 +1,264 @@
+//! Locks with fencing tokens on the memory store and a real Redis: mutual exclusion
+//! under contention with strictly increasing fences, owner-only release and extend, a
+//! holder paused past its TTL rejected by a fence-checking resource, and the guard.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache_testkit::RedisServer;
+
+/// A resource that accepts a write only with a fence at least as high as any it saw:
+/// the pattern that makes an expired lock holder harmless.
+#[derive(Default)]
+struct FencedResource {
+    highest: Mutex<u64>,
+    accepted_stale: AtomicU64,
+}
+
+impl FencedResource {
+    fn write(&self, fence: u64) -> bool {
+        let mut h = self.highest.lock();
+        if fence < *h {
+            return false;
+        }
+        *h = fence;
+        true
+    }
+}
+
+async fn caches() -> (Vec<Cache>, RedisServer) {
+    let s = RedisServer::start();
+    let redis = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    (
+        vec![Cache::builder().memory().build().await.unwrap(), redis],
+        s,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_lockers_never_overlap_and_fences_increase() {
+    let (caches, _s) = caches().await;
+    for cache in caches {
+        let inside = Arc::new(AtomicBool::new(false));
+        let overlaps = Arc::new(AtomicU64::new(0));
+        let fences = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (ns, inside, overlaps, fences) = (
+                cache.namespace("chat").unwrap(),
+                inside.clone(),
+                overlaps.clone(),
+                fences.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..100 {
+                    let lease = ns
+                        .lock_acquire("room:1", Duration::from_secs(5), Duration::from_secs(30))
+                        .await
+                        .unwrap()
+                        .expect("acquired within the wait");
+                    if inside.swap(true, Ordering::SeqCst) {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    fences.lock().push(lease.fence);
+                    tokio::task::yield_now().await;
+                    inside.store(false, Ordering::SeqCst);
+                    assert!(ns.lock_release("room:1", &lease.token).await.unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            overlaps.load(Ordering::SeqCst),
+            0,
+            "two holders in the critical section"
+        );
+        let fences = fences.lock().clone();
+        assert_eq!(fences.len(), 1000);
+        assert!(
+            fences.windows(2).all(|w| w[1] > w[0]),
+            "fences must strictly increase in acquisition order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_owner_releases_or_extends() {
+    let (caches, _s) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("locks").unwrap();
+        let a = ns
+            .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            ns.lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none(),
+            "held"
+        );
+        assert!(!ns.lock_release("job", "not-the-token").await.unwrap());
+        assert!(
+            !ns.lock_extend("job", "not-the-token", Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            ns.lock_extend("job", &a.token, Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(ns.lock_release("job", &a.token).await.unwrap());
+        assert!(
+            !ns.lock_release("job", &a.token).await.unwrap(),
+            "already released"
+        );
+        let b = ns
+            .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(b.fence > a.fence);
+        // Waiting: a held lock is taken as soon as it expires.
+        let c = ns
+            .lock_acquire("short", Duration::from_millis(100), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let d = ns
+            .lock_acquire("short", Duration::from_secs(5), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(
+            d.is_some_and(|d| d.fence > c.fence),
+            "the waiter gets the lock after the TTL"
+        );
+        // Bad input.
+        assert_eq!(
+            ns.lock_acquire("job", Duration::ZERO, Duration::ZERO)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            ns.lock_acquire("job", Duration::from_secs(90_000), Duration::ZERO)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            ns.lock_acquire("job", Duration::from_secs(1), Duration::from_secs(4000))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            ns.lock_acquire("bad\nname", Duration::from_secs(1), Duration::ZERO)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidKey
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_paused_past_its_ttl_cannot_write_with_its_stale_fence() {
+    let (caches, _s) = caches().await;
+    for cache in caches {
+        let ns = cache.namespace("fence").unwrap();
+        let resource = Arc::new(FencedResource::default());
+        let slow = ns
+            .lock_acquire("doc", Duration::from_millis(150), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resource.write(slow.fence));
+        // The holder "pauses" (GC, SIGSTOP) past its TTL; another holder takes over.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fresh = ns
+            .lock_acquire("doc", Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(resource.write(fresh.fence));
+        // The paused holder wakes up and tries to write: refused, and cannot release.
+        if resource.write(slow.fence) {
+            resource.accepted_stale.fetch_add(1, Ordering::SeqCst);
+        }
+        assert_eq!(resource.accepted_stale.load(Ordering::SeqCst), 0);
+        assert!(
+            !ns.lock_release("doc", &slow.token).await.unwrap(),
+            "a stale token releases nothing"
+        );
+        assert!(
+            !ns.lock_extend("doc", &slow.token, Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_keeps_its_lock_and_reports_losing_it() {
+    let s = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let ns = cache.namespace("guard").unwrap();
+    let guard = ns
+        .lock("leader", Duration::from_millis(150), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    // Held well past its TTL thanks to the extensions.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!guard.is_lost());
+    assert!(
+        ns.lock_acquire("leader", Duration::from_secs(1), Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(guard.release().await.unwrap());
+    assert!(
+        ns.lock_acquire("leader", Duration::from_millis(100), Duration::ZERO)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    // Someone removes the lock behind the guard's back (an operator, a failover): the
+    // next extension fails and the guard says so.
+    let mut guard = ns
+        .lock("leader", Duration::from_millis(150), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.cmd(&["DEL", "#lock:guard:leader"]).text(), Some("1"));
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the guard must report the loss");
+    assert!(guard.is_lost());
+}
