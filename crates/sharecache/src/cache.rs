@@ -913,6 +913,39 @@ impl Namespace {
         }))
     }
 
+    /// Presence: marks `member` of presence set `set` alive for `ttl` (a heartbeat).
+    /// Members that stop beating vanish when their TTL passes; no sweeper is involved.
+    pub async fn presence_beat(&self, set: &str, member: &str, ttl: Duration) -> Result<()> {
+        crate::key::validate_key(set)?;
+        crate::key::validate_key(member)?;
+        if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
+            return Err(Error::new(
+                ErrorKind::InvalidTtl,
+                "presence ttl must be between 1 ms and ten years",
+            ));
+        }
+        self.backend()
+            .presence_beat(&self.space.aux_key("presence", set), member, ttl)
+            .await
+    }
+
+    /// Presence: `member` leaves `set` now; returns whether it was online.
+    pub async fn presence_leave(&self, set: &str, member: &str) -> Result<bool> {
+        crate::key::validate_key(set)?;
+        crate::key::validate_key(member)?;
+        self.backend()
+            .presence_leave(&self.space.aux_key("presence", set), member)
+            .await
+    }
+
+    /// Presence: who is online in `set`, with the time each has left, soonest first.
+    pub async fn presence_list(&self, set: &str) -> Result<Vec<(String, Duration)>> {
+        crate::key::validate_key(set)?;
+        self.backend()
+            .presence_list(&self.space.aux_key("presence", set))
+            .await
+    }
+
     /// Value, cached absence, or nothing, for `remember`.
     async fn lookup<T>(&self, key: &str, negatives: bool) -> Result<Lookup<T>>
     where

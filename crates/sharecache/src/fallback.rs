@@ -388,6 +388,32 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        serve!(
+            self,
+            self.primary.presence_beat(key, member, ttl),
+            &[key],
+            None,
+            |m| m.presence_beat(key, member, ttl)
+        )
+    }
+
+    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+        serve!(
+            self,
+            self.primary.presence_leave(key, member),
+            &[key],
+            None,
+            |m| m.presence_leave(key, member)
+        )
+    }
+
+    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
+        serve!(self, self.primary.presence_list(key), &[], None, |m| Ok(
+            m.presence_list(key)
+        ))
+    }
+
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
         serve!(
             self,

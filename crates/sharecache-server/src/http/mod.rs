@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod locks;
 pub mod ops;
+pub mod presence;
 pub mod ratelimit;
 
 use std::collections::HashMap;
@@ -277,6 +278,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
         .route("/v1/locks/{ns}/{name}", axum::routing::post(locks::acquire).delete(locks::release))
         .route("/v1/locks/{ns}/{name}/_extend", axum::routing::post(locks::extend))
+        .route("/v1/presence/{ns}", get(presence::list))
+        .route("/v1/presence/{ns}/{member}", axum::routing::put(presence::beat).delete(presence::leave))
         .fallback(fallback_404)
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), account))

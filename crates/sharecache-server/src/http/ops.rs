@@ -193,6 +193,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::cache::batch, super::cache::list_keys, super::cache::clear,
         super::ratelimit::decide,
         super::locks::acquire, super::locks::extend, super::locks::release,
+        super::presence::beat, super::presence::leave, super::presence::list,
         health, ready, metrics, stats, openapi
     ),
     components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,

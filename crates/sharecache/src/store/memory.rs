@@ -330,6 +330,74 @@ impl MemoryStore {
         Ok(Some(fence))
     }
 
+    fn wall_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// A presence set is one entry: a JSON map member -> expiry (wall ms). O(members) per
+    /// call, under the CAS lock: fine for the embedded store; Redis uses a sorted set.
+    fn presence_load(&self, key: &str) -> std::collections::BTreeMap<String, u64> {
+        self.get(key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn presence_store(
+        &self,
+        key: &str,
+        set: &std::collections::BTreeMap<String, u64>,
+        now: u64,
+    ) -> Result<()> {
+        match set.values().max() {
+            None => {
+                self.del(key);
+                Ok(())
+            }
+            Some(&last) => {
+                let bytes = serde_json::to_vec(set)
+                    .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+                self.set(
+                    key,
+                    Bytes::from(bytes),
+                    Some(Duration::from_millis(last.saturating_sub(now).max(1))),
+                )
+            }
+        }
+    }
+
+    pub(crate) fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        let _g = self.cas.lock();
+        let now = Self::wall_ms();
+        let mut set = self.presence_load(key);
+        set.retain(|_, exp| *exp > now);
+        set.insert(member.to_owned(), now + ttl.as_millis().max(1) as u64);
+        self.presence_store(key, &set, now)
+    }
+
+    pub(crate) fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+        let _g = self.cas.lock();
+        let now = Self::wall_ms();
+        let mut set = self.presence_load(key);
+        let was = set.remove(member).is_some_and(|exp| exp > now);
+        set.retain(|_, exp| *exp > now);
+        self.presence_store(key, &set, now)?;
+        Ok(was)
+    }
+
+    pub(crate) fn presence_list(&self, key: &str) -> Vec<(String, Duration)> {
+        let now = Self::wall_ms();
+        let mut v: Vec<(String, Duration)> = self
+            .presence_load(key)
+            .into_iter()
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, exp)| (m, Duration::from_millis(exp - now)))
+            .collect();
+        v.sort_by_key(|(m, left)| (*left, m.clone()));
+        v
+    }
+
     /// Extends a lock held by `token`.
     pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
         let _g = self.cas.lock();

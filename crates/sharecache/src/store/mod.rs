@@ -100,6 +100,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         token: Bytes,
         ttl: Duration,
     ) -> Result<Option<u64>>;
+    /// Presence: marks `member` of the set at `key` alive for `ttl`.
+    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()>;
+    /// Presence: removes `member`; returns whether it was there (alive).
+    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool>;
+    /// Presence: the members alive now, with the time each has left, soonest first.
+    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>>;
     /// Sets a new `ttl` on the lock at `key` only if `token` holds it.
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool>;
     /// Deletes keys; returns how many existed.
@@ -216,6 +222,15 @@ impl Backend for memory::MemoryStore {
         ttl: Duration,
     ) -> Result<Option<u64>> {
         memory::MemoryStore::lock_acquire(self, key, fence_key, token, ttl)
+    }
+    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        memory::MemoryStore::presence_beat(self, key, member, ttl)
+    }
+    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+        memory::MemoryStore::presence_leave(self, key, member)
+    }
+    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
+        Ok(memory::MemoryStore::presence_list(self, key))
     }
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
         memory::MemoryStore::lock_extend(self, key, &token, ttl)

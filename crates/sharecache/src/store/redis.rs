@@ -359,6 +359,93 @@ impl Backend for RedisStore {
         }
     }
 
+    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        // Scored by expiry (server clock); the set itself lives as long as its last member.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local t = redis.call('TIME') \
+                 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+                 local ttl = tonumber(ARGV[2]) \
+                 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+                 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1]) \
+                 local last = redis.call('ZRANGE', KEYS[1], 0, 0, 'REV', 'WITHSCORES') \
+                 redis.call('PEXPIRE', KEYS[1], math.max(tonumber(last[2]) - now, 1)) \
+                 return 1",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.arg(member).arg(ttl.as_millis().max(1) as u64);
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<i64>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => r.map(|_| ()).map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local t = redis.call('TIME') \
+                 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+                 local exp = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+                 redis.call('ZREM', KEYS[1], ARGV[1]) \
+                 if exp and tonumber(exp) > now then return 1 else return 0 end",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.arg(member);
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<i64>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => Ok(r.map_err(Error::from)? == 1),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
+        // Members whose expiry is past are never returned, whether or not they were removed
+        // yet: no sweeper, no race with one.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local t = redis.call('TIME') \
+                 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+                 local r = redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE', 'WITHSCORES') \
+                 local out = {} \
+                 for i = 1, #r, 2 do out[#out + 1] = r[i]; out[#out + 1] = tostring(tonumber(r[i + 1]) - now) end \
+                 return out",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let inv = SCRIPT.key(key);
+        let flat: Vec<String> = match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Error::from)?,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        Ok(flat
+            .chunks(2)
+            .filter_map(|c| {
+                Some((
+                    c[0].clone(),
+                    Duration::from_millis(c.get(1)?.parse::<f64>().ok()? as u64),
+                ))
+            })
+            .collect())
+    }
+
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
         static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis::Script::new(

@@ -1,0 +1,121 @@
+//! Presence over HTTP on the memory and Redis backends.
+
+mod support;
+
+use axum::http::{Method, StatusCode};
+use support::{Backend, TestApp};
+
+async fn presence(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    assert_eq!(
+        app.call(Method::PUT, "/v1/presence/user/ada?ttl=60", t, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(
+            Method::PUT,
+            "/v1/presence/user/bob?ttl=30&set=room%3A1",
+            t,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app.call(Method::GET, "/v1/presence/user", t, None).await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["members"][0]["member"], "ada");
+    assert!(r.json()["members"][0]["expires_in_ms"].as_u64().unwrap() > 59_000);
+    let r = app
+        .call(Method::GET, "/v1/presence/user?set=room%3A1", t, None)
+        .await;
+    assert_eq!(r.json()["members"][0]["member"], "bob");
+    assert_eq!(
+        app.call(Method::DELETE, "/v1/presence/user/ada", t, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(Method::DELETE, "/v1/presence/user/ada", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/presence/user", t, None)
+            .await
+            .json()["count"],
+        0
+    );
+    // Isolation: read grants may list, not beat; others may do neither.
+    app.call(Method::PUT, "/v1/presence/shared/ada", t, None)
+        .await;
+    assert_eq!(
+        app.call(Method::GET, "/v1/presence/shared", Some(&app.auth), None)
+            .await
+            .json()["count"],
+        1
+    );
+    assert_eq!(
+        app.call(
+            Method::PUT,
+            "/v1/presence/shared/eve",
+            Some(&app.auth),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/presence/user", Some(&app.auth), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/presence/user", None, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Bad input.
+    for (uri, code) in [
+        ("/v1/presence/user/ada?ttl=0", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl=-5", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl=abc", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl=100000", "invalid_ttl"),
+        ("/v1/presence/user/ada?foo=1", "invalid_query"),
+        ("/v1/presence/user/bad%0Amember", "invalid_key"),
+        ("/v1/presence/user/ada?set=", "invalid_key"),
+    ] {
+        let r = app.call(Method::PUT, uri, t, None).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, code),
+            "{uri}: {}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        app.call(Method::GET, "/v1/presence/user", t, None)
+            .await
+            .json()["count"],
+        0,
+        "nothing was added"
+    );
+}
+
+#[tokio::test]
+async fn memory() {
+    presence(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn redis() {
+    presence(Backend::Redis).await;
+}

@@ -1,0 +1,111 @@
+//! Presence on the memory store and a real Redis: heartbeats with a TTL, listing with the
+//! time left, leaving, and expired members vanishing with no sweeper.
+
+mod support;
+
+use std::time::Duration;
+
+use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache_testkit::RedisServer;
+
+async fn behaviour(cache: Cache) {
+    let chat = cache.namespace("chat").unwrap();
+    chat.presence_beat("room:1", "ada", Duration::from_millis(300))
+        .await
+        .unwrap();
+    chat.presence_beat("room:1", "bob", Duration::from_secs(5))
+        .await
+        .unwrap();
+    chat.presence_beat("room:2", "eve", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let list = chat.presence_list("room:1").await.unwrap();
+    let names: Vec<&str> = list.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, vec!["ada", "bob"], "soonest to expire first");
+    assert!(list[0].1 <= Duration::from_millis(300) && list[1].1 > Duration::from_secs(4));
+    // A heartbeat renews.
+    chat.presence_beat("room:1", "bob", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(chat.presence_list("room:1").await.unwrap()[1].1 > Duration::from_secs(9));
+    // Expired members vanish by themselves.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let names: Vec<String> = chat
+        .presence_list("room:1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(names, vec!["bob"]);
+    assert!(
+        !chat.presence_leave("room:1", "ada").await.unwrap(),
+        "ada had already expired"
+    );
+    assert!(chat.presence_leave("room:1", "bob").await.unwrap());
+    assert!(chat.presence_list("room:1").await.unwrap().is_empty());
+    assert_eq!(
+        chat.presence_list("room:2").await.unwrap().len(),
+        1,
+        "sets are separate"
+    );
+    // Another namespace's set of the same name is another set.
+    assert!(
+        cache
+            .namespace("other")
+            .unwrap()
+            .presence_list("room:2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Bad input.
+    assert_eq!(
+        chat.presence_beat("room:1", "bad\nmember", Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidKey
+    );
+    assert_eq!(
+        chat.presence_beat("", "m", Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidKey
+    );
+    assert_eq!(
+        chat.presence_beat("room:1", "m", Duration::ZERO)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidTtl
+    );
+}
+
+#[tokio::test]
+async fn memory() {
+    behaviour(Cache::builder().memory().build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn redis() {
+    let s = RedisServer::start();
+    behaviour(
+        Cache::builder()
+            .redis(s.url())
+            .fallback(Fallback::Fail)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // The set key itself expires with its last member: nothing immortal is left behind.
+    let ttl: i64 = s
+        .cmd(&["PTTL", "#presence:chat:room:2"])
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 5000, "PTTL {ttl}");
+}
