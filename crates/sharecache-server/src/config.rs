@@ -29,9 +29,23 @@ pub struct Config {
     /// `[tier]`
     #[serde(default)]
     pub tier: TierConfig,
+    /// `[sessions]`
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// `[[services]]`
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Hex 32-byte keys sealing session data, newest first. Without them a key is
+    /// generated at first start and kept in `state_dir` (fine for one instance; several
+    /// instances must share configured keys).
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// `[tier]`: the in-process L1 over Redis (ignored on the memory backend).
@@ -258,6 +272,14 @@ impl Config {
         }
         if let Some(t) = &self.admin.token_sha256 {
             check_hash(src, t, "[admin] token_sha256")?;
+        }
+        for k in &self.sessions.keys {
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError(format!(
+                    "{}: [sessions] keys must be 64 hex characters (32 bytes) each; make one with `openssl rand -hex 32`",
+                    src.name
+                )));
+            }
         }
         if self.tier.ttl_cap_secs == 0 || self.tier.max_bytes < 4096 {
             return Err(ConfigError(format!(

@@ -65,7 +65,44 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
         }
         builder = builder.local_tier(tier);
     }
+    builder = builder.session_keys(session_keys(cfg)?);
     builder.build().await.context("open the cache backend")
+}
+
+/// Session keys from the config, or one kept in the state directory (created at first
+/// start, mode 0600).
+pub fn session_keys(cfg: &Config) -> anyhow::Result<sharecache::session::SessionKeys> {
+    let parse = |h: &str| -> anyhow::Result<[u8; 32]> {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(h.trim(), &mut k)
+            .map_err(|e| anyhow::anyhow!("invalid session key: {e}"))?;
+        Ok(k)
+    };
+    let keys: Vec<[u8; 32]> = if cfg.sessions.keys.is_empty() {
+        let path = cfg.server.state_dir.join("session.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => vec![parse(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {e}; delete it to make a new key", path.display())
+            })?],
+            Err(_) => {
+                std::fs::create_dir_all(&cfg.server.state_dir)?;
+                let k = sharecache::session::SessionKeys::generate();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                std::io::Write::write_all(&mut opts.open(&path)?, hex::encode(k).as_bytes())?;
+                vec![k]
+            }
+        }
+    } else {
+        cfg.sessions
+            .keys
+            .iter()
+            .map(|h| parse(h))
+            .collect::<anyhow::Result<_>>()?
+    };
+    Ok(sharecache::session::SessionKeys::new(&keys)?)
 }
 
 /// Builds the application state from a config (admin token handled by the caller).

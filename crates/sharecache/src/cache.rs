@@ -115,6 +115,7 @@ pub struct CacheBuilder {
     key_prefix: Option<String>,
     max_batch: usize,
     local_tier: Option<LocalTier>,
+    session_keys: Option<crate::session::SessionKeys>,
 }
 
 impl Default for CacheBuilder {
@@ -130,6 +131,7 @@ impl Default for CacheBuilder {
             key_prefix: None,
             max_batch: DEFAULT_MAX_BATCH,
             local_tier: None,
+            session_keys: None,
         }
     }
 }
@@ -256,6 +258,13 @@ impl CacheBuilder {
         self
     }
 
+    /// Keys that seal session data (32 bytes each, newest first; older keys still open
+    /// existing sessions). Sessions are refused without them.
+    pub fn session_keys(mut self, keys: crate::session::SessionKeys) -> Self {
+        self.session_keys = Some(keys);
+        self
+    }
+
     /// Most keys one batch call may carry (default 10 000).
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;
@@ -331,6 +340,7 @@ impl CacheBuilder {
         };
         Ok(Cache {
             inner: Arc::new(Inner {
+                session_keys: self.session_keys,
                 store: Store(backend),
                 flights: crate::load::Flights::default(),
                 tier,
@@ -344,6 +354,7 @@ impl CacheBuilder {
 }
 
 struct Inner {
+    session_keys: Option<crate::session::SessionKeys>,
     store: Store,
     flights: crate::load::Flights,
     tier: Option<Arc<Tier>>,
@@ -944,6 +955,141 @@ impl Namespace {
         self.backend()
             .presence_list(&self.space.aux_key("presence", set))
             .await
+    }
+
+    fn session_keys(&self) -> Result<&crate::session::SessionKeys> {
+        self.inner.session_keys.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "sessions need keys: CacheBuilder::session_keys (service: [sessions] keys)",
+            )
+        })
+    }
+
+    /// Creates a session holding `data`, ending after `idle` without use or `absolute`
+    /// after creation, whichever comes first. See [`crate::session`] for the guarantees.
+    pub async fn session_create(
+        &self,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<crate::session::NewSession> {
+        use crate::session as s;
+        let keys = self.session_keys()?;
+        s::check_ttls(idle, absolute)?;
+        let now = s::now_ms();
+        let record = s::Record {
+            data,
+            created_ms: now,
+            idle_ms: idle.as_millis() as u64,
+            absolute_ms: absolute.as_millis() as u64,
+        };
+        let id = s::new_id();
+        let key = self
+            .space
+            .aux_key("sess", &s::slot(&id).expect("fresh ids are well formed"));
+        let sealed = s::seal_record(keys, &key, &record)?;
+        let ttl = s::store_ttl(&record, now).expect("a new session has time left");
+        self.backend().set(&key, sealed, Some(ttl)).await?;
+        Ok(s::NewSession {
+            id,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        })
+    }
+
+    async fn session_load(&self, id: &str) -> Result<Option<(String, crate::session::Record)>> {
+        use crate::session as s;
+        let keys = self.session_keys()?;
+        let Some(slot) = s::slot(id) else {
+            return Ok(None);
+        };
+        let key = self.space.aux_key("sess", &slot);
+        let Some(sealed) = self.backend().get(&key).await? else {
+            return Ok(None);
+        };
+        let Some(record) = s::open_record(keys, &key, &sealed) else {
+            tracing::warn!(namespace = %self.name, "a session did not open (tampered, or sealed with an unknown key)");
+            return Ok(None);
+        };
+        if s::expired(&record, s::now_ms()) {
+            self.backend().del(std::slice::from_ref(&key)).await?;
+            return Ok(None);
+        }
+        Ok(Some((key, record)))
+    }
+
+    /// Reads a session and renews its idle timeout. `None` for an unknown, expired,
+    /// malformed or tampered id.
+    pub async fn session_get(&self, id: &str) -> Result<Option<crate::session::SessionData>> {
+        use crate::session as s;
+        let Some((key, record)) = self.session_load(id).await? else {
+            return Ok(None);
+        };
+        let now = s::now_ms();
+        let Some(ttl) = s::store_ttl(&record, now) else {
+            return Ok(None);
+        };
+        // Renew: re-seal (fresh nonce) with the idle TTL, capped by the absolute one.
+        let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
+        self.backend().set(&key, sealed, Some(ttl)).await?;
+        Ok(Some(s::SessionData {
+            data: record.data,
+            created_ms: record.created_ms,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        }))
+    }
+
+    /// Replaces a session's data (and renews it); `false` if there is no such session.
+    pub async fn session_update(&self, id: &str, data: serde_json::Value) -> Result<bool> {
+        use crate::session as s;
+        let Some((key, mut record)) = self.session_load(id).await? else {
+            return Ok(false);
+        };
+        record.data = data;
+        let Some(ttl) = s::store_ttl(&record, s::now_ms()) else {
+            return Ok(false);
+        };
+        let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
+        self.backend().set(&key, sealed, Some(ttl)).await?;
+        Ok(true)
+    }
+
+    /// Ends a session now; `false` if there was none.
+    pub async fn session_end(&self, id: &str) -> Result<bool> {
+        self.session_keys()?;
+        let Some(slot) = crate::session::slot(id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .backend()
+            .del(&[self.space.aux_key("sess", &slot)])
+            .await?
+            > 0)
+    }
+
+    /// Gives a session a new id (after a login or a privilege change): the same data and
+    /// deadlines under a fresh id; the old id is dead at once. `None` if there was none.
+    pub async fn session_rotate(&self, id: &str) -> Result<Option<crate::session::NewSession>> {
+        use crate::session as s;
+        let Some((old_key, record)) = self.session_load(id).await? else {
+            return Ok(None);
+        };
+        let now = s::now_ms();
+        let Some(ttl) = s::store_ttl(&record, now) else {
+            return Ok(None);
+        };
+        let new_id = s::new_id();
+        let key = self.space.aux_key(
+            "sess",
+            &s::slot(&new_id).expect("fresh ids are well formed"),
+        );
+        let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
+        self.backend().set(&key, sealed, Some(ttl)).await?;
+        self.backend().del(&[old_key]).await?;
+        Ok(Some(s::NewSession {
+            id: new_id,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        }))
     }
 
     /// Value, cached absence, or nothing, for `remember`.

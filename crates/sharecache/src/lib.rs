@@ -47,6 +47,7 @@ pub mod key;
 mod load;
 pub mod lock;
 pub mod ratelimit;
+pub mod session;
 mod store;
 mod tier;
 

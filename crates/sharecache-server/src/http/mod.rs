@@ -12,6 +12,7 @@ pub mod locks;
 pub mod ops;
 pub mod presence;
 pub mod ratelimit;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -258,6 +259,17 @@ impl MakeRequestId for RequestIds {
     }
 }
 
+/// The path as logged: everything after `/v1/sessions/{ns}/` is replaced by `…`.
+fn log_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/v1/sessions/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((ns, _)) => std::borrow::Cow::Owned(format!("/v1/sessions/{ns}/…")),
+            None => std::borrow::Cow::Borrowed(path),
+        },
+        None => std::borrow::Cow::Borrowed(path),
+    }
+}
+
 /// The application.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -278,6 +290,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
         .route("/v1/locks/{ns}/{name}", axum::routing::post(locks::acquire).delete(locks::release))
         .route("/v1/locks/{ns}/{name}/_extend", axum::routing::post(locks::extend))
+        .route("/v1/sessions/{ns}", axum::routing::post(sessions::create))
+        .route(
+            "/v1/sessions/{ns}/{id}",
+            get(sessions::read).patch(sessions::update).delete(sessions::end),
+        )
+        .route("/v1/sessions/{ns}/{id}/_rotate", axum::routing::post(sessions::rotate))
         .route("/v1/presence/{ns}", get(presence::list))
         .route("/v1/presence/{ns}/{member}", axum::routing::put(presence::beat).delete(presence::leave))
         .fallback(fallback_404)
@@ -287,9 +305,27 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            // The path is logged without the query string, which may carry cursors.
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            // The path is logged without the query string (cursors, lock tokens), and with
+            // session ids cut off: they are secrets.
+            tracing::info_span!("request", method = %req.method(), path = %log_path(req.uri().path()), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn session_ids_never_reach_the_log() {
+        assert_eq!(
+            super::log_path("/v1/sessions/auth/SECRETSECRET"),
+            "/v1/sessions/auth/…"
+        );
+        assert_eq!(
+            super::log_path("/v1/sessions/auth/SECRET/_rotate"),
+            "/v1/sessions/auth/…"
+        );
+        assert_eq!(super::log_path("/v1/sessions/auth"), "/v1/sessions/auth");
+        assert_eq!(super::log_path("/v1/cache/ns/k"), "/v1/cache/ns/k");
+    }
 }

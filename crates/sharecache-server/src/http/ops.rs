@@ -194,10 +194,13 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::ratelimit::decide,
         super::locks::acquire, super::locks::extend, super::locks::release,
         super::presence::beat, super::presence::leave, super::presence::list,
+        super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
+        super::sessions::rotate,
         health, ready, metrics, stats, openapi
     ),
     components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,
-        super::ratelimit::RateLimitBody, super::locks::AcquireBody, super::locks::ExtendBody)),
+        super::ratelimit::RateLimitBody, super::locks::AcquireBody, super::locks::ExtendBody,
+        super::sessions::CreateBody, super::sessions::UpdateBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

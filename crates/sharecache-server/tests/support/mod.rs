@@ -36,6 +36,8 @@ pub struct TestApp {
     /// `a`: write namespace `a` only (a prefix of `ab`).
     pub a: String,
     pub server: Option<RedisServer>,
+    /// State directory (generated session key), removed on drop.
+    pub state_dir: tempfile::TempDir,
 }
 
 /// The response of one request.
@@ -95,6 +97,8 @@ impl TestApp {
             &config_text(extra_server, &admin, &auth, &user, &a),
         )
         .unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        cfg.server.state_dir = state_dir.path().to_owned();
         let server = match backend {
             Backend::Memory => None,
             Backend::Redis => {
@@ -116,6 +120,7 @@ impl TestApp {
             user,
             a,
             server,
+            state_dir,
         }
     }
 

@@ -1,0 +1,203 @@
+//! Sessions over HTTP on the memory and Redis backends: lifecycle, rotation, never
+//! adopting unknown ids, isolation and bad input.
+
+mod support;
+
+use axum::http::{Method, StatusCode};
+use support::{Backend, TestApp};
+
+async fn lifecycle(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.auth.as_str());
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/sessions/auth",
+            t,
+            Some(r#"{"data":{"user":42},"idle_ttl":1800,"absolute_ttl":86400}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 43);
+    assert!(r.json()["expires_at"].as_u64().unwrap() > 0);
+    let r = app
+        .call(Method::GET, &format!("/v1/sessions/auth/{id}"), t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["data"]["user"].as_u64()),
+        (StatusCode::OK, Some(42))
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/sessions/auth/{id}"),
+            t,
+            Some(r#"{"data":{"user":42,"mfa":true}}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/auth/{id}/_rotate"),
+            t,
+            None,
+        )
+        .await;
+    let new = r.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(new, id);
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/sessions/auth/{id}"), t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "old id dead"
+    );
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/sessions/auth/{new}"), t, None)
+            .await
+            .json()["data"]["mfa"],
+        true
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/v1/sessions/auth/{new}"), t, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/v1/sessions/auth/{new}"), t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Unknown or forged ids are 404 on every route, and nothing is created for them.
+    for bad in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "short",
+        "..%2F..",
+        "%00",
+    ] {
+        assert_eq!(
+            app.call(Method::GET, &format!("/v1/sessions/auth/{bad}"), t, None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND,
+            "{bad}"
+        );
+        assert_eq!(
+            app.call(
+                Method::PATCH,
+                &format!("/v1/sessions/auth/{bad}"),
+                t,
+                Some(r#"{"data":1}"#)
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.call(
+                Method::POST,
+                &format!("/v1/sessions/auth/{bad}/_rotate"),
+                t,
+                None
+            )
+            .await
+            .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.call(Method::GET, &format!("/v1/sessions/auth/{bad}"), t, None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+async fn isolation_and_bad_input(b: Backend) {
+    let app = TestApp::new(b).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/sessions/auth",
+            Some(&app.auth),
+            Some(r#"{"data":1}"#),
+        )
+        .await;
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    // Another service cannot read, end or rotate it, even knowing the id.
+    for (m, uri) in [
+        (Method::GET, format!("/v1/sessions/auth/{id}")),
+        (Method::DELETE, format!("/v1/sessions/auth/{id}")),
+        (Method::POST, format!("/v1/sessions/auth/{id}/_rotate")),
+    ] {
+        assert_eq!(
+            app.call(m, &uri, Some(&app.user), None).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // The same id in another namespace is unknown there.
+    assert_eq!(
+        app.call(
+            Method::GET,
+            &format!("/v1/sessions/user/{id}"),
+            Some(&app.user),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/sessions/auth/{id}"), None, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let t = Some(app.auth.as_str());
+    for (body, code) in [
+        (r#"{"idle_ttl":100,"absolute_ttl":10}"#, "invalid_ttl"),
+        (r#"{"idle_ttl":0}"#, "invalid_ttl"),
+        (r#"{"idle_ttl":-1}"#, "invalid_body"),
+        (r#"{"data":1,"extra":2}"#, "invalid_body"),
+        ("null", "invalid_body"),
+    ] {
+        let r = app
+            .call(Method::POST, "/v1/sessions/auth", t, Some(body))
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}: {}",
+            r.text()
+        );
+    }
+    // Under the body limit (64 KiB here) but over the 64 KiB session data limit once sealed.
+    let big = format!(r#"{{"data":"{}"}}"#, "x".repeat(65_460));
+    let r = app
+        .call(Method::POST, "/v1/sessions/auth", t, Some(&big))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large")
+    );
+    // Still the one session we made, alive.
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/sessions/auth/{id}"), t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
+        mod redis { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; })* }
+    };
+}
+
+both!(lifecycle, isolation_and_bad_input);

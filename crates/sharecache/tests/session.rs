@@ -1,0 +1,234 @@
+//! Sessions on the memory store and a real Redis: create, read (renews), update,
+//! rotate, end, idle and absolute timeouts, and ids that are never adopted.
+
+mod support;
+
+use std::time::Duration;
+
+use sharecache::session::SessionKeys;
+use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache_testkit::{RedisServer, RespReply};
+
+fn keys() -> (SessionKeys, [u8; 32]) {
+    let k = SessionKeys::generate();
+    (SessionKeys::new(&[k]).unwrap(), k)
+}
+
+async fn behaviour(cache: Cache) {
+    let auth = cache.namespace("auth").unwrap();
+    let s = auth
+        .session_create(
+            serde_json::json!({"user": 42}),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let got = auth.session_get(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.data["user"], 42);
+    assert!(
+        auth.session_update(&s.id, serde_json::json!({"user": 42, "role": "admin"}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        auth.session_get(&s.id).await.unwrap().unwrap().data["role"],
+        "admin"
+    );
+    // Rotation: new id, same data, the old id dead at once.
+    let r = auth.session_rotate(&s.id).await.unwrap().unwrap();
+    assert_ne!(r.id, s.id);
+    assert!(
+        auth.session_get(&s.id).await.unwrap().is_none(),
+        "the old id must be dead"
+    );
+    assert_eq!(
+        auth.session_get(&r.id).await.unwrap().unwrap().data["role"],
+        "admin"
+    );
+    // Unknown, malformed and forged ids: never adopted, nothing created.
+    let last = if r.id.ends_with('A') { 'B' } else { 'A' };
+    let forged = format!("{}{last}", &r.id[..42]);
+    for bad in [
+        "",
+        "nope",
+        &"A".repeat(43),
+        &r.id[..42],
+        &forged,
+        "../../etc",
+        &"x".repeat(5000),
+    ] {
+        assert!(auth.session_get(bad).await.unwrap().is_none(), "{bad:?}");
+        assert!(
+            !auth
+                .session_update(bad, serde_json::json!(1))
+                .await
+                .unwrap()
+        );
+        assert!(auth.session_rotate(bad).await.unwrap().is_none());
+        assert!(!auth.session_end(bad).await.unwrap());
+    }
+    // Another namespace does not see it.
+    assert!(
+        cache
+            .namespace("user")
+            .unwrap()
+            .session_get(&r.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(auth.session_end(&r.id).await.unwrap());
+    assert!(auth.session_get(&r.id).await.unwrap().is_none());
+    // Idle timeout: unused, it ends; used, it lives on until the absolute timeout.
+    let idle = auth
+        .session_create(
+            serde_json::json!(1),
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        auth.session_get(&idle.id).await.unwrap().is_none(),
+        "idle timeout"
+    );
+    let used = auth
+        .session_create(
+            serde_json::json!(1),
+            Duration::from_millis(200),
+            Duration::from_millis(700),
+        )
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(
+            auth.session_get(&used.id).await.unwrap().is_some(),
+            "renewed by use"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        auth.session_get(&used.id).await.unwrap().is_none(),
+        "absolute timeout, however often used"
+    );
+    // Bad input.
+    let e = auth
+        .session_create(
+            serde_json::json!(1),
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidTtl);
+    let big = serde_json::json!("x".repeat(70_000));
+    assert_eq!(
+        auth.session_create(big, Duration::from_secs(1), Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ValueTooLarge
+    );
+}
+
+#[tokio::test]
+async fn memory() {
+    behaviour(
+        Cache::builder()
+            .memory()
+            .session_keys(keys().0)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis() {
+    let s = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .session_keys(keys().0)
+        .build()
+        .await
+        .unwrap();
+    behaviour(cache.clone()).await;
+    // At rest: no id and no plaintext in Redis; a tampered value is not accepted.
+    let auth = cache.namespace("auth").unwrap();
+    let new = auth
+        .session_create(
+            serde_json::json!({"secret": "hunter2"}),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let RespReply::Array(keys_in_redis) = s.cmd(&["KEYS", "*"]) else {
+        panic!()
+    };
+    assert_eq!(keys_in_redis.len(), 1);
+    let key = keys_in_redis[0].text().unwrap().to_owned();
+    assert!(!key.contains(&new.id), "the id itself must not be stored");
+    let raw = s.cmd(&["GET", &key]).text().unwrap().to_owned();
+    assert!(!raw.contains("hunter2"), "data must be encrypted at rest");
+    let RespReply::Value(_) = s.cmd(&["SETRANGE", &key, "40", "X"]) else {
+        panic!()
+    };
+    assert!(
+        auth.session_get(&new.id).await.unwrap().is_none(),
+        "a tampered session must not open"
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_sessions_open() {
+    let s = RedisServer::start();
+    let (old_keys, old) = keys();
+    let a = Cache::builder()
+        .redis(s.url())
+        .session_keys(old_keys)
+        .build()
+        .await
+        .unwrap();
+    let sess = a
+        .namespace("auth")
+        .unwrap()
+        .session_create(
+            serde_json::json!(7),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let rotated = SessionKeys::new(&[SessionKeys::generate(), old]).unwrap();
+    let b = Cache::builder()
+        .redis(s.url())
+        .session_keys(rotated)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        b.namespace("auth")
+            .unwrap()
+            .session_get(&sess.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .data,
+        7
+    );
+    // Without keys, sessions are refused with a clear error.
+    let none = Cache::builder().memory().build().await.unwrap();
+    let e = none
+        .namespace("auth")
+        .unwrap()
+        .session_get(&sess.id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+}
