@@ -340,6 +340,10 @@ impl CacheBuilder {
         };
         Ok(Cache {
             inner: Arc::new(Inner {
+                hub: crate::events::Hub::new(match &self.backend {
+                    BackendChoice::Redis(url) => Some(url.clone()),
+                    BackendChoice::Memory => None,
+                }),
                 session_keys: self.session_keys,
                 store: Store(backend),
                 flights: crate::load::Flights::default(),
@@ -354,6 +358,7 @@ impl CacheBuilder {
 }
 
 struct Inner {
+    hub: Arc<crate::events::Hub>,
     session_keys: Option<crate::session::SessionKeys>,
     store: Store,
     flights: crate::load::Flights,
@@ -955,6 +960,49 @@ impl Namespace {
         self.backend()
             .presence_list(&self.space.aux_key("presence", set))
             .await
+    }
+
+    /// Publishes `event` (as JSON) on `channel` of this namespace; returns how many
+    /// receivers got it (on Redis: subscribed processes; in memory: subscriptions). At
+    /// most once: see [`crate::events`]. While Redis is down, only this process's
+    /// subscribers receive it.
+    pub async fn publish<T: Serialize + ?Sized>(&self, channel: &str, event: &T) -> Result<u64> {
+        crate::key::validate_key(channel)?;
+        let payload =
+            serde_json::to_vec(event).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.publish_json(channel, Bytes::from(payload)).await
+    }
+
+    /// Publishes an already-validated JSON document (for the HTTP service).
+    pub async fn publish_json(&self, channel: &str, json: Bytes) -> Result<u64> {
+        crate::key::validate_key(channel)?;
+        if json.len() > self.inner.codec.max_value_bytes {
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                "event is over the value size limit",
+            ));
+        }
+        let full = self.space.aux_key("ev", channel);
+        let hub = &self.inner.hub;
+        if !hub.is_redis() {
+            return Ok(hub.deliver_local(&full, json));
+        }
+        match self.backend().publish(&full, json.clone()).await {
+            Ok(n) => Ok(n),
+            Err(e) if e.is_unavailable() => Ok(hub.deliver_local(&full, json)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Subscribes to `channel` of this namespace. Dropping the subscription
+    /// unsubscribes. Resubscribed by itself after a reconnect.
+    pub async fn subscribe(&self, channel: &str) -> Result<crate::events::Subscription> {
+        crate::key::validate_key(channel)?;
+        Ok(self
+            .inner
+            .hub
+            .subscribe(&self.space.aux_key("ev", channel))
+            .await)
     }
 
     fn session_keys(&self) -> Result<&crate::session::SessionKeys> {

@@ -388,6 +388,20 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
+        // No memory equivalent: while Redis is down the caller delivers locally.
+        if self.mode() != HEALTHY {
+            return Err(Error::new(ErrorKind::Unavailable, "redis is unavailable"));
+        }
+        match self.primary.publish(channel, payload).await {
+            Err(e) if e.is_unavailable() => {
+                self.trip(&e);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         serve!(
             self,

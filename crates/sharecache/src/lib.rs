@@ -42,6 +42,7 @@
 mod cache;
 pub mod codec;
 mod error;
+pub mod events;
 mod fallback;
 pub mod key;
 mod load;

@@ -59,7 +59,7 @@ fn parse_ttl(raw: Option<&str>) -> Result<Ttl, ApiError> {
     }
 }
 
-fn check_json(body: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn check_json(body: &[u8]) -> Result<(), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",

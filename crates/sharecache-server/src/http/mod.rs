@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod locks;
 pub mod ops;
@@ -296,6 +297,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::read).patch(sessions::update).delete(sessions::end),
         )
         .route("/v1/sessions/{ns}/{id}/_rotate", axum::routing::post(sessions::rotate))
+        .route("/v1/events/{ns}/{channel}", get(events::subscribe).post(events::publish))
         .route("/v1/presence/{ns}", get(presence::list))
         .route("/v1/presence/{ns}/{member}", axum::routing::put(presence::beat).delete(presence::leave))
         .fallback(fallback_404)

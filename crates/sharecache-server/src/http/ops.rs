@@ -196,6 +196,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::presence::beat, super::presence::leave, super::presence::list,
         super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
         super::sessions::rotate,
+        super::events::publish, super::events::subscribe,
         health, ready, metrics, stats, openapi
     ),
     components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,

@@ -100,6 +100,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         token: Bytes,
         ttl: Duration,
     ) -> Result<Option<u64>>;
+    /// Publishes `payload` on `channel`; returns the receivers.
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64>;
     /// Presence: marks `member` of the set at `key` alive for `ttl`.
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()>;
     /// Presence: removes `member`; returns whether it was there (alive).
@@ -225,6 +227,10 @@ impl Backend for memory::MemoryStore {
     }
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         memory::MemoryStore::presence_beat(self, key, member, ttl)
+    }
+    async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {
+        // The memory store has no remote subscribers: the hub delivers locally.
+        Ok(0)
     }
     async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
         memory::MemoryStore::presence_leave(self, key, member)

@@ -359,6 +359,11 @@ impl Backend for RedisStore {
         }
     }
 
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
+        self.run(redis::cmd("PUBLISH").arg(channel).arg(&payload[..]))
+            .await
+    }
+
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         // Scored by expiry (server clock); the set itself lives as long as its last member.
         static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {

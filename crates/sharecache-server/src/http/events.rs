@@ -1,0 +1,76 @@
+//! Events over HTTP: publish a JSON body; subscribe with Server-Sent Events (heartbeat
+//! comments every 15 s keep proxies from closing idle streams). At most once: see the
+//! library's `events` module.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, Caller};
+use super::{AppState, OpInfo};
+use crate::http::cache::NoQuery;
+
+/// Publish an event (any JSON document).
+#[utoipa::path(post, path = "/v1/events/{ns}/{channel}", tag = "events",
+    params(("ns" = String, Path), ("channel" = String, Path)),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "{\"receivers\":n}")))]
+pub async fn publish(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let n = caller.write(&s, &ns)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is over the size limit",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })?;
+    super::cache::check_json(&body)?;
+    let receivers = n.publish_json(&channel, body).await?;
+    let resp = (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"receivers": receivers})),
+    )
+        .into_response();
+    Ok(OpInfo::attach("publish", &ns, resp))
+}
+
+/// Subscribe (Server-Sent Events): each event is a `data:` line with the JSON document.
+#[utoipa::path(get, path = "/v1/events/{ns}/{channel}", tag = "events",
+    params(("ns" = String, Path), ("channel" = String, Path)),
+    responses((status = 200, description = "text/event-stream")))]
+pub async fn subscribe(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<Response, ApiError> {
+    let n = caller.read(&s, &ns)?;
+    let sub = n.subscribe(&channel).await?;
+    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
+        let b = sub.recv().await?;
+        let event = Event::default().data(String::from_utf8_lossy(&b));
+        Some((Ok::<_, Infallible>(event), sub))
+    });
+    let sse = Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("heartbeat"),
+    );
+    Ok(OpInfo::attach("subscribe", &ns, sse.into_response()))
+}

@@ -1,0 +1,164 @@
+//! Events over HTTP: publish, Server-Sent Events over a real socket, across two service
+//! instances on one Redis, isolation and bad input.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use futures_util::StreamExt;
+use support::{Backend, TestApp};
+
+/// Reads SSE `data:` lines from a streaming response until `n` arrived (bounded wait).
+async fn read_events(resp: reqwest::Response, n: usize) -> Vec<String> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(i) = buf.find("\n\n") {
+            let frame: String = buf.drain(..i + 2).collect();
+            for line in frame.lines() {
+                if let Some(d) = line.strip_prefix("data:") {
+                    out.push(d.trim().to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn sse(b: Backend) {
+    let app = TestApp::new(b).await;
+    let addr = app.spawn().await;
+    let c = support::client();
+    let resp = c
+        .get(format!("http://{addr}/v1/events/user/room%3A1"))
+        .bearer_auth(&app.user)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    // Publish until the subscription is live, then three events in order.
+    let t = Some(app.user.as_str());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = app
+            .call(
+                Method::POST,
+                "/v1/events/user/room%3A1",
+                t,
+                Some(r#"{"hello":0}"#),
+            )
+            .await;
+        if r.json()["receivers"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 1..=3 {
+        app.call(
+            Method::POST,
+            "/v1/events/user/room%3A1",
+            t,
+            Some(&format!(r#"{{"n":{i}}}"#)),
+        )
+        .await;
+    }
+    let events = read_events(resp, 4).await;
+    assert_eq!(
+        &events[events.len() - 3..],
+        [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]
+    );
+}
+
+async fn isolation_and_bad_input(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    // auth may read "shared" (subscribe) but not publish there; "user" is not its at all.
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/events/shared/c",
+            Some(&app.auth),
+            Some("1")
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/events/user/c", Some(&app.auth), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::POST, "/v1/events/user/c", None, Some("1"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    for (body, code) in [
+        ("", "invalid_body"),
+        ("{", "invalid_body"),
+        ("nope", "invalid_body"),
+    ] {
+        let r = app
+            .call(Method::POST, "/v1/events/user/c", t, Some(body))
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body:?}"
+        );
+    }
+    let r = app
+        .call(Method::POST, "/v1/events/user/bad%0Achannel", t, Some("1"))
+        .await;
+    assert_eq!(r.code(), "invalid_key");
+    let big = format!("\"{}\"", "x".repeat(70_000));
+    assert_eq!(
+        app.call(Method::POST, "/v1/events/user/c", t, Some(&big))
+            .await
+            .status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_memory() {
+    sse(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_redis() {
+    sse(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn bad_input_memory() {
+    isolation_and_bad_input(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn bad_input_redis() {
+    isolation_and_bad_input(Backend::Redis).await;
+}

@@ -1,0 +1,199 @@
+//! Events: publish/subscribe per namespace, on Redis pub/sub (or in-process on the
+//! memory store).
+//!
+//! **Delivery is at most once.** A subscriber receives the events published while it is
+//! subscribed and connected; events published while its link is down, or faster than it
+//! reads (beyond a buffer of 1024), are lost (the subscription reports how many it
+//! skipped). For work that must not be lost, use queues.
+//!
+//! One process keeps **one** pub/sub connection to Redis whatever its number of
+//! subscribers (an SSE endpoint with a thousand clients holds one Redis subscription
+//! per channel), and resubscribes every channel after a reconnect. Channels live at
+//! `[prefix:]#ev:ns:channel`: a tenant can only hear the channels of namespaces it may
+//! read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+/// Events buffered per channel for a slow subscriber before it skips.
+const BUFFER: usize = 1024;
+
+/// Local fan-out of channels, plus the shared Redis subscription when there is one.
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
+    sink: Mutex<Option<redis::aio::PubSubSink>>,
+    redis_url: Option<String>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("channels", &self.channels.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(redis_url: Option<String>) -> Arc<Self> {
+        let hub = Arc::new(Self {
+            channels: Mutex::new(HashMap::new()),
+            sink: Mutex::new(None),
+            redis_url,
+        });
+        if hub.redis_url.is_some() {
+            tokio::spawn(run(Arc::downgrade(&hub)));
+        }
+        hub
+    }
+
+    pub(crate) fn is_redis(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    /// Delivers to this process's subscribers of `channel`; returns how many.
+    pub(crate) fn deliver_local(&self, channel: &str, payload: Bytes) -> u64 {
+        match self.channels.lock().get(channel) {
+            Some(tx) => tx.send(payload).map_or(0, |n| n as u64),
+            None => 0,
+        }
+    }
+
+    pub(crate) async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
+        let (rx, new) = {
+            let mut map = self.channels.lock();
+            match map.get(channel) {
+                Some(tx) => (tx.subscribe(), false),
+                None => {
+                    let (tx, rx) = broadcast::channel(BUFFER);
+                    map.insert(channel.to_owned(), tx);
+                    (rx, true)
+                }
+            }
+        };
+        let sink = if new { self.sink.lock().clone() } else { None };
+        if let Some(mut sink) = sink {
+            // Wait for the server's confirmation, so an event published after this call
+            // returns is heard. If it fails the link is down, and the reconnect loop
+            // subscribes every channel.
+            let _ = sink.subscribe(channel).await;
+        }
+        Subscription {
+            rx,
+            channel: channel.to_owned(),
+            hub: Arc::downgrade(self),
+            skipped: 0,
+        }
+    }
+
+    fn release(&self, channel: &str) {
+        let mut map = self.channels.lock();
+        if map.get(channel).is_some_and(|tx| tx.receiver_count() == 0) {
+            map.remove(channel);
+            if let Some(mut sink) = self.sink.lock().clone() {
+                let ch = channel.to_owned();
+                tokio::spawn(async move {
+                    let _ = sink.unsubscribe(ch).await;
+                });
+            }
+        }
+    }
+}
+
+/// Keeps the shared pub/sub connection: connect, subscribe every channel, forward
+/// messages; on loss, reconnect with backoff and subscribe again.
+async fn run(hub: Weak<Hub>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(h) = hub.upgrade() else { return };
+        let url = h.redis_url.clone().expect("run only for Redis hubs");
+        drop(h);
+        let conn = async {
+            let client = redis::Client::open(url.as_str())?;
+            client.get_async_pubsub().await
+        };
+        match conn.await {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(50);
+                let (mut sink, mut stream) = pubsub.split();
+                {
+                    let Some(h) = hub.upgrade() else { return };
+                    let channels: Vec<String> = h.channels.lock().keys().cloned().collect();
+                    if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+                        continue;
+                    }
+                    *h.sink.lock() = Some(sink);
+                }
+                while let Some(msg) = stream.next().await {
+                    let Some(h) = hub.upgrade() else { return };
+                    h.deliver_local(
+                        msg.get_channel_name(),
+                        Bytes::copy_from_slice(msg.get_payload_bytes()),
+                    );
+                }
+                if let Some(h) = hub.upgrade() {
+                    *h.sink.lock() = None;
+                }
+                tracing::warn!("event subscription link lost: resubscribing");
+            }
+            Err(e) => tracing::debug!(error = %e, "event subscription: cannot connect"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// A subscription to one channel. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Bytes>,
+    channel: String,
+    hub: Weak<Hub>,
+    skipped: u64,
+}
+
+impl Subscription {
+    /// The next event (JSON text); `None` if the cache is gone.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            match self.rx.recv().await {
+                Ok(b) => return Some(b),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.skipped += n,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event decoded as `T`; events that do not decode are skipped.
+    pub async fn recv_json<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        loop {
+            let b = self.recv().await?;
+            if let Ok(v) = serde_json::from_slice(&b) {
+                return Some(v);
+            }
+            self.skipped += 1;
+        }
+    }
+
+    /// Events this subscription missed because it read too slowly.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(h) = self.hub.upgrade() {
+            // Our receiver still counts until this struct is gone: release after it.
+            let (hub, ch) = (h, std::mem::take(&mut self.channel));
+            let rx = std::mem::replace(&mut self.rx, broadcast::channel(1).1);
+            drop(rx);
+            hub.release(&ch);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Events on the memory store and across instances on a real Redis: delivery, latency,
+//! namespace confinement, and resubscription after the link is killed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sharecache::{Cache, Fallback};
+use sharecache_testkit::RedisServer;
+use support::eventually;
+
+#[tokio::test]
+async fn memory_delivers_to_local_subscribers() {
+    let c = Cache::builder().memory().build().await.unwrap();
+    let chat = c.namespace("chat").unwrap();
+    let mut a = chat.subscribe("room:1").await.unwrap();
+    let mut b = chat.subscribe("room:1").await.unwrap();
+    assert_eq!(
+        chat.publish("room:1", &serde_json::json!({"text": "hi"}))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        a.recv_json::<serde_json::Value>().await.unwrap()["text"],
+        "hi"
+    );
+    assert_eq!(
+        b.recv_json::<serde_json::Value>().await.unwrap()["text"],
+        "hi"
+    );
+    assert_eq!(chat.publish("room:2", &1).await.unwrap(), 0);
+    assert_eq!(
+        c.namespace("other")
+            .unwrap()
+            .publish("room:1", &1)
+            .await
+            .unwrap(),
+        0,
+        "namespaces are separate"
+    );
+    drop(a);
+    drop(b);
+    assert_eq!(
+        chat.publish("room:1", &1).await.unwrap(),
+        0,
+        "dropped subscriptions unsubscribe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_instances_quickly_and_stay_in_their_namespace() {
+    let s = RedisServer::start();
+    let a = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let b = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let (ca, cb) = (a.namespace("chat").unwrap(), b.namespace("chat").unwrap());
+    // Wait for B's shared subscription link.
+    let mut sub = cb.subscribe("room:1").await.unwrap();
+    let mut spy = b
+        .namespace("other")
+        .unwrap()
+        .subscribe("room:1")
+        .await
+        .unwrap();
+    let ca2 = ca.clone();
+    assert!(
+        eventually(Duration::from_secs(5), async || ca2
+            .publish("room:1", &0)
+            .await
+            .unwrap()
+            >= 1)
+        .await
+    );
+    while tokio::time::timeout(Duration::from_millis(50), sub.recv())
+        .await
+        .is_ok()
+    {}
+    let mut lat = Vec::new();
+    for i in 1..=200u64 {
+        let start = Instant::now();
+        assert_eq!(
+            ca.publish("room:1", &i).await.unwrap(),
+            1,
+            "one subscribed process"
+        );
+        let got: u64 = tokio::time::timeout(Duration::from_secs(2), sub.recv_json())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, i);
+        lat.push(start.elapsed());
+    }
+    lat.sort();
+    println!(
+        "event latency across instances: p50 {:?} p99 {:?}",
+        lat[100], lat[197]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), spy.recv())
+            .await
+            .is_err(),
+        "another namespace's channel must stay silent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_survive_a_killed_link() {
+    let s = RedisServer::start();
+    let a = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let b = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let (ca, cb) = (a.namespace("n").unwrap(), b.namespace("n").unwrap());
+    let mut sub = cb.subscribe("c").await.unwrap();
+    let ca2 = ca.clone();
+    assert!(
+        eventually(Duration::from_secs(5), async || ca2
+            .publish("c", &0)
+            .await
+            .unwrap()
+            >= 1)
+        .await
+    );
+    let killed: u64 = s
+        .cmd(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(killed >= 1, "the subscription link was killed");
+    // After the kill, the hub reconnects and resubscribes: publishes are heard again.
+    let ca3 = ca.clone();
+    assert!(
+        eventually(Duration::from_secs(5), async || ca3
+            .publish("c", &1)
+            .await
+            .unwrap()
+            >= 1)
+        .await,
+        "resubscribed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut heard_after = false;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), sub.recv_json::<u64>()).await {
+            Ok(Some(1)) => {
+                heard_after = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(
+        heard_after,
+        "an event published after the reconnect must arrive"
+    );
+}
