@@ -66,6 +66,8 @@ pub enum Op {
     Mixed,
     /// Rate-limit decisions (GCRA), one bucket per key, a limit no call reaches.
     Ratelimit,
+    /// Lock acquire + release of a random key (both counted as one operation).
+    Lock,
 }
 
 /// The outcome of a run.
@@ -193,12 +195,23 @@ async fn worker(
         rng ^= rng << 17;
         let key = &keys[(rng % keys.len() as u64) as usize];
         let write = match op {
-            Op::Get | Op::Ratelimit => false,
+            Op::Get | Op::Ratelimit | Op::Lock => false,
             Op::Set => true,
             Op::Mixed => rng % 10 < 2,
         };
         let started = Instant::now();
-        let ok = if op == Op::Ratelimit {
+        let ok = if op == Op::Lock {
+            match ns
+                .lock_acquire(key, Duration::from_secs(10), Duration::ZERO)
+                .await
+            {
+                Ok(Some(l)) => ns.lock_release(key, &l.token).await.unwrap_or(false),
+                // Another task holds this key right now: not an error, but not an
+                // acquisition either; try another key.
+                Ok(None) => continue,
+                Err(_) => false,
+            }
+        } else if op == Op::Ratelimit {
             let limit = sharecache::ratelimit::Limit::per(1_000_000_000, Duration::from_secs(1));
             ns.rate_limit(key, limit).await.is_ok_and(|d| d.allowed)
         } else if write {
