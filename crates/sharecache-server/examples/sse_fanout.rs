@@ -72,16 +72,15 @@ async fn main() -> anyhow::Result<()> {
                 buf.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(i) = buf.find("\n\n") {
                     let frame: String = buf.drain(..i + 2).collect();
-                    if let Some(d) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
-                        if let Ok(e) = d.trim().parse::<usize>() {
-                            if e < events
-                                && received[e].fetch_add(1, Ordering::SeqCst) + 1
-                                    == subscribers as u64
-                            {
-                                done[e].store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
-                            }
-                            seen += 1;
+                    if let Some(d) = frame.lines().find_map(|l| l.strip_prefix("data:"))
+                        && let Ok(e) = d.trim().parse::<usize>()
+                    {
+                        if e < events
+                            && received[e].fetch_add(1, Ordering::SeqCst) + 1 == subscribers as u64
+                        {
+                            done[e].store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
                         }
+                        seen += 1;
                     }
                 }
             }
