@@ -193,6 +193,65 @@ async fn isolation_and_bad_input(b: Backend) {
     );
 }
 
+async fn per_user(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.auth.as_str());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .call(
+                Method::POST,
+                "/v1/sessions/auth",
+                t,
+                Some(r#"{"data":{},"user":"user:42"}"#),
+            )
+            .await;
+        ids.push(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    let r = app
+        .call(Method::GET, "/v1/sessions/auth?user=user%3A42", t, None)
+        .await;
+    let list = r.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert!(
+        !r.text().contains(&ids[0]) && !r.text().contains(&ids[1]),
+        "a listing never shows ids"
+    );
+    let r = app
+        .call(Method::DELETE, "/v1/sessions/auth?user=user%3A42", t, None)
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"ended": 2}));
+    assert_eq!(
+        app.call(
+            Method::GET,
+            &format!("/v1/sessions/auth/{}", ids[0]),
+            t,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/sessions/auth", t, None)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST,
+        "user is required"
+    );
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            "/v1/sessions/auth?user=user%3A42",
+            Some(&app.user),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
@@ -200,4 +259,4 @@ macro_rules! both {
     };
 }
 
-both!(lifecycle, isolation_and_bad_input);
+both!(lifecycle, isolation_and_bad_input, per_user);

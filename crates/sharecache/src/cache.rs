@@ -1045,6 +1045,77 @@ impl Namespace {
         })
     }
 
+    /// Like [`session_create`](Self::session_create), and records the session under
+    /// `user`, so that [`session_list`](Self::session_list) and
+    /// [`session_end_all`](Self::session_end_all) can find it.
+    pub async fn session_create_for(
+        &self,
+        user: &str,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<crate::session::NewSession> {
+        crate::key::validate_key(user)?;
+        let new = self.session_create(data, idle, absolute).await?;
+        let slot = crate::session::slot(&new.id).expect("fresh ids are well formed");
+        self.backend()
+            .index_add(&self.space.aux_key("sessu", user), &slot, absolute)
+            .await?;
+        Ok(new)
+    }
+
+    /// The live sessions of `user`. Each carries a `handle` (not the id, which is never
+    /// stored) and its times. Ended or expired sessions are pruned from the index.
+    pub async fn session_list(&self, user: &str) -> Result<Vec<crate::session::SessionInfo>> {
+        use crate::session as s;
+        crate::key::validate_key(user)?;
+        let keys = self.session_keys()?;
+        let index = self.space.aux_key("sessu", user);
+        let now = s::now_ms();
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for slot in self.backend().index_members(&index).await? {
+            let key = self.space.aux_key("sess", &slot);
+            let record = match self.backend().get_with_ttl(&key).await? {
+                (Some(sealed), ttl) => s::open_record(keys, &key, &sealed)
+                    .filter(|r| !s::expired(r, now))
+                    .map(|r| (r, ttl)),
+                _ => None,
+            };
+            match record {
+                Some((r, ttl)) => out.push(s::SessionInfo {
+                    handle: slot[..16].to_owned(),
+                    created_ms: r.created_ms,
+                    expires_at_ms: now + ttl.map_or(0, |t| t.as_millis() as u64),
+                }),
+                None => gone.push(slot),
+            }
+        }
+        self.backend().index_remove(&index, &gone).await?;
+        out.sort_by_key(|i| i.created_ms);
+        Ok(out)
+    }
+
+    /// Ends every session of `user` (after a password change, say); returns how many
+    /// were live.
+    pub async fn session_end_all(&self, user: &str) -> Result<u64> {
+        crate::key::validate_key(user)?;
+        self.session_keys()?;
+        let index = self.space.aux_key("sessu", user);
+        let slots = self.backend().index_members(&index).await?;
+        let keys: Vec<String> = slots
+            .iter()
+            .map(|s| self.space.aux_key("sess", s))
+            .collect();
+        let ended = if keys.is_empty() {
+            0
+        } else {
+            self.backend().del(&keys).await?
+        };
+        self.backend().index_remove(&index, &slots).await?;
+        Ok(ended)
+    }
+
     async fn session_load(&self, id: &str) -> Result<Option<(String, crate::session::Record)>> {
         use crate::session as s;
         let keys = self.session_keys()?;

@@ -388,6 +388,32 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        serve!(
+            self,
+            self.primary.index_add(key, member, ttl),
+            &[key],
+            None,
+            |m| m.index_add(key, member, ttl)
+        )
+    }
+
+    async fn index_members(&self, key: &str) -> Result<Vec<String>> {
+        serve!(self, self.primary.index_members(key), &[], None, |m| Ok(
+            m.index_members(key)
+        ))
+    }
+
+    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+        serve!(
+            self,
+            self.primary.index_remove(key, members),
+            &[key],
+            None,
+            |m| m.index_remove(key, members)
+        )
+    }
+
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
         // No memory equivalent: while Redis is down the caller delivers locally.
         if self.mode() != HEALTHY {

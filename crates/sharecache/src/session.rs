@@ -137,6 +137,18 @@ pub struct SessionData {
     pub expires_at_ms: u64,
 }
 
+/// A session as listed for its user: never its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// A short, stable handle (a prefix of the SHA-256 of the id): enough to tell
+    /// sessions apart, useless to take one over.
+    pub handle: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When it expires if not used again, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
 /// A new session's id and expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewSession {

@@ -232,3 +232,69 @@ async fn key_rotation_keeps_old_sessions_open() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+async fn per_user(cache: Cache) {
+    let auth = cache.namespace("auth").unwrap();
+    let day = Duration::from_secs(86_400);
+    let a = auth
+        .session_create_for("user:42", serde_json::json!(1), day, day)
+        .await
+        .unwrap();
+    let b = auth
+        .session_create_for("user:42", serde_json::json!(2), day, day)
+        .await
+        .unwrap();
+    let other = auth
+        .session_create_for("user:7", serde_json::json!(3), day, day)
+        .await
+        .unwrap();
+    let list = auth.session_list("user:42").await.unwrap();
+    assert_eq!(list.len(), 2);
+    for info in &list {
+        assert!(
+            !a.id.contains(&info.handle) && !b.id.contains(&info.handle),
+            "a handle is not an id"
+        );
+    }
+    // Ending one prunes it from the list.
+    assert!(auth.session_end(&a.id).await.unwrap());
+    assert_eq!(auth.session_list("user:42").await.unwrap().len(), 1);
+    // End all: the user's sessions are gone, another user's are not.
+    assert_eq!(auth.session_end_all("user:42").await.unwrap(), 1);
+    assert!(auth.session_get(&b.id).await.unwrap().is_none());
+    assert!(auth.session_list("user:42").await.unwrap().is_empty());
+    assert!(auth.session_get(&other.id).await.unwrap().is_some());
+    assert_eq!(auth.session_end_all("nobody").await.unwrap(), 0);
+    assert_eq!(
+        auth.session_list("bad\nuser").await.unwrap_err().kind(),
+        ErrorKind::InvalidKey
+    );
+}
+
+#[tokio::test]
+async fn per_user_memory() {
+    per_user(
+        Cache::builder()
+            .memory()
+            .session_keys(keys().0)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn per_user_redis() {
+    let s = RedisServer::start();
+    per_user(
+        Cache::builder()
+            .redis(s.url())
+            .fallback(Fallback::Fail)
+            .session_keys(keys().0)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+}

@@ -291,7 +291,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
         .route("/v1/locks/{ns}/{name}", axum::routing::post(locks::acquire).delete(locks::release))
         .route("/v1/locks/{ns}/{name}/_extend", axum::routing::post(locks::extend))
-        .route("/v1/sessions/{ns}", axum::routing::post(sessions::create))
+        .route(
+            "/v1/sessions/{ns}",
+            axum::routing::post(sessions::create).get(sessions::list).delete(sessions::end_all),
+        )
         .route(
             "/v1/sessions/{ns}/{id}",
             get(sessions::read).patch(sessions::update).delete(sessions::end),

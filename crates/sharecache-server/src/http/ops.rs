@@ -195,7 +195,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::locks::acquire, super::locks::extend, super::locks::release,
         super::presence::beat, super::presence::leave, super::presence::list,
         super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
-        super::sessions::rotate,
+        super::sessions::rotate, super::sessions::list, super::sessions::end_all,
         super::events::publish, super::events::subscribe,
         health, ready, metrics, stats, openapi
     ),

@@ -26,6 +26,15 @@ pub struct CreateBody {
     /// Seconds after creation at which it ends however used (default 86400).
     #[serde(default = "default_absolute")]
     absolute_ttl: u64,
+    /// The user it belongs to (to list and end all of a user's sessions).
+    user: Option<String>,
+}
+
+/// `?user=...`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    user: String,
 }
 
 fn default_idle() -> u64 {
@@ -60,18 +69,63 @@ pub async fn create(
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let new = n
-        .session_create(
-            b.data,
-            Duration::from_secs(b.idle_ttl),
-            Duration::from_secs(b.absolute_ttl),
-        )
-        .await?;
+    let (idle, absolute) = (
+        Duration::from_secs(b.idle_ttl),
+        Duration::from_secs(b.absolute_ttl),
+    );
+    let new = match &b.user {
+        Some(user) => n.session_create_for(user, b.data, idle, absolute).await?,
+        None => n.session_create(b.data, idle, absolute).await?,
+    };
     let body = serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms});
     Ok(OpInfo::attach(
         "session_create",
         &ns,
         (StatusCode::CREATED, axum::Json(body)).into_response(),
+    ))
+}
+
+/// The live sessions of a user (handles and times, never ids).
+#[utoipa::path(get, path = "/v1/sessions/{ns}", tag = "sessions", params(("ns" = String, Path), ("user" = String, Query)),
+    responses((status = 200, description = "{\"sessions\":[{\"handle\",\"created_ms\",\"expires_at_ms\"}]}")))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(ns): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<Response, ApiError> {
+    let n = caller.write(&s, &ns)?;
+    let sessions = n.session_list(&q.user).await?;
+    Ok(OpInfo::attach(
+        "session_list",
+        &ns,
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"sessions": sessions})),
+        )
+            .into_response(),
+    ))
+}
+
+/// End every session of a user.
+#[utoipa::path(delete, path = "/v1/sessions/{ns}", tag = "sessions", params(("ns" = String, Path), ("user" = String, Query)),
+    responses((status = 200, description = "{\"ended\":n}")))]
+pub async fn end_all(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(ns): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<Response, ApiError> {
+    let n = caller.write(&s, &ns)?;
+    let ended = n.session_end_all(&q.user).await?;
+    Ok(OpInfo::attach(
+        "session_end_all",
+        &ns,
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"ended": ended})),
+        )
+            .into_response(),
     ))
 }
 

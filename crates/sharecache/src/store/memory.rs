@@ -398,6 +398,47 @@ impl MemoryStore {
         v
     }
 
+    /// An index set is one entry holding a JSON list, under the CAS lock.
+    pub(crate) fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        let _g = self.cas.lock();
+        let (mut set, left) = match self.get_with_ttl(key) {
+            Some((b, left)) => (
+                serde_json::from_slice::<Vec<String>>(&b).unwrap_or_default(),
+                left,
+            ),
+            None => (Vec::new(), None),
+        };
+        if !set.iter().any(|m| m == member) {
+            set.push(member.to_owned());
+        }
+        let ttl = left.map_or(ttl, |l| l.max(ttl));
+        let bytes =
+            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.set(key, Bytes::from(bytes), Some(ttl))
+    }
+
+    pub(crate) fn index_members(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+        let _g = self.cas.lock();
+        let Some((b, left)) = self.get_with_ttl(key) else {
+            return Ok(());
+        };
+        let mut set: Vec<String> = serde_json::from_slice(&b).unwrap_or_default();
+        set.retain(|m| !members.contains(m));
+        if set.is_empty() {
+            self.del(key);
+            return Ok(());
+        }
+        let bytes =
+            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.set(key, Bytes::from(bytes), left)
+    }
+
     /// Extends a lock held by `token`.
     pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
         let _g = self.cas.lock();

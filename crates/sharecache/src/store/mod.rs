@@ -100,6 +100,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         token: Bytes,
         ttl: Duration,
     ) -> Result<Option<u64>>;
+    /// Index sets (sessions of a user): adds `member`, keeping the set at least `ttl`.
+    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()>;
+    /// Index sets: every member.
+    async fn index_members(&self, key: &str) -> Result<Vec<String>>;
+    /// Index sets: removes members.
+    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()>;
     /// Publishes `payload` on `channel`; returns the receivers.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64>;
     /// Presence: marks `member` of the set at `key` alive for `ttl`.
@@ -227,6 +233,15 @@ impl Backend for memory::MemoryStore {
     }
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         memory::MemoryStore::presence_beat(self, key, member, ttl)
+    }
+    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        memory::MemoryStore::index_add(self, key, member, ttl)
+    }
+    async fn index_members(&self, key: &str) -> Result<Vec<String>> {
+        Ok(memory::MemoryStore::index_members(self, key))
+    }
+    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+        memory::MemoryStore::index_remove(self, key, members)
     }
     async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {
         // The memory store has no remote subscribers: the hub delivers locally.

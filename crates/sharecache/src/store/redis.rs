@@ -359,6 +359,39 @@ impl Backend for RedisStore {
         }
     }
 
+    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(key)
+            .arg(member)
+            .ignore()
+            // NX then GT: set a TTL if there is none, and only ever lengthen it.
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("GT")
+            .ignore();
+        self.run_pipe::<()>(&pipe).await
+    }
+
+    async fn index_members(&self, key: &str) -> Result<Vec<String>> {
+        self.run(redis::cmd("SMEMBERS").arg(key)).await
+    }
+
+    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.run::<()>(redis::cmd("SREM").arg(key).arg(members))
+            .await
+    }
+
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
         self.run(redis::cmd("PUBLISH").arg(channel).arg(&payload[..]))
             .await
