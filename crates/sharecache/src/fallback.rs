@@ -182,6 +182,24 @@ impl FallbackStore {
         Some(out)
     }
 
+    /// Runs an operation that has no safe memory equivalent: on Redis when healthy, else
+    /// `Unavailable` at once (tripping the circuit on a connection-class error).
+    async fn primary_only<T>(&self, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if self.mode() != HEALTHY {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("redis at {} is unavailable", self.label),
+            ));
+        }
+        match op.await {
+            Err(e) if e.is_unavailable() => {
+                self.trip(&e);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
     /// Waits for Redis to answer, replays the outage, then switches back.
     async fn recover(self: Arc<Self>) {
         loop {
@@ -378,21 +396,20 @@ impl Backend for FallbackStore {
         token: Bytes,
         ttl: Duration,
     ) -> Result<Option<u64>> {
-        serve!(
-            self,
-            self.primary
-                .lock_acquire(key, fence_key, token.clone(), ttl),
-            &[key, fence_key],
-            None,
-            |m| { m.lock_acquire(key, fence_key, token.clone(), ttl) }
-        )
+        // Locks fail closed: a lock taken in one process's memory excludes no other
+        // process, and a fence counter restarted in memory would break the promise that
+        // fences only grow. While Redis is down, acquiring is `Unavailable`.
+        self.primary_only(self.primary.lock_acquire(key, fence_key, token, ttl))
+            .await
     }
 
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         serve!(
             self,
             self.primary.index_add(key, member, ttl),
-            &[key],
+            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
+            // presence and session-index changes stay local (heartbeats redo presence).
+            &[],
             None,
             |m| m.index_add(key, member, ttl)
         )
@@ -408,7 +425,9 @@ impl Backend for FallbackStore {
         serve!(
             self,
             self.primary.index_remove(key, members),
-            &[key],
+            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
+            // presence and session-index changes stay local (heartbeats redo presence).
+            &[],
             None,
             |m| m.index_remove(key, members)
         )
@@ -416,23 +435,17 @@ impl Backend for FallbackStore {
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
         // No memory equivalent: while Redis is down the caller delivers locally.
-        if self.mode() != HEALTHY {
-            return Err(Error::new(ErrorKind::Unavailable, "redis is unavailable"));
-        }
-        match self.primary.publish(channel, payload).await {
-            Err(e) if e.is_unavailable() => {
-                self.trip(&e);
-                Err(e)
-            }
-            other => other,
-        }
+        self.primary_only(self.primary.publish(channel, payload))
+            .await
     }
 
     async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         serve!(
             self,
             self.primary.presence_beat(key, member, ttl),
-            &[key],
+            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
+            // presence and session-index changes stay local (heartbeats redo presence).
+            &[],
             None,
             |m| m.presence_beat(key, member, ttl)
         )
@@ -442,7 +455,9 @@ impl Backend for FallbackStore {
         serve!(
             self,
             self.primary.presence_leave(key, member),
-            &[key],
+            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
+            // presence and session-index changes stay local (heartbeats redo presence).
+            &[],
             None,
             |m| m.presence_leave(key, member)
         )
@@ -455,13 +470,8 @@ impl Backend for FallbackStore {
     }
 
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
-        serve!(
-            self,
-            self.primary.lock_extend(key, token.clone(), ttl),
-            &[key],
-            None,
-            |m| m.lock_extend(key, &token, ttl)
-        )
+        self.primary_only(self.primary.lock_extend(key, token, ttl))
+            .await
     }
 
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {

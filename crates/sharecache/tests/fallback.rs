@@ -346,3 +346,71 @@ async fn a_write_buffered_in_a_paused_redis_does_not_win_over_a_later_one() {
         assert_eq!(ns.get::<String>("k").await.unwrap().as_deref(), Some("v3"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordination_during_and_after_an_outage() {
+    let server = RedisServer::start_with(RedisConfig {
+        persistent: true,
+        ..Default::default()
+    });
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let ns = cache.namespace("coord").unwrap();
+    let before = ns
+        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ns.lock_release("job", &before.token).await.unwrap());
+    ns.presence_beat("room", "ada", Duration::from_secs(60))
+        .await
+        .unwrap();
+    server.kill();
+    // Locks fail closed: a lock in one process's memory would exclude nobody else.
+    let e = ns
+        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    // Presence and rate limits keep answering locally.
+    ns.presence_beat("room", "bob", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        ns.rate_limit(
+            "k",
+            sharecache::ratelimit::Limit::per(5, Duration::from_secs(60))
+        )
+        .await
+        .unwrap()
+        .allowed
+    );
+    server.restart();
+    wait_connected(&cache).await;
+    // After recovery the Redis-side structures are intact (no JSON replayed over a set)
+    // and fences keep growing from where Redis was.
+    ns.presence_beat("room", "eve", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let names: Vec<String> = ns
+        .presence_list("room")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        names.contains(&"ada".to_owned()) && names.contains(&"eve".to_owned()),
+        "{names:?}"
+    );
+    let after = ns
+        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.fence > before.fence,
+        "fences only grow: {} then {}",
+        before.fence,
+        after.fence
+    );
+}
