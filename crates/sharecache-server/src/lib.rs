@@ -6,7 +6,8 @@
 //! * [`serve`]: `sharecache serve`: config, cache, HTTP server, graceful shutdown.
 //! * [`config`]: `sharecache.toml` parsing and validation, environment overrides.
 //! * [`auth`]: tokens (SHA-256 hashes, constant-time comparison), grants per service.
-//! * [`http`]: the HTTP API v1: router, extractors, error policy, cache and ops handlers.
+//! * [`http`]: the HTTP API v1: router, extractors, error policy, the cache, rate-limit,
+//!   lock, session, event and presence handlers, operations, and the dashboard.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`token`]: `sharecache token new|hash`.
 //! * [`bench`]: `sharecache bench`, a load generator that drives the library API.

@@ -27,6 +27,11 @@
 //!   client tracking (RESP3 BCAST invalidations).
 //! * `load`: single-flight for [`Namespace::remember`] ([`RememberError`]).
 //! * `cache`: [`Cache`], [`CacheBuilder`] and [`Namespace`], the typed API.
+//! * [`ratelimit`]: GCRA rate limits ([`Namespace::rate_limit`]).
+//! * [`lock`]: locks with fencing tokens ([`Namespace::lock`]).
+//! * [`session`]: encrypted sessions with idle and absolute timeouts.
+//! * [`events`]: namespaced publish/subscribe ([`Namespace::subscribe`]).
+//! * presence: heartbeats in sorted sets ([`Namespace::presence_beat`]).
 //! * `error`: [`Error`] with an [`ErrorKind`] and predicates.
 //!
 //! # Guarantees
