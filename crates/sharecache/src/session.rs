@@ -11,7 +11,7 @@
 //!   the list, old keys after it) existing sessions still open.
 //! * **Timeouts**: the store TTL is the idle timeout, renewed on every read, capped by
 //!   what is left of the absolute timeout, which is also checked against the creation
-//!   time recorded inside the sealed data ([`expired`]).
+//!   time recorded inside the sealed data.
 //! * An unknown, malformed, forged or tampered id is simply not found: it is never
 //!   adopted and nothing is created for it.
 
