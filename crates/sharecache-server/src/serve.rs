@@ -20,7 +20,7 @@ pub struct ServeArgs {
     /// 127.0.0.1:7070, a generated admin token.
     #[arg(long, env = "SHARECACHE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (overrides [server] listen).
+    /// Address to listen on (overrides `[server] listen`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
 }
