@@ -1005,6 +1005,103 @@ impl Namespace {
             .await)
     }
 
+    /// Appends `message` (as JSON) to `queue`; returns its id. See [`crate::queue`].
+    pub async fn queue_push<T: Serialize + ?Sized>(
+        &self,
+        queue: &str,
+        message: &T,
+    ) -> Result<String> {
+        let payload = serde_json::to_vec(message)
+            .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.queue_push_json(queue, Bytes::from(payload)).await
+    }
+
+    /// Appends an already-validated JSON document (for the HTTP service).
+    pub async fn queue_push_json(&self, queue: &str, json: Bytes) -> Result<String> {
+        crate::key::validate_key(queue)?;
+        if json.len() > self.inner.codec.max_value_bytes {
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                "message is over the value size limit",
+            ));
+        }
+        self.backend()
+            .queue_push(&self.space.aux_key("q", queue), json)
+            .await
+    }
+
+    /// Claims up to `count` messages of `queue` for `consumer`, waiting up to `wait` for
+    /// one to be available (polling; zero: look once). Redelivers messages left
+    /// unacknowledged past `opts.visibility` and dead-letters those delivered
+    /// `opts.max_deliveries` times.
+    pub async fn queue_claim(
+        &self,
+        queue: &str,
+        consumer: &str,
+        count: usize,
+        wait: Duration,
+        opts: &crate::queue::ClaimOptions,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        crate::key::validate_key(queue)?;
+        crate::key::validate_key(consumer)?;
+        opts.validate(count)?;
+        crate::lock::check_wait(wait)?;
+        let (key, dlq) = (
+            self.space.aux_key("q", queue),
+            self.space.aux_key("qdl", queue),
+        );
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let got = self
+                .backend()
+                .queue_claim(&key, &dlq, consumer, count, opts)
+                .await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Acknowledges messages of `queue`: they are done and will not be redelivered.
+    /// Returns how many were pending.
+    pub async fn queue_ack(&self, queue: &str, ids: &[String]) -> Result<u64> {
+        crate::key::validate_key(queue)?;
+        self.check_batch(ids.len())?;
+        if ids.iter().any(|id| {
+            id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        }) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "message ids look like 1700000000000-0",
+            ));
+        }
+        self.backend()
+            .queue_ack(&self.space.aux_key("q", queue), ids)
+            .await
+    }
+
+    /// The first `count` dead-lettered messages of `queue` (delivered too often without
+    /// an acknowledgement).
+    pub async fn queue_dead_letters(
+        &self,
+        queue: &str,
+        count: usize,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        crate::key::validate_key(queue)?;
+        let count = count.clamp(1, crate::queue::MAX_CLAIM);
+        self.backend()
+            .queue_dead(
+                &self.space.aux_key("q", queue),
+                &self.space.aux_key("qdl", queue),
+                count,
+            )
+            .await
+    }
+
     fn session_keys(&self) -> Result<&crate::session::SessionKeys> {
         self.inner.session_keys.as_ref().ok_or_else(|| {
             Error::new(

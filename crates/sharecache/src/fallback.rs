@@ -433,6 +433,39 @@ impl Backend for FallbackStore {
         )
     }
 
+    // Queues have no memory fallback: a message accepted into one process's memory while
+    // Redis is down would be lost to every other consumer (see `queue`).
+    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
+        self.primary_only(self.primary.queue_push(key, payload))
+            .await
+    }
+
+    async fn queue_claim(
+        &self,
+        key: &str,
+        dlq: &str,
+        consumer: &str,
+        count: usize,
+        opts: &crate::queue::ClaimOptions,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        self.primary_only(self.primary.queue_claim(key, dlq, consumer, count, opts))
+            .await
+    }
+
+    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64> {
+        self.primary_only(self.primary.queue_ack(key, ids)).await
+    }
+
+    async fn queue_dead(
+        &self,
+        key: &str,
+        dlq: &str,
+        count: usize,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        self.primary_only(self.primary.queue_dead(key, dlq, count))
+            .await
+    }
+
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
         // No memory equivalent: while Redis is down the caller delivers locally.
         self.primary_only(self.primary.publish(channel, payload))

@@ -32,6 +32,7 @@
 //! * [`session`]: encrypted sessions with idle and absolute timeouts.
 //! * [`events`]: namespaced publish/subscribe ([`Namespace::subscribe`]).
 //! * presence: heartbeats in sorted sets ([`Namespace::presence_beat`]).
+//! * [`queue`]: at-least-once work queues on Redis Streams ([`Namespace::queue_claim`]).
 //! * `error`: [`Error`] with an [`ErrorKind`] and predicates.
 //!
 //! # Guarantees
@@ -52,6 +53,7 @@ mod fallback;
 pub mod key;
 mod load;
 pub mod lock;
+pub mod queue;
 pub mod ratelimit;
 pub mod session;
 mod store;

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod locks;
 pub mod ops;
 pub mod presence;
+pub mod queues;
 pub mod ratelimit;
 pub mod sessions;
 
@@ -301,6 +302,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{ns}/{id}/_rotate", axum::routing::post(sessions::rotate))
         .route("/v1/events/{ns}/{channel}", get(events::subscribe).post(events::publish))
+        .route("/v1/queues/{ns}/{queue}", axum::routing::post(queues::push))
+        .route("/v1/queues/{ns}/{queue}/_dead", get(queues::dead))
+        .route("/v1/queues/{ns}/{queue}/{op}", axum::routing::post(queues::op))
         .route("/v1/presence/{ns}", get(presence::list))
         .route("/v1/presence/{ns}/{member}", axum::routing::put(presence::beat).delete(presence::leave))
         .fallback(fallback_404)

@@ -197,6 +197,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
         super::sessions::rotate, super::sessions::list, super::sessions::end_all,
         super::events::publish, super::events::subscribe,
+        super::queues::push, super::queues::op, super::queues::dead,
         health, ready, metrics, stats, openapi
     ),
     components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,

@@ -150,6 +150,8 @@ pub(crate) struct MemoryStore {
     lifecycle: EvictionCounter,
     /// Serializes the rare compare-and-set operations (leases) against each other.
     cas: parking_lot::Mutex<()>,
+    /// Work queues of the embedded store (not part of the byte budget: bounded per queue).
+    queues: parking_lot::Mutex<std::collections::HashMap<String, crate::queue::MemQueue>>,
     weighter: EntryWeighter,
     /// Largest weight one entry may have (a shard's capacity).
     max_entry_weight: u64,
@@ -208,6 +210,7 @@ impl MemoryStore {
             evictions: Arc::new(AtomicU64::new(0)),
             lifecycle,
             cas: parking_lot::Mutex::new(()),
+            queues: parking_lot::Mutex::new(std::collections::HashMap::new()),
             weighter,
             max_entry_weight,
             limits,
@@ -437,6 +440,17 @@ impl MemoryStore {
         let bytes =
             serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
         self.set(key, Bytes::from(bytes), left)
+    }
+
+    /// Runs `f` on the in-memory queue at `key` (created on first use).
+    pub(crate) fn queue<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut crate::queue::MemQueue, u64) -> Result<T>,
+    ) -> Result<T> {
+        let mut queues = self.queues.lock();
+        let q = queues.entry(key.to_owned()).or_default();
+        f(q, Self::wall_ms())
     }
 
     /// Extends a lock held by `token`.

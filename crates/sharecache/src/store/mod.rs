@@ -106,6 +106,26 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn index_members(&self, key: &str) -> Result<Vec<String>>;
     /// Index sets: removes members.
     async fn index_remove(&self, key: &str, members: &[String]) -> Result<()>;
+    /// Queues: appends a message; returns its id.
+    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String>;
+    /// Queues: claims up to `count` messages for `consumer` (see `queue`).
+    async fn queue_claim(
+        &self,
+        key: &str,
+        dlq: &str,
+        consumer: &str,
+        count: usize,
+        opts: &crate::queue::ClaimOptions,
+    ) -> Result<Vec<crate::queue::QueueMessage>>;
+    /// Queues: acknowledges messages; returns how many were pending.
+    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64>;
+    /// Queues: the first `count` dead-lettered messages.
+    async fn queue_dead(
+        &self,
+        key: &str,
+        dlq: &str,
+        count: usize,
+    ) -> Result<Vec<crate::queue::QueueMessage>>;
     /// Publishes `payload` on `channel`; returns the receivers.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64>;
     /// Presence: marks `member` of the set at `key` alive for `ttl`.
@@ -242,6 +262,31 @@ impl Backend for memory::MemoryStore {
     }
     async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
         memory::MemoryStore::index_remove(self, key, members)
+    }
+    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
+        memory::MemoryStore::queue(self, key, |q, now| q.push(payload, now))
+    }
+    async fn queue_claim(
+        &self,
+        key: &str,
+        _dlq: &str,
+        _consumer: &str,
+        count: usize,
+        opts: &crate::queue::ClaimOptions,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        memory::MemoryStore::queue(self, key, |q, now| Ok(q.claim(count, opts, now)))
+    }
+    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64> {
+        memory::MemoryStore::queue(self, key, |q, _| Ok(q.ack(ids)))
+    }
+    async fn queue_dead(
+        &self,
+        key: &str,
+        _dlq: &str,
+        count: usize,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        // In memory the dead letters live with their queue.
+        memory::MemoryStore::queue(self, key, |q, _| Ok(q.dead(count)))
     }
     async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {
         // The memory store has no remote subscribers: the hub delivers locally.

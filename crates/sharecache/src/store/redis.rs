@@ -392,6 +392,112 @@ impl Backend for RedisStore {
             .await
     }
 
+    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
+        self.run(
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("data")
+                .arg(&payload[..]),
+        )
+        .await
+    }
+
+    async fn queue_claim(
+        &self,
+        key: &str,
+        dlq: &str,
+        consumer: &str,
+        count: usize,
+        opts: &crate::queue::ClaimOptions,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(crate::queue::CLAIM_LUA));
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        inv.key(dlq)
+            .arg(consumer)
+            .arg(count)
+            .arg(opts.visibility.as_millis().max(1) as u64)
+            .arg(opts.max_deliveries);
+        let r = tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<Vec<(String, Vec<u8>, u64)>>(&mut conn),
+        )
+        .await;
+        let rows = match r {
+            Ok(r) => r.map_err(Error::from)?,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, payload, deliveries)| crate::queue::QueueMessage {
+                id,
+                payload: Bytes::from(payload),
+                deliveries,
+            })
+            .collect())
+    }
+
+    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(crate::queue::ACK_LUA));
+        let mut conn = self.conn.clone();
+        let mut inv = SCRIPT.key(key);
+        for id in ids {
+            inv.arg(id);
+        }
+        match tokio::time::timeout(
+            self.opts.command_timeout,
+            inv.invoke_async::<u64>(&mut conn),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    async fn queue_dead(
+        &self,
+        _key: &str,
+        dlq: &str,
+        count: usize,
+    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+            .run(
+                redis::cmd("XRANGE")
+                    .arg(dlq)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, fields)| {
+                let get = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                crate::queue::QueueMessage {
+                    id: String::from_utf8_lossy(&get("id")).into_owned(),
+                    payload: Bytes::from(get("data")),
+                    deliveries: String::from_utf8_lossy(&get("deliveries"))
+                        .parse()
+                        .unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
         self.run(redis::cmd("PUBLISH").arg(channel).arg(&payload[..]))
             .await

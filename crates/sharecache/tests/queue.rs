@@ -1,0 +1,185 @@
+//! Queues on the memory store and a real Redis: push/claim/ack, a consumer that dies
+//! before acknowledging (the message is redelivered, never lost), dead-lettering, and
+//! failing closed while Redis is down.
+
+mod support;
+
+use std::time::Duration;
+
+use sharecache::queue::ClaimOptions;
+use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache_testkit::RedisServer;
+
+async fn behaviour(cache: Cache) {
+    let jobs = cache.namespace("notify").unwrap();
+    let opts = ClaimOptions {
+        visibility: Duration::from_millis(200),
+        max_deliveries: 3,
+    };
+    let ids: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..5 {
+            v.push(
+                jobs.queue_push("email", &serde_json::json!({"n": i}))
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    assert_eq!(ids.len(), 5);
+    // Two consumers share the work; nothing is handed out twice while pending.
+    let a = jobs
+        .queue_claim("email", "worker-a", 3, Duration::ZERO, &opts)
+        .await
+        .unwrap();
+    let b = jobs
+        .queue_claim("email", "worker-b", 10, Duration::ZERO, &opts)
+        .await
+        .unwrap();
+    assert_eq!((a.len(), b.len()), (3, 2));
+    let mut all: Vec<&str> = a.iter().chain(&b).map(|m| m.id.as_str()).collect();
+    all.sort();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(all, want);
+    assert!(a.iter().chain(&b).all(|m| m.deliveries == 1));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&a[0].payload).unwrap()["n"],
+        0
+    );
+    // B acknowledges its two; A "dies" without acknowledging.
+    let b_ids: Vec<String> = b.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(jobs.queue_ack("email", &b_ids).await.unwrap(), 2);
+    assert_eq!(
+        jobs.queue_ack("email", &b_ids).await.unwrap(),
+        0,
+        "acknowledged once"
+    );
+    assert!(
+        jobs.queue_claim("email", "worker-c", 10, Duration::ZERO, &opts)
+            .await
+            .unwrap()
+            .is_empty(),
+        "A's are still invisible"
+    );
+    // After the visibility timeout, A's three come back to another consumer.
+    let c = jobs
+        .queue_claim("email", "worker-c", 10, Duration::from_millis(1000), &opts)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 3, "never lost: redelivered");
+    assert!(c.iter().all(|m| m.deliveries == 2));
+    // One is acknowledged; the other two keep failing and are dead-lettered after 3.
+    assert_eq!(
+        jobs.queue_ack("email", &[c[0].id.clone()]).await.unwrap(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let d = jobs
+        .queue_claim("email", "worker-d", 10, Duration::ZERO, &opts)
+        .await
+        .unwrap();
+    assert!(d.len() == 2 && d.iter().all(|m| m.deliveries == 3), "{d:?}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        jobs.queue_claim("email", "worker-e", 10, Duration::ZERO, &opts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = jobs.queue_dead_letters("email", 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|m| m.deliveries == 3));
+    // A claim with a wait returns as soon as a message arrives.
+    let jobs2 = jobs.clone();
+    let pusher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        jobs2.queue_push("email", &"late").await.unwrap();
+    });
+    let got = jobs
+        .queue_claim("email", "worker-f", 1, Duration::from_secs(5), &opts)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    pusher.await.unwrap();
+    // Another namespace's queue of the same name is another queue.
+    assert!(
+        cache
+            .namespace("other")
+            .unwrap()
+            .queue_claim("email", "w", 10, Duration::ZERO, &opts)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Bad input.
+    assert_eq!(
+        jobs.queue_claim("email", "w", 0, Duration::ZERO, &opts)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    let bad_opts = ClaimOptions {
+        visibility: Duration::ZERO,
+        max_deliveries: 3,
+    };
+    assert_eq!(
+        jobs.queue_claim("email", "w", 1, Duration::ZERO, &bad_opts)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        jobs.queue_ack("email", &["not-an-id".into()])
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        jobs.queue_push("bad\nqueue", &1).await.unwrap_err().kind(),
+        ErrorKind::InvalidKey
+    );
+}
+
+#[tokio::test]
+async fn memory() {
+    behaviour(Cache::builder().memory().build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn redis() {
+    let s = RedisServer::start();
+    behaviour(
+        Cache::builder()
+            .redis(s.url())
+            .fallback(Fallback::Fail)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_fail_closed_while_redis_is_down() {
+    let s = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Memory)
+        .command_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let q = cache.namespace("jobs").unwrap();
+    q.queue_push("work", &1).await.unwrap();
+    s.kill();
+    let e = q.queue_push("work", &2).await.unwrap_err();
+    assert!(
+        e.is_unavailable(),
+        "a message Redis never sees must not be accepted: {e}"
+    );
+}
