@@ -858,8 +858,8 @@ impl Namespace {
         crate::lock::check_ttl(ttl)?;
         crate::lock::check_wait(wait)?;
         let (key, fence_key) = (
-            self.space.aux_key("lock", name),
-            self.space.aux_key("fence", name),
+            self.space.aux_key_slot("lock", name),
+            self.space.aux_key_slot("fence", name),
         );
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(2);
@@ -886,7 +886,7 @@ impl Namespace {
         crate::key::validate_key(name)?;
         self.backend()
             .del_if_eq(
-                &self.space.aux_key("lock", name),
+                &self.space.aux_key_slot("lock", name),
                 crate::lock::token_bytes(token),
             )
             .await
@@ -898,7 +898,7 @@ impl Namespace {
         crate::lock::check_ttl(ttl)?;
         self.backend()
             .lock_extend(
-                &self.space.aux_key("lock", name),
+                &self.space.aux_key_slot("lock", name),
                 crate::lock::token_bytes(token),
                 ttl,
             )
@@ -1026,7 +1026,7 @@ impl Namespace {
             ));
         }
         self.backend()
-            .queue_push(&self.space.aux_key("q", queue), json)
+            .queue_push(&self.space.aux_key_slot("q", queue), json)
             .await
     }
 
@@ -1047,8 +1047,8 @@ impl Namespace {
         opts.validate(count)?;
         crate::lock::check_wait(wait)?;
         let (key, dlq) = (
-            self.space.aux_key("q", queue),
-            self.space.aux_key("qdl", queue),
+            self.space.aux_key_slot("q", queue),
+            self.space.aux_key_slot("qdl", queue),
         );
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
@@ -1080,7 +1080,7 @@ impl Namespace {
             ));
         }
         self.backend()
-            .queue_ack(&self.space.aux_key("q", queue), ids)
+            .queue_ack(&self.space.aux_key_slot("q", queue), ids)
             .await
     }
 
@@ -1095,8 +1095,8 @@ impl Namespace {
         let count = count.clamp(1, crate::queue::MAX_CLAIM);
         self.backend()
             .queue_dead(
-                &self.space.aux_key("q", queue),
-                &self.space.aux_key("qdl", queue),
+                &self.space.aux_key_slot("q", queue),
+                &self.space.aux_key_slot("qdl", queue),
                 count,
             )
             .await

@@ -321,6 +321,16 @@ impl KeySpace {
         )
     }
 
+    /// Like [`aux_key`](Self::aux_key) with the name in a Redis Cluster hash tag
+    /// (`#kind:ns:{name}`): keys one script touches together (a lock and its fence
+    /// counter, a queue and its dead letters) then share a slot.
+    pub(crate) fn aux_key_slot(&self, kind: &str, key: &str) -> String {
+        format!(
+            "{}{{{key}}}",
+            self.tag_head.replacen("#tag:", &format!("#{kind}:"), 1)
+        )
+    }
+
     /// The version key of a (validated) tag.
     pub(crate) fn tag_key(&self, tag: &str) -> String {
         format!("{}{tag}", self.tag_head)

@@ -256,7 +256,7 @@ async fn the_guard_keeps_its_lock_and_reports_losing_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(s.cmd(&["DEL", "#lock:guard:leader"]).text(), Some("1"));
+    assert_eq!(s.cmd(&["DEL", "#lock:guard:{leader}"]).text(), Some("1"));
     tokio::time::timeout(Duration::from_secs(2), guard.lost())
         .await
         .expect("the guard must report the loss");
