@@ -143,6 +143,83 @@ async fn isolation_and_bad_input(b: Backend) {
     );
 }
 
+async fn durable(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/events/user/audit?durable=true",
+            t,
+            Some(r#"{"n":1}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let id1 = r.json()["id"].as_str().unwrap().to_owned();
+    app.call(
+        Method::POST,
+        "/v1/events/user/audit?durable=true",
+        t,
+        Some(r#"{"n":2}"#),
+    )
+    .await;
+    let r = app
+        .call(Method::GET, "/v1/events/user/audit/_since", t, None)
+        .await;
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 2);
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/events/user/audit/_since?after={id1}"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["events"][0]["data"]["n"], 2);
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 1);
+    let r = app
+        .call(
+            Method::GET,
+            "/v1/events/user/audit/_since?after=junk",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_argument");
+    assert_eq!(
+        app.call(
+            Method::GET,
+            "/v1/events/user/audit/_since",
+            Some(&app.auth),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/events/user/audit?durable=maybe",
+            t,
+            Some("1")
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn durable_memory() {
+    durable(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn durable_redis() {
+    durable(Backend::Redis).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_memory() {
     sse(Backend::Memory).await;

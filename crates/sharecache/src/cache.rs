@@ -994,6 +994,52 @@ impl Namespace {
         }
     }
 
+    /// Publishes durably: the event is also kept (the last 10 000 per channel) in a
+    /// stream, so a subscriber that was away can replay what it missed with
+    /// [`events_since`](Self::events_since). Returns the event's id. Fails with
+    /// `Unavailable` while Redis is down (nothing durable can be promised then).
+    pub async fn publish_durable_json(&self, channel: &str, json: Bytes) -> Result<(String, u64)> {
+        crate::key::validate_key(channel)?;
+        if json.len() > self.inner.codec.max_value_bytes {
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                "event is over the value size limit",
+            ));
+        }
+        let id = self
+            .backend()
+            .stream_add(&self.space.aux_key("evs", channel), json.clone(), 10_000)
+            .await?;
+        let receivers = self.publish_json(channel, json).await?;
+        Ok((id, receivers))
+    }
+
+    /// Durable events of `channel` after `after` (an id from `publish_durable_json` or a
+    /// previous call; `None`: the oldest kept), at most `count`, oldest first.
+    pub async fn events_since(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        crate::key::validate_key(channel)?;
+        if let Some(a) = after
+            && crate::store::memory::parse_stream_id(a).is_none()
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "event ids look like 1700000000000-0",
+            ));
+        }
+        self.backend()
+            .stream_range(
+                &self.space.aux_key("evs", channel),
+                after,
+                count.clamp(1, 1000),
+            )
+            .await
+    }
+
     /// Subscribes to `channel` of this namespace. Dropping the subscription
     /// unsubscribes. Resubscribed by itself after a reconnect.
     pub async fn subscribe(&self, channel: &str) -> Result<crate::events::Subscription> {

@@ -433,6 +433,21 @@ impl Backend for FallbackStore {
         )
     }
 
+    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
+        self.primary_only(self.primary.stream_add(key, payload, max_len))
+            .await
+    }
+
+    async fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        self.primary_only(self.primary.stream_range(key, after, count))
+            .await
+    }
+
     // Queues have no memory fallback: a message accepted into one process's memory while
     // Redis is down would be lost to every other consumer (see `queue`).
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {

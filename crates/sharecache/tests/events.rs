@@ -174,3 +174,64 @@ async fn subscriptions_survive_a_killed_link() {
         "an event published after the reconnect must arrive"
     );
 }
+
+async fn durable(cache: Cache) {
+    let ch = cache.namespace("audit").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (id, _) = ch
+            .publish_durable_json("log", bytes::Bytes::from(format!("{{\"n\":{i}}}")))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let all = ch.events_since("log", None, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    let after_first = ch.events_since("log", Some(&ids[0]), 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+    assert_eq!(&after_first[0].1[..], br#"{"n":1}"#);
+    assert!(
+        ch.events_since("log", Some(&ids[2]), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        cache
+            .namespace("other")
+            .unwrap()
+            .events_since("log", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ch.events_since("log", Some("junk"), 10)
+            .await
+            .unwrap_err()
+            .kind(),
+        sharecache::ErrorKind::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn durable_events_memory() {
+    durable(Cache::builder().memory().build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn durable_events_redis() {
+    let s = RedisServer::start();
+    durable(
+        Cache::builder()
+            .redis(s.url())
+            .fallback(Fallback::Fail)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
+}

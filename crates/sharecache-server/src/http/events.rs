@@ -12,9 +12,62 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use serde::Deserialize;
+
 use super::extract::{ApiPath, ApiQuery, Caller};
 use super::{AppState, OpInfo};
 use crate::http::cache::NoQuery;
+
+/// `?durable=true`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishQuery {
+    durable: Option<bool>,
+}
+
+/// `?after=ID&count=N`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinceQuery {
+    after: Option<String>,
+    count: Option<usize>,
+}
+
+/// Durable events after an id (replay what a subscriber missed).
+#[utoipa::path(get, path = "/v1/events/{ns}/{channel}/_since", tag = "events",
+    params(("ns" = String, Path), ("channel" = String, Path), ("after" = Option<String>, Query), ("count" = Option<u32>, Query)),
+    responses((status = 200, description = "{\"events\":[{\"id\",\"data\"}]}")))]
+pub async fn since(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<SinceQuery>,
+) -> Result<Response, ApiError> {
+    let n = caller.read(&s, &ns)?;
+    let events = n
+        .events_since(&channel, q.after.as_deref(), q.count.unwrap_or(100))
+        .await?;
+    let mut out = String::from("{\"events\":[");
+    for (i, (id, data)) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Durable payloads were validated JSON when published.
+        out.push_str(&format!(
+            "{{\"id\":{},\"data\":{}}}",
+            serde_json::Value::String(id.clone()),
+            String::from_utf8_lossy(data)
+        ));
+    }
+    out.push_str("]}");
+    let resp = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response();
+    Ok(OpInfo::attach("events_since", &ns, resp))
+}
 
 /// Publish an event (any JSON document).
 #[utoipa::path(post, path = "/v1/events/{ns}/{channel}", tag = "events",
@@ -25,7 +78,7 @@ pub async fn publish(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath((ns, channel)): ApiPath<(String, String)>,
-    _q: ApiQuery<NoQuery>,
+    ApiQuery(q): ApiQuery<PublishQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
@@ -41,12 +94,13 @@ pub async fn publish(
         }
     })?;
     super::cache::check_json(&body)?;
-    let receivers = n.publish_json(&channel, body).await?;
-    let resp = (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"receivers": receivers})),
-    )
-        .into_response();
+    let body = if q.durable == Some(true) {
+        let (id, receivers) = n.publish_durable_json(&channel, body).await?;
+        serde_json::json!({"receivers": receivers, "id": id})
+    } else {
+        serde_json::json!({"receivers": n.publish_json(&channel, body).await?})
+    };
+    let resp = (StatusCode::OK, axum::Json(body)).into_response();
     Ok(OpInfo::attach("publish", &ns, resp))
 }
 

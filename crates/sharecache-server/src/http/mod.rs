@@ -302,6 +302,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{ns}/{id}/_rotate", axum::routing::post(sessions::rotate))
         .route("/v1/events/{ns}/{channel}", get(events::subscribe).post(events::publish))
+        .route("/v1/events/{ns}/{channel}/_since", get(events::since))
         .route("/v1/queues/{ns}/{queue}", axum::routing::post(queues::push))
         .route("/v1/queues/{ns}/{queue}/_dead", get(queues::dead))
         .route("/v1/queues/{ns}/{queue}/{op}", axum::routing::post(queues::op))

@@ -196,7 +196,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         super::presence::beat, super::presence::leave, super::presence::list,
         super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
         super::sessions::rotate, super::sessions::list, super::sessions::end_all,
-        super::events::publish, super::events::subscribe,
+        super::events::publish, super::events::subscribe, super::events::since,
         super::queues::push, super::queues::op, super::queues::dead,
         health, ready, metrics, stats, openapi
     ),

@@ -94,6 +94,12 @@ fn fallback_now_ms() -> u64 {
     ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// `ms-seq` stream ids as a comparable pair.
+pub(crate) fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) value: Bytes,
@@ -150,6 +156,10 @@ pub(crate) struct MemoryStore {
     lifecycle: EvictionCounter,
     /// Serializes the rare compare-and-set operations (leases) against each other.
     cas: parking_lot::Mutex<()>,
+    /// Durable event streams of the embedded store (capped per stream).
+    streams: parking_lot::Mutex<
+        std::collections::HashMap<String, std::collections::VecDeque<(String, Bytes)>>,
+    >,
     /// Work queues of the embedded store (not part of the byte budget: bounded per queue).
     queues: parking_lot::Mutex<std::collections::HashMap<String, crate::queue::MemQueue>>,
     weighter: EntryWeighter,
@@ -211,6 +221,7 @@ impl MemoryStore {
             lifecycle,
             cas: parking_lot::Mutex::new(()),
             queues: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            streams: parking_lot::Mutex::new(std::collections::HashMap::new()),
             weighter,
             max_entry_weight,
             limits,
@@ -440,6 +451,45 @@ impl MemoryStore {
         let bytes =
             serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
         self.set(key, Bytes::from(bytes), left)
+    }
+
+    /// Appends to the in-memory stream at `key`, keeping the last `max_len` entries.
+    /// Ids are `ms-seq`, increasing like Redis stream ids.
+    pub(crate) fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> String {
+        let mut streams = self.streams.lock();
+        let s = streams.entry(key.to_owned()).or_default();
+        let now = Self::wall_ms();
+        let (last_ms, last_seq) = s
+            .back()
+            .map_or((0, 0), |(id, _)| parse_stream_id(id).unwrap_or((0, 0)));
+        let id = if now > last_ms {
+            format!("{now}-0")
+        } else {
+            format!("{last_ms}-{}", last_seq + 1)
+        };
+        s.push_back((id.clone(), payload));
+        while s.len() > max_len {
+            s.pop_front();
+        }
+        id
+    }
+
+    pub(crate) fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Vec<(String, Bytes)> {
+        let after = after.and_then(parse_stream_id);
+        let streams = self.streams.lock();
+        let Some(s) = streams.get(key) else {
+            return Vec::new();
+        };
+        s.iter()
+            .filter(|(id, _)| after.is_none_or(|a| parse_stream_id(id).is_some_and(|i| i > a)))
+            .take(count)
+            .cloned()
+            .collect()
     }
 
     /// Runs `f` on the in-memory queue at `key` (created on first use).

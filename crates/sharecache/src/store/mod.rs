@@ -106,6 +106,15 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     async fn index_members(&self, key: &str) -> Result<Vec<String>>;
     /// Index sets: removes members.
     async fn index_remove(&self, key: &str, members: &[String]) -> Result<()>;
+    /// Durable events: appends to a capped stream; returns the entry id.
+    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String>;
+    /// Durable events: up to `count` entries after `after` (exclusive; `None`: from the start).
+    async fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Bytes)>>;
     /// Queues: appends a message; returns its id.
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String>;
     /// Queues: claims up to `count` messages for `consumer` (see `queue`).
@@ -265,6 +274,17 @@ impl Backend for memory::MemoryStore {
     }
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
         memory::MemoryStore::queue(self, key, |q, now| q.push(payload, now))
+    }
+    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
+        Ok(memory::MemoryStore::stream_add(self, key, payload, max_len))
+    }
+    async fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        Ok(memory::MemoryStore::stream_range(self, key, after, count))
     }
     async fn queue_claim(
         &self,

@@ -392,6 +392,50 @@ impl Backend for RedisStore {
             .await
     }
 
+    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
+        self.run(
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_len)
+                .arg("*")
+                .arg("data")
+                .arg(&payload[..]),
+        )
+        .await
+    }
+
+    async fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+            .run(
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, fields)| {
+                let data = fields
+                    .into_iter()
+                    .find(|(k, _)| k == "data")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                (id, Bytes::from(data))
+            })
+            .collect())
+    }
+
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
         self.run(
             redis::cmd("XADD")
