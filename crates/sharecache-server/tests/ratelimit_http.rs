@@ -48,6 +48,36 @@ async fn decisions_and_headers(b: Backend) {
     let retry = j["retry_after_ms"].as_u64().unwrap();
     assert!((19_000..=20_000).contains(&retry), "{retry}");
     assert_eq!(r.headers["retry-after"], "20");
+    // The sliding-window variant.
+    for i in 0..2 {
+        let r = app
+            .call(
+                Method::POST,
+                "/v1/ratelimit/auth/sw",
+                t,
+                Some(r#"{"limit":2,"period_ms":60000,"algorithm":"sliding_window"}"#),
+            )
+            .await;
+        assert_eq!(r.json()["allowed"], true, "call {i}");
+    }
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/ratelimit/auth/sw",
+            t,
+            Some(r#"{"limit":2,"period_ms":60000,"algorithm":"sliding_window"}"#),
+        )
+        .await;
+    assert_eq!(r.json()["allowed"], false);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/ratelimit/auth/sw",
+            t,
+            Some(r#"{"limit":2,"period_ms":60000,"algorithm":"leaky"}"#),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_body");
     // cost 0 peeks.
     let r = app
         .call(

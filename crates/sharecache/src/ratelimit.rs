@@ -22,6 +22,20 @@ pub const MAX_LIMIT: u64 = 1_000_000_000;
 /// Longest `period` accepted: one year.
 pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// How calls are counted against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// GCRA: a burst of `limit`, then one call per `period / limit` (smooth).
+    #[default]
+    Gcra,
+    /// Sliding window counter: about `limit` calls in any window of `period` (the
+    /// previous fixed window's count, weighted by how much of it still overlaps, plus
+    /// the current one's). Allows the whole limit at once, then refills as the window
+    /// slides.
+    SlidingWindow,
+}
+
 /// A limit: `limit` requests per `period`; each call costs `cost` (0 peeks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -31,16 +45,25 @@ pub struct Limit {
     pub period: Duration,
     /// Cost of this call (default 1; 0 reads the state without spending).
     pub cost: u64,
+    /// How calls are counted (default GCRA).
+    pub algorithm: Algorithm,
 }
 
 impl Limit {
-    /// `limit` requests per `period`, cost 1.
+    /// `limit` requests per `period`, cost 1, GCRA.
     pub fn per(limit: u64, period: Duration) -> Self {
         Self {
             limit,
             period,
             cost: 1,
+            algorithm: Algorithm::Gcra,
         }
+    }
+
+    /// The same limit counted with another algorithm.
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
     }
 
     /// The same limit with another cost.
@@ -122,6 +145,80 @@ pub fn gcra(tat: Option<u64>, now: u64, limit: &Limit) -> (Decision, Option<(u64
     let store = (limit.cost > 0).then_some((new_tat, used.max(1)));
     (decision, store)
 }
+
+/// Sliding-window state: (window index, previous window's count, current count).
+pub type WindowState = (u64, u64, u64);
+
+/// One sliding-window step. `state` is `(window index, previous count, current count)`,
+/// `now` the clock (ms). Returns the decision and the state to store with its TTL (ms).
+pub fn sliding_window(
+    state: Option<WindowState>,
+    now: u64,
+    limit: &Limit,
+) -> (Decision, Option<(WindowState, u64)>) {
+    let period = limit.period.as_millis().max(1) as u64;
+    let w = now / period;
+    let elapsed = now - w * period;
+    let (prev, cur) = match state {
+        Some((sw, _, c)) if sw + 1 == w => (c, 0),
+        Some((sw, p, c)) if sw == w => (p, c),
+        _ => (0, 0),
+    };
+    // Integer arithmetic in "call-milliseconds" to stay exact: weighted * period.
+    let weighted = prev * (period - elapsed) + cur * period;
+    let budget = limit.limit * period;
+    let reset = Duration::from_millis(period - elapsed);
+    if weighted + limit.cost * period > budget {
+        return (
+            Decision {
+                allowed: false,
+                remaining: budget.saturating_sub(weighted) / period,
+                retry_after: reset,
+                reset_after: reset,
+            },
+            None,
+        );
+    }
+    let cur = cur + limit.cost;
+    let used = prev * (period - elapsed) + cur * period;
+    let decision = Decision {
+        allowed: true,
+        remaining: budget.saturating_sub(used) / period,
+        retry_after: Duration::ZERO,
+        reset_after: reset,
+    };
+    let store = (limit.cost > 0).then_some(((w, prev, cur), 2 * period));
+    (decision, store)
+}
+
+/// The sliding-window step as a Redis script: KEYS[1] = state key ("w,prev,cur");
+/// ARGV = limit, period ms, cost. Returns {allowed, remaining, retry_after_ms, reset_ms}.
+pub(crate) const SLIDING_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local w = math.floor(now / period)
+local elapsed = now - w * period
+local prev, cur = 0, 0
+local s = redis.call('GET', KEYS[1])
+if s then
+  local sw, sp, sc = string.match(s, '^(%d+),(%d+),(%d+)$')
+  sw, sp, sc = tonumber(sw), tonumber(sp), tonumber(sc)
+  if sw == w then prev, cur = sp, sc elseif sw and sw + 1 == w then prev, cur = sc, 0 end
+end
+local weighted = prev * (period - elapsed) + cur * period
+local budget = limit * period
+local reset = period - elapsed
+if weighted + cost * period > budget then
+  return {0, math.floor(math.max(budget - weighted, 0) / period), reset, reset}
+end
+cur = cur + cost
+local used = prev * (period - elapsed) + cur * period
+if cost > 0 then
+  redis.call('SET', KEYS[1], string.format('%d,%d,%d', w, prev, cur), 'PX', 2 * period)
+end
+return {1, math.floor(math.max(budget - used, 0) / period), 0, reset}
+"#;
 
 /// The same step as a Redis script: KEYS[1] = state key; ARGV = limit, period ms, cost.
 /// Returns {allowed, remaining, retry_after_ms, reset_after_ms}.
@@ -237,6 +334,57 @@ mod tests {
         // Cost 0 peeks without spending.
         let (d, s) = gcra(tat, t0 + 200, &l.cost(0));
         assert!(d.allowed && s.is_none());
+    }
+
+    #[test]
+    fn sliding_window_stays_within_its_bounds() {
+        // Exhaustive check on a virtual clock: every call that is allowed keeps the count
+        // of allowed calls in the trailing `period` (weighted as the algorithm defines it)
+        // within the limit, and in any exact window of `period` at most 2 * limit pass
+        // (the documented bound of the weighted approximation).
+        for (limit, period) in [(5u64, 1000u64), (1, 100), (10, 60_000)] {
+            let l = Limit::per(limit, Duration::from_millis(period))
+                .algorithm(Algorithm::SlidingWindow);
+            let mut state = None;
+            let mut allowed = Vec::new();
+            let mut now = 1_700_000_000_000u64;
+            let mut x = 987654321u64;
+            for _ in 0..5000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                now += x % (period / limit.max(1) + 3);
+                let (d, s) = sliding_window(state, now, &l);
+                if let Some((st, ttl)) = s {
+                    assert_eq!(ttl, 2 * period);
+                    state = Some(st);
+                }
+                if d.allowed {
+                    allowed.push(now);
+                }
+                let in_window = allowed.iter().filter(|&&t| t + period > now).count() as u64;
+                assert!(
+                    in_window <= 2 * limit,
+                    "{in_window} calls in one window of {period} ms with limit {limit}"
+                );
+            }
+            // Steady state: about `limit` per period.
+            let span = (allowed.last().unwrap() - allowed.first().unwrap()) as f64 / period as f64;
+            let rate = allowed.len() as f64 / span.max(1.0);
+            assert!(
+                rate <= limit as f64 * 1.2 + 1.0,
+                "rate {rate} per period for limit {limit}"
+            );
+        }
+        // A fresh window allows exactly `limit` at once.
+        let l = Limit::per(3, Duration::from_secs(1)).algorithm(Algorithm::SlidingWindow);
+        let (mut state, t0) = (None, 5_000_000u64);
+        for i in 0..3 {
+            let (d, s) = sliding_window(state, t0, &l);
+            assert!(d.allowed, "call {i}");
+            state = s.map(|(st, _)| st);
+        }
+        assert!(!sliding_window(state, t0, &l).0.allowed);
     }
 
     #[test]

@@ -203,3 +203,60 @@ async fn while_redis_is_down() {
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
 }
+
+async fn sliding(cache: Cache, other: Cache) {
+    use sharecache::ratelimit::Algorithm;
+    let ns = cache.namespace("sw").unwrap();
+    let l = Limit::per(3, Duration::from_millis(1000)).algorithm(Algorithm::SlidingWindow);
+    for i in 0..3 {
+        assert!(ns.rate_limit("k", l).await.unwrap().allowed, "call {i}");
+    }
+    let d = ns.rate_limit("k", l).await.unwrap();
+    assert!(
+        !d.allowed && d.retry_after <= Duration::from_millis(1000),
+        "{d:?}"
+    );
+    // Exact across instances under concurrency within one window (a one-hour window:
+    // the test cannot straddle a boundary in a way that frees a call).
+    let limit = Limit::per(100, Duration::from_secs(3600)).algorithm(Algorithm::SlidingWindow);
+    let allowed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in [&cache, &other] {
+        for _ in 0..150 {
+            let (ns, allowed) = (c.namespace("sw").unwrap(), allowed.clone());
+            tasks.push(tokio::spawn(async move {
+                if ns.rate_limit("burst", limit).await.unwrap().allowed {
+                    allowed.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(allowed.load(Ordering::SeqCst), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_window_memory() {
+    let c = Cache::builder().memory().build().await.unwrap();
+    sliding(c.clone(), c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_window_redis_two_instances() {
+    let s = RedisServer::start();
+    let a = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    let b = Cache::builder()
+        .redis(s.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .unwrap();
+    sliding(a, b).await;
+}

@@ -25,6 +25,20 @@ pub struct RateLimitBody {
     /// Cost of this call (default 1; 0 reads without spending; at most `limit`).
     #[serde(default = "one")]
     cost: u64,
+    /// `gcra` (default: smooth) or `sliding_window`.
+    #[serde(default)]
+    algorithm: AlgorithmName,
+}
+
+/// Algorithm names in request bodies.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmName {
+    /// GCRA (default).
+    #[default]
+    Gcra,
+    /// Sliding window counter.
+    SlidingWindow,
 }
 
 fn one() -> u64 {
@@ -46,6 +60,10 @@ pub async fn decide(
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let limit = Limit::per(b.limit, std::time::Duration::from_millis(b.period_ms)).cost(b.cost);
+    let limit = limit.algorithm(match b.algorithm {
+        AlgorithmName::Gcra => sharecache::ratelimit::Algorithm::Gcra,
+        AlgorithmName::SlidingWindow => sharecache::ratelimit::Algorithm::SlidingWindow,
+    });
     let d = n.rate_limit(&key, limit).await?;
     let body = serde_json::json!({
         "allowed": d.allowed,

@@ -308,16 +308,25 @@ impl MemoryStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let _g = self.cas.lock();
-        let tat = self
-            .get(key)
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
-        let (decision, store) = crate::ratelimit::gcra(tat, now, limit);
-        if let Some((new_tat, ttl_ms)) = store {
-            self.set(
-                key,
-                Bytes::from(new_tat.to_string()),
-                Some(Duration::from_millis(ttl_ms)),
-            )?;
+        let stored = self.get(key);
+        let text = stored.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        let (decision, store) = match limit.algorithm {
+            crate::ratelimit::Algorithm::SlidingWindow => {
+                let state = text.and_then(|t| {
+                    let mut it = t.split(',').map(|p| p.parse::<u64>().ok());
+                    Some((it.next()??, it.next()??, it.next()??))
+                });
+                let (d, s) = crate::ratelimit::sliding_window(state, now, limit);
+                (d, s.map(|((w, p, c), ttl)| (format!("{w},{p},{c}"), ttl)))
+            }
+            _ => {
+                let tat = text.and_then(|t| t.parse::<u64>().ok());
+                let (d, s) = crate::ratelimit::gcra(tat, now, limit);
+                (d, s.map(|(t, ttl)| (t.to_string(), ttl)))
+            }
+        };
+        if let Some((value, ttl_ms)) = store {
+            self.set(key, Bytes::from(value), Some(Duration::from_millis(ttl_ms)))?;
         }
         Ok(decision)
     }

@@ -304,10 +304,16 @@ impl Backend for RedisStore {
         key: &str,
         limit: &crate::ratelimit::Limit,
     ) -> Result<crate::ratelimit::Decision> {
-        static SCRIPT: std::sync::LazyLock<redis::Script> =
+        static GCRA: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(crate::ratelimit::GCRA_LUA));
+        static SLIDING: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(crate::ratelimit::SLIDING_LUA));
+        let script = match limit.algorithm {
+            crate::ratelimit::Algorithm::SlidingWindow => &*SLIDING,
+            _ => &*GCRA,
+        };
         let mut conn = self.conn.clone();
-        let mut inv = SCRIPT.key(key);
+        let mut inv = script.key(key);
         inv.arg(limit.limit)
             .arg(limit.period.as_millis().max(1) as u64)
             .arg(limit.cost);
