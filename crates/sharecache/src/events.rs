@@ -180,6 +180,17 @@ impl Subscription {
         }
     }
 
+    /// The subscription as a `Stream` of events decoded as `T` (events that do not
+    /// decode are skipped).
+    pub fn into_stream<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::unfold(self, |mut sub| async move {
+            let v = sub.recv_json::<T>().await?;
+            Some((v, sub))
+        })
+    }
+
     /// Events this subscription missed because it read too slowly.
     pub fn skipped(&self) -> u64 {
         self.skipped

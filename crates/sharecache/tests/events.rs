@@ -39,7 +39,11 @@ async fn memory_delivers_to_local_subscribers() {
         0,
         "namespaces are separate"
     );
-    drop(a);
+    // As a Stream of decoded events.
+    let mut stream = Box::pin(a.into_stream::<u64>());
+    chat.publish("room:1", &7u64).await.unwrap();
+    assert_eq!(futures_util::StreamExt::next(&mut stream).await, Some(7));
+    drop(stream);
     drop(b);
     assert_eq!(
         chat.publish("room:1", &1).await.unwrap(),
