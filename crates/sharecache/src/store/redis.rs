@@ -163,6 +163,21 @@ impl RedisStore {
         }
     }
 
+    /// Runs a script invocation under the command timeout. redis-rs sends EVALSHA and,
+    /// on NOSCRIPT (a restart, SCRIPT FLUSH), the script itself.
+    async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.opts.command_timeout, inv.invoke_async::<T>(&mut conn))
+            .await
+        {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
     fn timeout_error(&self) -> Error {
         Error::new(
             ErrorKind::Unavailable,
@@ -285,18 +300,9 @@ impl Backend for RedisStore {
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
             )
         });
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.arg(&value[..]);
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<i64>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => Ok(r.map_err(Error::from)? == 1),
-            Err(_) => Err(self.timeout_error()),
-        }
+        Ok(self.run_script::<i64>(&inv).await? == 1)
     }
 
     async fn rate_limit(
@@ -312,21 +318,12 @@ impl Backend for RedisStore {
             crate::ratelimit::Algorithm::SlidingWindow => &*SLIDING,
             _ => &*GCRA,
         };
-        let mut conn = self.conn.clone();
         let mut inv = script.key(key);
         inv.arg(limit.limit)
             .arg(limit.period.as_millis().max(1) as u64)
             .arg(limit.cost);
-        // invoke_async sends EVALSHA and, on NOSCRIPT (restart, SCRIPT FLUSH), the script.
-        let r = tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<(u64, u64, u64, u64)>(&mut conn),
-        )
-        .await;
-        let (allowed, remaining, retry, reset) = match r {
-            Ok(r) => r.map_err(Error::from)?,
-            Err(_) => return Err(self.timeout_error()),
-        };
+        let (allowed, remaining, retry, reset) =
+            self.run_script::<(u64, u64, u64, u64)>(&inv).await?;
         Ok(crate::ratelimit::Decision {
             allowed: allowed == 1,
             remaining,
@@ -349,20 +346,11 @@ impl Backend for RedisStore {
                    return redis.call('INCR', KEYS[2]) else return false end",
             )
         });
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.key(fence_key)
             .arg(&token[..])
             .arg(ttl.as_millis().max(1) as u64);
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<Option<u64>>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(self.timeout_error()),
-        }
+        self.run_script::<Option<u64>>(&inv).await
     }
 
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
@@ -463,22 +451,13 @@ impl Backend for RedisStore {
     ) -> Result<Vec<crate::queue::QueueMessage>> {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(crate::queue::CLAIM_LUA));
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.key(dlq)
             .arg(consumer)
             .arg(count)
             .arg(opts.visibility.as_millis().max(1) as u64)
             .arg(opts.max_deliveries);
-        let r = tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<Vec<(String, Vec<u8>, u64)>>(&mut conn),
-        )
-        .await;
-        let rows = match r {
-            Ok(r) => r.map_err(Error::from)?,
-            Err(_) => return Err(self.timeout_error()),
-        };
+        let rows = self.run_script::<Vec<(String, Vec<u8>, u64)>>(&inv).await?;
         Ok(rows
             .into_iter()
             .map(|(id, payload, deliveries)| crate::queue::QueueMessage {
@@ -495,20 +474,11 @@ impl Backend for RedisStore {
         }
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(crate::queue::ACK_LUA));
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         for id in ids {
             inv.arg(id);
         }
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<u64>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(self.timeout_error()),
-        }
+        self.run_script::<u64>(&inv).await
     }
 
     async fn queue_dead(
@@ -567,18 +537,9 @@ impl Backend for RedisStore {
                  return 1",
             )
         });
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.arg(member).arg(ttl.as_millis().max(1) as u64);
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<i64>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => r.map(|_| ()).map_err(Error::from),
-            Err(_) => Err(self.timeout_error()),
-        }
+        self.run_script::<i64>(&inv).await.map(|_| ())
     }
 
     async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
@@ -591,18 +552,9 @@ impl Backend for RedisStore {
                  if exp and tonumber(exp) > now then return 1 else return 0 end",
             )
         });
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.arg(member);
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<i64>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => Ok(r.map_err(Error::from)? == 1),
-            Err(_) => Err(self.timeout_error()),
-        }
+        Ok(self.run_script::<i64>(&inv).await? == 1)
     }
 
     async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
@@ -618,17 +570,8 @@ impl Backend for RedisStore {
                  return out",
             )
         });
-        let mut conn = self.conn.clone();
         let inv = SCRIPT.key(key);
-        let flat: Vec<String> = match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => r.map_err(Error::from)?,
-            Err(_) => return Err(self.timeout_error()),
-        };
+        let flat: Vec<String> = self.run_script(&inv).await?;
         Ok(flat
             .chunks(2)
             .filter_map(|c| {
@@ -647,18 +590,9 @@ impl Backend for RedisStore {
                    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
             )
         });
-        let mut conn = self.conn.clone();
         let mut inv = SCRIPT.key(key);
         inv.arg(&token[..]).arg(ttl.as_millis().max(1) as u64);
-        match tokio::time::timeout(
-            self.opts.command_timeout,
-            inv.invoke_async::<i64>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => Ok(r.map_err(Error::from)? == 1),
-            Err(_) => Err(self.timeout_error()),
-        }
+        Ok(self.run_script::<i64>(&inv).await? == 1)
     }
 
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
