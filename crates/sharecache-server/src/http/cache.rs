@@ -59,6 +59,26 @@ fn parse_ttl(raw: Option<&str>) -> Result<Ttl, ApiError> {
     }
 }
 
+/// A request body that must be a JSON document: 413 over the size limit, 400 if it is
+/// not UTF-8 JSON.
+pub(crate) fn json_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is over the size limit",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })?;
+    check_json(&body)?;
+    Ok(body)
+}
+
 pub(crate) fn check_json(body: &[u8]) -> Result<(), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -166,18 +186,7 @@ pub async fn put_key(
         None => Vec::new(),
         Some(list) => list.split(',').collect(),
     };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is over the size limit",
-            )
-        } else {
-            ApiError::bad_request("invalid_body", e.body_text())
-        }
-    })?;
-    check_json(&body)?;
+    let body = json_body(body)?;
     if tags.is_empty() {
         n.set_json(&key, &body, ttl).await?;
     } else {

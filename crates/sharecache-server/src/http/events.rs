@@ -82,18 +82,7 @@ pub async fn publish(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "request body is over the size limit",
-            )
-        } else {
-            ApiError::bad_request("invalid_body", e.body_text())
-        }
-    })?;
-    super::cache::check_json(&body)?;
+    let body = super::cache::json_body(body)?;
     let body = if q.durable == Some(true) {
         let (id, receivers) = n.publish_durable_json(&channel, body).await?;
         serde_json::json!({"receivers": receivers, "id": id})
