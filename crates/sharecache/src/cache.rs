@@ -861,24 +861,16 @@ impl Namespace {
             self.space.aux_key_slot("lock", name),
             self.space.aux_key_slot("fence", name),
         );
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(2);
-        loop {
+        let (key, fence_key) = (&key, &fence_key);
+        poll_until(wait, Duration::from_millis(50), || async move {
             let token = crate::lock::new_token();
-            if let Some(fence) = self
+            let fence = self
                 .backend()
-                .lock_acquire(&key, &fence_key, crate::lock::token_bytes(&token), ttl)
-                .await?
-            {
-                return Ok(Some(crate::lock::LockLease { token, fence }));
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+                .lock_acquire(key, fence_key, crate::lock::token_bytes(&token), ttl)
+                .await?;
+            Ok(fence.map(|fence| crate::lock::LockLease { token, fence }))
+        })
+        .await
     }
 
     /// Releases lock `name` if `token` holds it; returns whether it did.
@@ -968,20 +960,13 @@ impl Namespace {
     /// subscribers receive it.
     pub async fn publish<T: Serialize + ?Sized>(&self, channel: &str, event: &T) -> Result<u64> {
         crate::key::validate_key(channel)?;
-        let payload =
-            serde_json::to_vec(event).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
-        self.publish_json(channel, Bytes::from(payload)).await
+        self.publish_json(channel, json_bytes(event)?).await
     }
 
     /// Publishes an already-validated JSON document (for the HTTP service).
     pub async fn publish_json(&self, channel: &str, json: Bytes) -> Result<u64> {
         crate::key::validate_key(channel)?;
-        if json.len() > self.inner.codec.max_value_bytes {
-            return Err(Error::new(
-                ErrorKind::ValueTooLarge,
-                "event is over the value size limit",
-            ));
-        }
+        self.check_payload(&json, "event")?;
         let full = self.space.aux_key("ev", channel);
         let hub = &self.inner.hub;
         if !hub.is_redis() {
@@ -1000,12 +985,7 @@ impl Namespace {
     /// `Unavailable` while Redis is down (nothing durable can be promised then).
     pub async fn publish_durable_json(&self, channel: &str, json: Bytes) -> Result<(String, u64)> {
         crate::key::validate_key(channel)?;
-        if json.len() > self.inner.codec.max_value_bytes {
-            return Err(Error::new(
-                ErrorKind::ValueTooLarge,
-                "event is over the value size limit",
-            ));
-        }
+        self.check_payload(&json, "event")?;
         let id = self
             .backend()
             .stream_add(&self.space.aux_key("evs", channel), json.clone(), 10_000)
@@ -1057,20 +1037,13 @@ impl Namespace {
         queue: &str,
         message: &T,
     ) -> Result<String> {
-        let payload = serde_json::to_vec(message)
-            .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
-        self.queue_push_json(queue, Bytes::from(payload)).await
+        self.queue_push_json(queue, json_bytes(message)?).await
     }
 
     /// Appends an already-validated JSON document (for the HTTP service).
     pub async fn queue_push_json(&self, queue: &str, json: Bytes) -> Result<String> {
         crate::key::validate_key(queue)?;
-        if json.len() > self.inner.codec.max_value_bytes {
-            return Err(Error::new(
-                ErrorKind::ValueTooLarge,
-                "message is over the value size limit",
-            ));
-        }
+        self.check_payload(&json, "message")?;
         self.backend()
             .queue_push(&self.space.aux_key_slot("q", queue), json)
             .await
@@ -1096,20 +1069,16 @@ impl Namespace {
             self.space.aux_key_slot("q", queue),
             self.space.aux_key_slot("qdl", queue),
         );
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
-        loop {
+        let (key, dlq) = (&key, &dlq);
+        let got = poll_until(wait, Duration::from_millis(100), || async move {
             let got = self
                 .backend()
-                .queue_claim(&key, &dlq, consumer, count, opts)
+                .queue_claim(key, dlq, consumer, count, opts)
                 .await?;
-            let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= deadline {
-                return Ok(got);
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+            Ok((!got.is_empty()).then_some(got))
+        })
+        .await?;
+        Ok(got.unwrap_or_default())
     }
 
     /// Acknowledges messages of `queue`: they are done and will not be redelivered.
@@ -1146,6 +1115,17 @@ impl Namespace {
                 count,
             )
             .await
+    }
+
+    /// Refuses an event or message payload over the value size limit.
+    fn check_payload(&self, json: &Bytes, what: &str) -> Result<()> {
+        if json.len() > self.inner.codec.max_value_bytes {
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                format!("{what} is over the value size limit"),
+            ));
+        }
+        Ok(())
     }
 
     fn session_keys(&self) -> Result<&crate::session::SessionKeys> {
@@ -2020,6 +2000,39 @@ enum Lease<T> {
     Held(Bytes),
     /// Gave up waiting: load without a lease.
     Unleased,
+}
+
+/// `value` as JSON text (events and queue messages).
+fn json_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))
+}
+
+/// Calls `attempt` until it yields a value or `wait` has passed (always at least once),
+/// sleeping between attempts with exponential backoff from 2 ms up to `max_pause`.
+async fn poll_until<T, F, Fut>(
+    wait: Duration,
+    max_pause: Duration,
+    mut attempt: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(v) = attempt().await? {
+            return Ok(Some(v));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(max_pause);
+    }
 }
 
 /// Validates and deduplicates tags.
