@@ -6,8 +6,8 @@
 //! reads (beyond a buffer of 1024), are lost (the subscription reports how many it
 //! skipped). For work that must not be lost, use queues.
 //!
-//! One process keeps **one** pub/sub connection to Redis whatever its number of
-//! subscribers (an SSE endpoint with a thousand clients holds one Redis subscription
+//! One process keeps **one** pub/sub connection to Redis (opened at its first
+//! subscription) whatever its number of subscribers (an SSE endpoint with a thousand clients holds one Redis subscription
 //! per channel), and resubscribes every channel after a reconnect. Channels live at
 //! `[prefix:]#ev:ns:channel`: a tenant can only hear the channels of namespaces it may
 //! read.
@@ -28,6 +28,11 @@ const BUFFER: usize = 1024;
 pub(crate) struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
     sink: Mutex<Option<redis::aio::PubSubSink>>,
+    /// Whether the link task runs: started at the first subscription, so a cache that
+    /// never subscribes holds no pub/sub connection.
+    started: std::sync::atomic::AtomicBool,
+    /// True while the link is up (every channel known at connect time subscribed).
+    up: tokio::sync::watch::Sender<bool>,
     redis_url: Option<String>,
 }
 
@@ -41,15 +46,25 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     pub(crate) fn new(redis_url: Option<String>) -> Arc<Self> {
-        let hub = Arc::new(Self {
+        Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
             sink: Mutex::new(None),
+            started: std::sync::atomic::AtomicBool::new(false),
+            up: tokio::sync::watch::channel(false).0,
             redis_url,
-        });
-        if hub.redis_url.is_some() {
-            tokio::spawn(run(Arc::downgrade(&hub)));
+        })
+    }
+
+    /// Starts the link task once; waits (bounded) until it is up.
+    async fn link(self: &Arc<Self>) {
+        if self.redis_url.is_none() {
+            return;
         }
-        hub
+        if !self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tokio::spawn(run(Arc::downgrade(self)));
+        }
+        let mut up = self.up.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), up.wait_for(|u| *u)).await;
     }
 
     pub(crate) fn is_redis(&self) -> bool {
@@ -76,12 +91,16 @@ impl Hub {
                 }
             }
         };
-        let sink = if new { self.sink.lock().clone() } else { None };
-        if let Some(mut sink) = sink {
-            // Wait for the server's confirmation, so an event published after this call
-            // returns is heard. If it fails the link is down, and the reconnect loop
+        if new {
+            self.link().await;
+            // Subscribe (again: harmless if the link's own subscribe-all already did)
+            // and wait for the server's confirmation, so an event published after this
+            // call returns is heard. If it fails the link is down, and the reconnect loop
             // subscribes every channel.
-            let _ = sink.subscribe(channel).await;
+            let sink = self.sink.lock().clone();
+            if let Some(mut sink) = sink {
+                let _ = sink.subscribe(channel).await;
+            }
         }
         Subscription {
             rx,
@@ -128,6 +147,7 @@ async fn run(hub: Weak<Hub>) {
                         continue;
                     }
                     *h.sink.lock() = Some(sink);
+                    h.up.send_replace(true);
                 }
                 while let Some(msg) = stream.next().await {
                     let Some(h) = hub.upgrade() else { return };
@@ -138,6 +158,7 @@ async fn run(hub: Weak<Hub>) {
                 }
                 if let Some(h) = hub.upgrade() {
                     *h.sink.lock() = None;
+                    h.up.send_replace(false);
                 }
                 tracing::warn!("event subscription link lost: resubscribing");
             }
