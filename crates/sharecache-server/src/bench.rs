@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// Distinct keys (pre-filled before a get or mixed run).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub keys: u32,
+    /// Keys per `mget` (op `mget`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
     /// Worker threads of the runtime (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -68,6 +71,8 @@ pub enum Op {
     Ratelimit,
     /// Lock acquire + release of a random key (both counted as one operation).
     Lock,
+    /// `mget` of `--batch` pre-filled keys (one operation per batch).
+    Mget,
 }
 
 /// The outcome of a run.
@@ -122,7 +127,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
     let ns = cache.namespace("bench")?;
     let value: Arc<str> = Arc::from("x".repeat(args.value_size as usize));
     let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|i| format!("key:{i}")).collect());
-    if matches!(args.op, Op::Get | Op::Mixed) {
+    if args.op == Op::Mget && args.batch > args.keys {
+        bail!(
+            "--batch ({}) cannot exceed --keys ({})",
+            args.batch,
+            args.keys
+        );
+    }
+    if matches!(args.op, Op::Get | Op::Mixed | Op::Mget) {
         prefill(&ns, &keys, &value).await?;
     }
     let duration = Duration::from_secs_f64(args.duration);
@@ -131,8 +143,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
     let mut tasks = Vec::with_capacity(args.concurrency as usize);
     for t in 0..args.concurrency {
         let (ns, keys, value, op) = (ns.clone(), keys.clone(), value.clone(), args.op);
+        let batch = args.batch as usize;
         tasks.push(tokio::spawn(async move {
-            worker(t, ns, keys, value, op, deadline).await
+            worker(t, ns, keys, value, op, batch, deadline).await
         }));
     }
     let mut hist = new_histogram();
@@ -176,6 +189,7 @@ async fn worker(
     keys: Arc<Vec<String>>,
     value: Arc<str>,
     op: Op,
+    batch: usize,
     deadline: Instant,
 ) -> (Histogram<u64>, u64) {
     let mut hist = new_histogram();
@@ -195,7 +209,7 @@ async fn worker(
         rng ^= rng << 17;
         let key = &keys[(rng % keys.len() as u64) as usize];
         let write = match op {
-            Op::Get | Op::Ratelimit | Op::Lock => false,
+            Op::Get | Op::Ratelimit | Op::Lock | Op::Mget => false,
             Op::Set => true,
             Op::Mixed => rng % 10 < 2,
         };
@@ -211,6 +225,12 @@ async fn worker(
                 Ok(None) => continue,
                 Err(_) => false,
             }
+        } else if op == Op::Mget {
+            // A window of consecutive names: their hashes spread over the slots.
+            let start = (rng % (keys.len() - batch + 1) as u64) as usize;
+            ns.mget::<serde::de::IgnoredAny>(&keys[start..start + batch])
+                .await
+                .is_ok()
         } else if op == Op::Ratelimit {
             let limit = sharecache::ratelimit::Limit::per(1_000_000_000, Duration::from_secs(1));
             ns.rate_limit(key, limit).await.is_ok_and(|d| d.allowed)

@@ -574,6 +574,20 @@ macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
         mod redis { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; })* }
+        /// The whole contract on one 6-node Redis Cluster, emptied between cases.
+        mod cluster {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_contract() {
+                let cluster = tokio::task::spawn_blocking(sharecache_testkit::RedisCluster::start).await.unwrap();
+                let url: &'static str = Box::leak(cluster.url().into_boxed_str());
+                $(
+                    for m in cluster.masters() {
+                        m.cmd(&["FLUSHALL"]);
+                    }
+                    super::$name(super::Backend::Cluster(url)).await;
+                )*
+            }
+        }
     };
 }
 

@@ -12,6 +12,11 @@
 //! Each server gets its own temporary directory (removed on drop). Nothing here talks to
 //! a server through sharecache: readiness and assertions use a minimal RESP client over
 //! `std::net`, so the testkit never depends on the code it tests.
+//!
+//! Two multi-process topologies build on [`RedisServer`]:
+//!
+//! * [`RedisCluster`]: a 6-node Redis Cluster (3 masters, 3 replicas), see [`cluster`].
+//! * [`RedisSentinels`]: a master, a replica and 3 sentinels, see [`sentinel`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,6 +27,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+pub mod cluster;
+pub mod sentinel;
+
+pub use cluster::{ClusterConfig, RedisCluster};
+pub use sentinel::{RedisSentinels, SentinelConfig};
 
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with:\n    \
     sudo apt-get update && sudo apt-get install -y redis-server\n\
@@ -71,12 +82,31 @@ pub struct RedisConfig {
     pub extra_args: Vec<String>,
 }
 
+/// What a [`RedisServer`] process runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A plain server (also a sentinel deployment's data node).
+    Standalone,
+    /// `--cluster-enabled yes` with `<dir>/nodes.conf` as its cluster config file.
+    ClusterNode,
+    /// `redis-server <dir>/sentinel.conf --sentinel`.
+    Sentinel,
+}
+
 /// A running `redis-server`, killed (and its directory removed) on drop.
+///
+/// The same type runs Redis Cluster nodes ([`RedisCluster::nodes`]) and sentinels
+/// ([`RedisSentinels::sentinels`]), so `pause`/`resume`/`kill`/`restart`/`cmd` work on
+/// every process of a topology.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     config: RedisConfig,
+    kind: Kind,
+    /// Started with `<dir>/redis.conf` (or `sentinel.conf`) as its config file, which
+    /// `CONFIG REWRITE` (and a sentinel's own state changes) update.
+    has_conf: bool,
     child: Mutex<Option<Child>>,
 }
 
@@ -91,22 +121,50 @@ impl RedisServer {
 
     /// Starts a server with options.
     pub fn start_with(config: RedisConfig) -> Self {
+        Self::launch(config, Kind::Standalone, None)
+    }
+
+    /// Starts a process of any kind; `conf` becomes its config file (`<dir>/redis.conf`,
+    /// or `<dir>/sentinel.conf` for a sentinel, which requires one).
+    fn launch(config: RedisConfig, kind: Kind, conf: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("sharecache-redis-")
+            .prefix(match kind {
+                Kind::Standalone => "sharecache-redis-",
+                Kind::ClusterNode => "sharecache-cluster-",
+                Kind::Sentinel => "sharecache-sentinel-",
+            })
             .tempdir()
             .expect("create temp dir");
         let server = Self {
             port: free_port(),
             dir,
             config,
+            kind,
+            has_conf: conf.is_some(),
             child: Mutex::new(None),
         };
+        if let Some(body) = conf {
+            std::fs::write(server.conf_path(), body).expect("write the server's config file");
+        }
         server.spawn();
         server
     }
 
+    fn conf_path(&self) -> PathBuf {
+        self.dir.path().join(match self.kind {
+            Kind::Sentinel => "sentinel.conf",
+            Kind::Standalone | Kind::ClusterNode => "redis.conf",
+        })
+    }
+
     fn spawn(&self) {
         let mut cmd = Command::new("redis-server");
+        if self.has_conf {
+            cmd.arg(self.conf_path());
+        }
+        if self.kind == Kind::Sentinel {
+            cmd.arg("--sentinel");
+        }
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args([
@@ -119,13 +177,19 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--save", ""])
             .arg("--logfile")
             .arg(self.log_path());
-        if self.config.persistent {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
+        if self.kind != Kind::Sentinel {
+            cmd.args(["--save", ""]);
+            if self.config.persistent {
+                cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            } else {
+                cmd.args(["--appendonly", "no"]);
+            }
+        }
+        if self.kind == Kind::ClusterNode {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(self.dir.path().join("nodes.conf"));
         }
         if let Some(p) = &self.config.password {
             cmd.arg("--requirepass").arg(p);
@@ -156,6 +220,13 @@ impl RedisServer {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
+    }
+
+    /// The last `lines` lines of the server's log, for failure messages.
+    fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// The server's port.
@@ -221,6 +292,12 @@ impl RedisServer {
         command_auth(self.port, self.config.password.as_deref(), args)
             .unwrap_or_else(|e| panic!("redis command {args:?} on port {}: {e}", self.port))
     }
+
+    /// [`cmd`](Self::cmd) for probes: an error instead of a panic, and `timeout` for the
+    /// reply, so a paused (SIGSTOPped) process costs at most `timeout`.
+    fn probe(&self, args: &[&str], timeout: Duration) -> std::io::Result<RespReply> {
+        command_timeout(self.port, self.config.password.as_deref(), args, timeout)
+    }
 }
 
 impl Drop for RedisServer {
@@ -274,8 +351,20 @@ pub fn command_auth(
     password: Option<&str>,
     args: &[&str],
 ) -> std::io::Result<RespReply> {
-    let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    command_timeout(port, password, args, Duration::from_secs(5))
+}
+
+/// [`command_auth`] with `timeout` for connecting, writing and each read.
+fn command_timeout(
+    port: u16,
+    password: Option<&str>,
+    args: &[&str],
+    timeout: Duration,
+) -> std::io::Result<RespReply> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     if let Some(p) = password {
@@ -345,6 +434,38 @@ pub fn wait_for_ping_auth(
     Err(last)
 }
 
+/// The value of `field` in an `INFO` reply (`field:value` lines).
+fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Percent-encodes all but RFC 3986 unreserved characters, for a URL's userinfo or query.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it returns `Ok` or `timeout` passes; the error is the
+/// last one `check` returned.
+fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +507,15 @@ mod tests {
             kill(Pid::from_raw(pid as i32), None).is_err(),
             "drop must end the process"
         );
+    }
+
+    #[test]
+    fn helpers() {
+        let info = "# Replication\r\nrole:slave\r\nmaster_port:7000\r\nmaster_link_status:up\r\n";
+        assert_eq!(info_field(info, "role"), Some("slave"));
+        assert_eq!(info_field(info, "master_link_status"), Some("up"));
+        assert_eq!(info_field(info, "master"), None);
+        assert_eq!(percent_encode("a b@c:d/é~"), "a%20b%40c%3Ad%2F%C3%A9~");
     }
 
     #[test]

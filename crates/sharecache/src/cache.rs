@@ -296,6 +296,7 @@ impl CacheBuilder {
             })?),
             None => None,
         };
+        let mut link = None;
         let backend: Arc<dyn Backend> = match &self.backend {
             BackendChoice::Memory => Arc::new(MemoryStore::new(self.memory)?),
             BackendChoice::Redis(url) => {
@@ -307,6 +308,7 @@ impl CacheBuilder {
                     },
                 )?;
                 let label = redis.display_url().to_owned();
+                link = Some(redis.link());
                 let memory = match self.fallback {
                     Fallback::Memory => Some(MemoryStore::new(self.memory)?),
                     Fallback::Fail => None,
@@ -324,13 +326,13 @@ impl CacheBuilder {
                 store
             }
         };
-        let tier = match (&self.backend, self.local_tier) {
-            (BackendChoice::Redis(url), Some(cfg)) => {
+        let tier = match (&link, self.local_tier) {
+            (Some(link), Some(cfg)) => {
                 let tier = Arc::new(Tier::new(cfg));
                 let track_prefix = prefix.as_ref().map(|p| format!("{p}:"));
                 tokio::spawn(crate::tier::run_tracking(
                     Arc::downgrade(&tier),
-                    url.clone(),
+                    link.clone(),
                     track_prefix,
                     self.connect_timeout,
                 ));
@@ -340,10 +342,7 @@ impl CacheBuilder {
         };
         Ok(Cache {
             inner: Arc::new(Inner {
-                hub: crate::events::Hub::new(match &self.backend {
-                    BackendChoice::Redis(url) => Some(url.clone()),
-                    BackendChoice::Memory => None,
-                }),
+                hub: crate::events::Hub::new(link),
                 session_keys: self.session_keys,
                 store: Store(backend),
                 flights: crate::load::Flights::default(),

@@ -33,7 +33,7 @@ pub(crate) struct Hub {
     started: std::sync::atomic::AtomicBool,
     /// True while the link is up (every channel known at connect time subscribed).
     up: tokio::sync::watch::Sender<bool>,
-    redis_url: Option<String>,
+    link: Option<Arc<crate::store::link::Link>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -45,19 +45,19 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(redis_url: Option<String>) -> Arc<Self> {
+    pub(crate) fn new(link: Option<Arc<crate::store::link::Link>>) -> Arc<Self> {
         Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
             sink: Mutex::new(None),
             started: std::sync::atomic::AtomicBool::new(false),
             up: tokio::sync::watch::channel(false).0,
-            redis_url,
+            link,
         })
     }
 
     /// Starts the link task once; waits (bounded) until it is up.
     async fn link(self: &Arc<Self>) {
-        if self.redis_url.is_none() {
+        if self.link.is_none() {
             return;
         }
         if !self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
@@ -68,7 +68,7 @@ impl Hub {
     }
 
     pub(crate) fn is_redis(&self) -> bool {
-        self.redis_url.is_some()
+        self.link.is_some()
     }
 
     /// Delivers to this process's subscribers of `channel`; returns how many.
@@ -130,13 +130,22 @@ async fn run(hub: Weak<Hub>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(h) = hub.upgrade() else { return };
-        let url = h.redis_url.clone().expect("run only for Redis hubs");
+        let link = h.link.clone().expect("run only for Redis hubs");
         drop(h);
+        let mut switches = link.switches();
         let conn = async {
+            let url = link.pubsub_url().await?;
             let client = redis::Client::open(url.as_str())?;
-            client.get_async_pubsub().await
+            Ok::<_, crate::Error>(client.get_async_pubsub().await?)
         };
-        match conn.await {
+        match tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::Error::new(
+                    crate::ErrorKind::Unavailable,
+                    "timed out",
+                ))
+            }) {
             Ok(pubsub) => {
                 backoff = Duration::from_millis(50);
                 let (mut sink, mut stream) = pubsub.split();
@@ -149,7 +158,16 @@ async fn run(hub: Weak<Hub>) {
                     *h.sink.lock() = Some(sink);
                     h.up.send_replace(true);
                 }
-                while let Some(msg) = stream.next().await {
+                loop {
+                    let msg = tokio::select! {
+                        m = stream.next() => m,
+                        // Sentinel: the master changed; subscribe on the new one.
+                        _ = async { match switches.as_mut() {
+                            Some(w) => { let _ = w.changed().await; }
+                            None => std::future::pending().await,
+                        } } => None,
+                    };
+                    let Some(msg) = msg else { break };
                     let Some(h) = hub.upgrade() else { return };
                     h.deliver_local(
                         msg.get_channel_name(),

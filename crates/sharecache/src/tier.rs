@@ -33,6 +33,7 @@ use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache as QuickCache;
 
+use crate::store::link::Link;
 use crate::store::memory::Clock;
 
 /// Stripes of invalidation versions; a key maps to one by hash.
@@ -332,30 +333,29 @@ impl Tier {
     }
 }
 
-/// Keeps the tracking connection: connects with RESP3, enables BCAST tracking, applies
-/// invalidation pushes, pings, and on any loss flushes L1 and starts over.
+/// Keeps the tracking connections (one per master: one on standalone and Sentinel, one
+/// per shard on a cluster): connects with RESP3, enables BCAST tracking, applies
+/// invalidation pushes, checks every node (PING; on Cluster and Sentinel `ROLE`, which
+/// must still say `master`) and the master set itself, and on any loss or change flushes
+/// L1 and starts over.
 pub(crate) async fn run_tracking(
     tier: std::sync::Weak<Tier>,
-    url: String,
+    link: Arc<Link>,
     prefix: Option<String>,
     connect_timeout: Duration,
 ) {
-    let resp3 = if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    };
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(t) = tier.upgrade() else { return };
         let probe = t.config.probe_interval;
         drop(t);
-        match track_once(&tier, &resp3, prefix.as_deref(), connect_timeout, probe).await {
+        match track_once(&tier, &link, prefix.as_deref(), connect_timeout, probe).await {
             Ok(()) => return, // the tier was dropped
             Err(e) => {
                 if let Some(t) = tier.upgrade() {
                     if t.link_up() {
                         tracing::warn!(error = %e, "L1 invalidation link lost: L1 flushed and bypassed until it is back");
+                        backoff = Duration::from_millis(50);
                     }
                     t.set_link(false);
                 } else {
@@ -368,43 +368,86 @@ pub(crate) async fn run_tracking(
     }
 }
 
+fn with_resp3(url: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+/// One tracking connection to one node.
+async fn open_tracking(
+    url: &str,
+    tx: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    prefix: Option<&str>,
+    connect_timeout: Duration,
+    probe: Duration,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(with_resp3(url)).map_err(|e| e.to_string())?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(probe.max(Duration::from_millis(100))))
+        .set_push_sender(tx);
+    let setup = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("TRACKING").arg("ON").arg("BCAST");
+        if let Some(p) = prefix {
+            cmd.arg("PREFIX").arg(p);
+        }
+        cmd.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("CLIENT TRACKING: {e}"))?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg("sharecache-l1-tracking")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(conn)
+    };
+    tokio::time::timeout(connect_timeout + probe, setup)
+        .await
+        .map_err(|_| {
+            format!(
+                "tracking setup timed out on {}",
+                crate::store::redis::redact_url(url)
+            )
+        })?
+}
+
 async fn track_once(
     tier: &std::sync::Weak<Tier>,
-    url: &str,
+    link: &Link,
     prefix: Option<&str>,
     connect_timeout: Duration,
     probe: Duration,
 ) -> Result<(), String> {
     use redis::PushKind;
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut switches = link.switches();
+    let urls = tokio::time::timeout(connect_timeout + probe, link.master_urls())
+        .await
+        .map_err(|_| "no master list within the connect timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(probe))
-        .set_push_sender(tx);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut cmd = redis::cmd("CLIENT");
-    cmd.arg("TRACKING").arg("ON").arg("BCAST");
-    if let Some(p) = prefix {
-        cmd.arg("PREFIX").arg(p);
+    let mut conns = Vec::with_capacity(urls.len());
+    for url in &urls {
+        conns.push(open_tracking(url, tx.clone(), prefix, connect_timeout, probe).await?);
     }
-    cmd.query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| format!("CLIENT TRACKING: {e}"))?;
-    redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg("sharecache-l1-tracking")
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
+    drop(tx);
     match tier.upgrade() {
         Some(t) => t.set_link(true),
         None => return Ok(()),
     }
-    tracing::info!("L1 invalidation link up (RESP3 client tracking, BCAST)");
+    tracing::info!(
+        nodes = conns.len(),
+        "L1 invalidation link up (RESP3 client tracking, BCAST)"
+    );
+    let check_role = link.checks_role();
     let mut ping = tokio::time::interval(probe);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -418,15 +461,42 @@ async fn track_once(
                     _ => {}
                 }
             }
+            changed = async { match switches.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            } } => {
+                let _ = changed;
+                return Err("the master changed (sentinel switch)".into());
+            }
             _ = ping.tick() => {
                 if tier.strong_count() == 0 {
                     return Ok(());
                 }
-                let pong = tokio::time::timeout(probe, redis::cmd("PING").query_async::<String>(&mut conn)).await;
-                match pong {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("ping failed: {e}")),
-                    Err(_) => return Err(format!("ping unanswered within {probe:?}")),
+                for conn in &mut conns {
+                    let alive = async {
+                        if check_role {
+                            match crate::store::link::node_role(conn).await {
+                                Ok(r) if r == "master" => Ok(()),
+                                Ok(r) => Err(format!("tracked node is now {r:?}, not master")),
+                                Err(e) => Err(format!("role check failed: {e}")),
+                            }
+                        } else {
+                            redis::cmd("PING").query_async::<String>(conn).await
+                                .map(|_| ()).map_err(|e| format!("ping failed: {e}"))
+                        }
+                    };
+                    match tokio::time::timeout(probe, alive).await {
+                        Ok(r) => r?,
+                        Err(_) => return Err(format!("tracked node unanswered within {probe:?}")),
+                    }
+                }
+                if link.is_cluster() {
+                    match tokio::time::timeout(probe, link.master_urls()).await {
+                        Ok(Ok(now)) if now == urls => {}
+                        Ok(Ok(_)) => return Err("cluster masters changed".into()),
+                        Ok(Err(e)) => return Err(format!("cluster topology check failed: {e}")),
+                        Err(_) => return Err("cluster topology check timed out".into()),
+                    }
                 }
             }
         }

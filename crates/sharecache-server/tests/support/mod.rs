@@ -22,6 +22,9 @@ use tower::ServiceExt;
 pub enum Backend {
     Memory,
     Redis,
+    /// A running Redis Cluster (its URL); the caller owns the cluster and empties it
+    /// between apps.
+    Cluster(&'static str),
 }
 
 pub struct TestApp {
@@ -107,6 +110,12 @@ impl TestApp {
                 cfg.backend.command_timeout_ms = 300;
                 cfg.backend.connect_timeout_ms = 300;
                 Some(s)
+            }
+            Backend::Cluster(url) => {
+                cfg.backend.url = url.to_owned();
+                cfg.backend.command_timeout_ms = 1000;
+                cfg.backend.connect_timeout_ms = 1000;
+                None
             }
         };
         let cache = open_cache(&cfg).await.unwrap();

@@ -5,8 +5,10 @@
 //! Batch operations and SCAN stay behind the trait so a cluster backend can split them by
 //! slot and walk every node.
 
+pub(crate) mod link;
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod topology;
 
 use std::fmt;
 use std::sync::Arc;

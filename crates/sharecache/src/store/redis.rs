@@ -1,25 +1,35 @@
-//! Redis standalone backend.
+//! Redis backend: standalone, Cluster or Sentinel (see `link.rs` for the connections).
 //!
-//! One multiplexed connection (redis-rs `ConnectionManager`) is shared by every task: the
-//! commands of concurrent callers are pipelined onto one socket, which is what lets many
-//! callers in one process outrun one-request-per-connection clients. The manager
-//! reconnects with exponential backoff after an I/O error. Every command also runs under
+//! One multiplexed connection per node is shared by every task: the commands of
+//! concurrent callers are pipelined onto one socket, which is what lets many callers in
+//! one process outrun one-request-per-connection clients. Every command also runs under
 //! our own timeout, so a stalled server (SIGSTOP, a long script) costs a caller at most
 //! `command_timeout`.
 //!
 //! Clear and pattern delete use `SCAN` + `UNLINK` in batches, never `KEYS` or `FLUSHDB`.
+//!
+//! **On a cluster** no multi-key command ever spans two slots (no `CROSSSLOT` reaches a
+//! caller): `MGET`/`UNLINK` are split by slot by the cluster client; `mset` and the tag
+//! reads group keys by slot themselves and run the groups concurrently (each group is
+//! atomic, the batch as a whole is not); scripts touch keys of one hash tag only. `SCAN`
+//! walks every master in turn, with a cursor that names the shard (`<first slot>-<node
+//! cursor>`).
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
 
+use super::link::{Conn, Link};
+use super::topology::{Topology, key_slot};
 use super::{Backend, BackendState, ScanPage, StoreStats};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Keys per `SCAN` step and per `UNLINK` batch in clear and pattern delete.
 const SCAN_BATCH: usize = 1000;
+/// SCAN calls one cluster listing page may make before it returns what it has.
+const MAX_SCAN_STEPS: usize = 16;
 /// Keys per `MGET`/`MSET` command; bigger batches are split so no single command blocks the
 /// server for long.
 const MULTI_BATCH: usize = 1000;
@@ -32,12 +42,10 @@ pub(crate) struct RedisOptions {
 }
 
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
+    link: Arc<Link>,
     opts: RedisOptions,
     /// The URL without its password, for logs and errors.
     display: String,
-    /// The URL itself, for the start-up check (never logged).
-    client_for_check: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -70,72 +78,31 @@ impl RedisStore {
     /// Creates the store without waiting for a connection: the first command (or the
     /// caller's ping) connects. A bad URL is an error here.
     pub(crate) fn open(url: &str, opts: RedisOptions) -> Result<Self> {
-        let display = redact_url(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("invalid Redis URL {display}: {e}"),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.command_timeout))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("cannot set up Redis client for {display}: {e}"),
-            )
-        })?;
+        let topo = Topology::parse(url)?;
+        let link = Arc::new(Link::open(&topo, opts)?);
         Ok(Self {
-            conn,
+            display: topo.display(),
+            link,
             opts,
-            display,
-            client_for_check: url.to_owned(),
         })
     }
 
-    /// One direct connection attempt (no retries), so that refused credentials or a wrong
-    /// database index surface as a clear configuration error at start instead of as
-    /// timeouts. `Ok(Err(_))` is "unreachable right now" (a fallback may take over).
+    /// The connection, shared with the L1 tracking task and the events hub.
+    pub(crate) fn link(&self) -> Arc<Link> {
+        self.link.clone()
+    }
+
+    /// One connection attempt, so that refused credentials, a wrong database index or an
+    /// unknown sentinel master surface as a clear configuration error at start instead of
+    /// as timeouts. `Ok(Err(_))` is "unreachable right now" (a fallback may take over).
     pub(crate) async fn check(&self) -> Result<std::result::Result<(), Error>> {
-        let client = redis::Client::open(self.client_for_check.as_str()).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("invalid Redis URL {}: {e}", self.display),
-            )
-        })?;
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.opts.connect_timeout))
-            .set_response_timeout(Some(self.opts.command_timeout));
-        let attempt = async {
-            let mut c = client
-                .get_multiplexed_async_connection_with_config(&cfg)
-                .await?;
-            redis::cmd("PING").query_async::<String>(&mut c).await
-        };
         match tokio::time::timeout(
-            self.opts.connect_timeout + self.opts.command_timeout,
-            attempt,
+            self.opts.connect_timeout + self.opts.command_timeout * 2,
+            self.link.check(),
         )
         .await
         {
-            Ok(Ok(_)) => Ok(Ok(())),
-            Ok(Err(e)) if is_auth_error(&e) => Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "redis at {} refused the credentials ({}); check the user and password in the URL",
-                    self.display,
-                    e.code().unwrap_or("authentication failed")
-                ),
-            )),
-            Ok(Err(e)) if crate::error::is_connection_class(&e) => Ok(Err(Error::from(e))),
-            Ok(Err(e)) => Err(Error::new(
-                ErrorKind::Config,
-                format!("redis at {} cannot be used: {e}", self.display),
-            )),
+            Ok(r) => r,
             Err(_) => Ok(Err(self.timeout_error())),
         }
     }
@@ -144,23 +111,36 @@ impl RedisStore {
         &self.display
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.opts.command_timeout, cmd.query_async::<T>(&mut conn)).await
+    /// Runs one request under the command timeout and tells the link about failures
+    /// (a Sentinel link drops a connection that failed, so the next request asks the
+    /// sentinels again).
+    async fn exec<T, F>(&self, f: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut conn = match tokio::time::timeout(self.opts.command_timeout, self.link.conn()).await
         {
+            Ok(c) => c?,
+            Err(_) => return Err(self.timeout_error()),
+        };
+        let left = self.opts.command_timeout.saturating_sub(started.elapsed());
+        let r = match tokio::time::timeout(left.max(Duration::from_millis(1)), f(&mut conn)).await {
             Ok(r) => r.map_err(Error::from),
             Err(_) => Err(self.timeout_error()),
+        };
+        if let Err(e) = &r {
+            self.link.failed(&conn, e);
         }
+        r
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.exec(async |c| cmd.query_async::<T>(c).await).await
     }
 
     async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.opts.command_timeout, pipe.query_async::<T>(&mut conn))
-            .await
-        {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(self.timeout_error()),
-        }
+        self.exec(async |c| pipe.query_async::<T>(c).await).await
     }
 
     /// Runs a script invocation under the command timeout. redis-rs sends EVALSHA and,
@@ -169,12 +149,135 @@ impl RedisStore {
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.opts.command_timeout, inv.invoke_async::<T>(&mut conn))
+        self.exec(async |c| inv.invoke_async::<T>(c).await).await
+    }
+
+    async fn mset_chunk(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for chunk in items.chunks(MULTI_BATCH) {
+            // MULTI/EXEC so a reader never sees half of one chunk with TTLs missing.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            match ttl {
+                None => {
+                    let mut c = redis::cmd("MSET");
+                    for (k, v) in chunk {
+                        c.arg(k).arg(&v[..]);
+                    }
+                    pipe.add_command(c).ignore();
+                }
+                Some(t) => {
+                    for (k, v) in chunk {
+                        pipe.add_command(set_cmd(k, v, Some(t))).ignore();
+                    }
+                }
+            }
+            self.run_pipe::<()>(&pipe).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` for each key at once (cluster: keys of different slots cannot share a
+    /// pipeline), keeping the order of `keys`.
+    async fn per_key<T, F, Fut>(&self, keys: &[String], f: F) -> Result<Vec<T>>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        futures_util::future::join_all((0..keys.len()).map(f))
             .await
-        {
-            Ok(r) => r.map_err(Error::from),
+            .into_iter()
+            .collect()
+    }
+
+    /// Runs `cmd` on the master of the shard serving `slot` (cluster only).
+    async fn on_slot<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, slot: u16) -> Result<T> {
+        match tokio::time::timeout(self.opts.command_timeout, self.link.on_slot(cmd, slot)).await {
+            Ok(r) => r,
             Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    /// SCAN + UNLINK over one node (the shard of `slot` on a cluster).
+    async fn delete_matching_on(&self, pattern: &str, slot: Option<u16>) -> Result<u64> {
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<String>) = match slot {
+                Some(s) => self.on_slot(&scan, s).await?,
+                None => self.run(&scan).await?,
+            };
+            if !keys.is_empty() {
+                deleted += self.run::<u64>(redis::cmd("UNLINK").arg(&keys)).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One page of a listing that walks every master in turn.
+    async fn scan_cluster(
+        &self,
+        pattern: &str,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<ScanPage> {
+        let (slot, mut node_cursor) = parse_cluster_cursor(cursor)?;
+        let shards = self.link.shards().await?;
+        let mut keys = Vec::new();
+        // The shard the cursor names (or the next one, if the topology changed).
+        let Some(mut idx) = shards.iter().position(|s| s.first_slot >= slot) else {
+            return Ok(ScanPage { keys, cursor: None });
+        };
+        if shards[idx].first_slot != slot {
+            node_cursor = 0;
+        }
+        // A page keeps scanning (bounded) until it has `count` keys, so sparse nodes do
+        // not hand out runs of empty pages.
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            let slot = shards[idx].first_slot;
+            let (next, mut page): (u64, Vec<String>) = self
+                .on_slot(
+                    redis::cmd("SCAN")
+                        .arg(node_cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(count.max(1)),
+                    slot,
+                )
+                .await?;
+            keys.append(&mut page);
+            if next != 0 {
+                if keys.len() < count && steps < MAX_SCAN_STEPS {
+                    node_cursor = next;
+                    continue;
+                }
+                return Ok(ScanPage {
+                    keys,
+                    cursor: Some(format!("{slot}-{next}")),
+                });
+            }
+            idx += 1;
+            node_cursor = 0;
+            if idx == shards.len() {
+                return Ok(ScanPage { keys, cursor: None });
+            }
+            if keys.len() >= count || steps >= MAX_SCAN_STEPS {
+                return Ok(ScanPage {
+                    keys,
+                    cursor: Some(format!("{}-0", shards[idx].first_slot)),
+                });
+            }
         }
     }
 
@@ -189,16 +292,6 @@ impl RedisStore {
     }
 }
 
-fn is_auth_error(e: &redis::RedisError) -> bool {
-    matches!(
-        e.kind(),
-        redis::ErrorKind::AuthenticationFailed
-            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
-    ) || e
-        .code()
-        .is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"))
-}
-
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
     let mut c = redis::cmd("SET");
     c.arg(key).arg(value);
@@ -206,6 +299,37 @@ fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
         c.arg("PX").arg(t.as_millis().max(1) as u64);
     }
     c
+}
+
+/// Indexes of `keys` grouped by hash slot.
+fn by_slot<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<Vec<usize>> {
+    let mut groups: std::collections::HashMap<u16, Vec<usize>> = std::collections::HashMap::new();
+    for (i, k) in keys.enumerate() {
+        groups.entry(key_slot(k.as_bytes())).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+fn bad_cursor() -> Error {
+    Error::new(
+        ErrorKind::InvalidCursor,
+        "invalid cursor: pass back the cursor a listing returned",
+    )
+}
+
+/// A cluster listing cursor: `<first slot of the shard>-<that node's SCAN cursor>`.
+fn parse_cluster_cursor(cursor: Option<&str>) -> Result<(u16, u64)> {
+    match cursor {
+        None => Ok((0, 0)),
+        Some(c) => {
+            let (slot, node) = c.split_once('-').ok_or_else(bad_cursor)?;
+            let slot = slot.parse::<u16>().ok().filter(|s| *s < 16384);
+            match (slot, node.parse::<u64>()) {
+                (Some(s), Ok(n)) => Ok((s, n)),
+                _ => Err(bad_cursor()),
+            }
+        }
+    }
 }
 
 fn parse_cursor(cursor: Option<&str>) -> Result<u64> {
@@ -256,27 +380,19 @@ impl Backend for RedisStore {
     }
 
     async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        for chunk in items.chunks(MULTI_BATCH) {
-            // MULTI/EXEC so a reader never sees half of one chunk with TTLs missing.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            match ttl {
-                None => {
-                    let mut c = redis::cmd("MSET");
-                    for (k, v) in chunk {
-                        c.arg(k).arg(&v[..]);
-                    }
-                    pipe.add_command(c).ignore();
-                }
-                Some(t) => {
-                    for (k, v) in chunk {
-                        pipe.add_command(set_cmd(k, v, Some(t))).ignore();
-                    }
-                }
+        if self.link.is_cluster() {
+            // One atomic group per slot, all groups at once.
+            let groups = by_slot(items.iter().map(|(k, _)| k.as_str()));
+            let runs = groups.into_iter().map(|idx| async move {
+                let chunk: Vec<(String, Bytes)> = idx.iter().map(|&i| items[i].clone()).collect();
+                self.mset_chunk(&chunk, ttl).await
+            });
+            for r in futures_util::future::join_all(runs).await {
+                r?;
             }
-            self.run_pipe::<()>(&pipe).await?;
+            return Ok(());
         }
-        Ok(())
+        self.mset_chunk(items, ttl).await
     }
 
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
@@ -292,7 +408,6 @@ impl Backend for RedisStore {
             .await?;
         Ok(r.is_some())
     }
-
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
         // Compare-and-delete in one step on the server.
         static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -596,6 +711,22 @@ impl Backend for RedisStore {
     }
 
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        if self.link.is_cluster() {
+            return self
+                .per_key(keys, |i| async move {
+                    let old: Option<Vec<u8>> = self
+                        .run(
+                            redis::cmd("SET")
+                                .arg(&keys[i])
+                                .arg(&inits[i][..])
+                                .arg("NX")
+                                .arg("GET"),
+                        )
+                        .await?;
+                    Ok(old.map_or_else(|| inits[i].clone(), Bytes::from))
+                })
+                .await;
+        }
         let mut pipe = redis::pipe();
         for (k, init) in keys.iter().zip(inits) {
             pipe.cmd("SET").arg(k).arg(&init[..]).arg("NX").arg("GET");
@@ -621,6 +752,9 @@ impl Backend for RedisStore {
     }
 
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        if self.link.is_cluster() {
+            return self.scan_cluster(pattern, cursor, count).await;
+        }
         let start = parse_cursor(cursor)?;
         let (next, keys): (u64, Vec<String>) = self
             .run(
@@ -639,32 +773,37 @@ impl Backend for RedisStore {
     }
 
     async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        let mut cursor = 0u64;
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_BATCH),
-                )
-                .await?;
-            if !keys.is_empty() {
-                deleted += self.run::<u64>(redis::cmd("UNLINK").arg(&keys)).await?;
+        if self.link.is_cluster() {
+            let mut deleted = 0;
+            for shard in self.link.shards().await? {
+                deleted += self
+                    .delete_matching_on(pattern, Some(shard.first_slot))
+                    .await?;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
+            return Ok(deleted);
         }
+        self.delete_matching_on(pattern, None).await
     }
 
     async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.link.is_cluster() {
+            return self
+                .per_key(keys, |i| async move {
+                    let s: Option<u64> = self
+                        .run(
+                            redis::cmd("MEMORY")
+                                .arg("USAGE")
+                                .arg(&keys[i])
+                                .arg("SAMPLES")
+                                .arg(0),
+                        )
+                        .await?;
+                    Ok(s.unwrap_or(0))
+                })
+                .await;
         }
         let mut pipe = redis::pipe();
         for k in keys {
@@ -687,6 +826,29 @@ impl Backend for RedisStore {
     }
 
     async fn stats(&self) -> Result<StoreStats> {
+        if self.link.is_cluster() {
+            let mut total = StoreStats {
+                keys: 0,
+                bytes: 0,
+                evictions: 0,
+                state: BackendState::Connected,
+            };
+            for shard in self.link.shards().await? {
+                let keys: u64 = self
+                    .on_slot(&redis::cmd("DBSIZE"), shard.first_slot)
+                    .await?;
+                let memory: String = self
+                    .on_slot(redis::cmd("INFO").arg("memory"), shard.first_slot)
+                    .await?;
+                let stats: String = self
+                    .on_slot(redis::cmd("INFO").arg("stats"), shard.first_slot)
+                    .await?;
+                total.keys += keys;
+                total.bytes += info_field(&memory, "used_memory");
+                total.evictions += info_field(&stats, "evicted_keys");
+            }
+            return Ok(total);
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("DBSIZE")
             .cmd("INFO")

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use sharecache::{Cache, Fallback};
-use sharecache_testkit::RedisServer;
+use sharecache_testkit::{RedisCluster, RedisServer};
 
 /// A cache and whatever keeps its backend alive.
 pub struct Ctx {
     pub cache: Cache,
     pub server: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
 }
 
 pub async fn memory() -> Ctx {
@@ -20,6 +21,7 @@ pub async fn memory() -> Ctx {
             .await
             .expect("memory cache"),
         server: None,
+        cluster: None,
     }
 }
 
@@ -34,7 +36,31 @@ pub async fn redis() -> Ctx {
     Ctx {
         cache,
         server: Some(server),
+        cluster: None,
     }
+}
+
+/// A cache on a fresh 6-node Redis Cluster (3 masters, 3 replicas).
+pub async fn cluster() -> Ctx {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .expect("start cluster");
+    let cache = on_cluster(&cluster).await;
+    Ctx {
+        cache,
+        server: None,
+        cluster: Some(cluster),
+    }
+}
+
+/// Another cache on `cluster`.
+pub async fn on_cluster(cluster: &RedisCluster) -> Cache {
+    Cache::builder()
+        .redis(cluster.url())
+        .fallback(Fallback::Fail)
+        .build()
+        .await
+        .expect("cluster cache")
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

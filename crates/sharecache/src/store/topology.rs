@@ -1,0 +1,452 @@
+//! Redis backend URLs: standalone, Cluster and Sentinel.
+//!
+//! * `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS): one server.
+//! * `redis+cluster://[user:password@]host:port[,host:port...]` (or `rediss+cluster://`):
+//!   seed nodes of a Redis Cluster; the rest of the cluster is discovered from them. The
+//!   credentials apply to every node.
+//! * `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]` (or
+//!   `rediss+sentinel://`): the sentinels that monitor `MASTER`. The userinfo holds the
+//!   **data nodes'** credentials; the sentinels' own credentials, if they have any, go in
+//!   the query: `?sentinel_username=...&sentinel_password=...` (percent-encoded).
+//!
+//! A node's URL is rebuilt from the parts (`node_url`) with the userinfo exactly as the
+//! caller wrote it, so percent-encoded passwords stay encoded.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Default ports when a host has none.
+const REDIS_PORT: u16 = 6379;
+const SENTINEL_PORT: u16 = 26379;
+
+/// A host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeAddr {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How to reach Redis, parsed from a backend URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Topology {
+    Standalone {
+        url: String,
+    },
+    Cluster {
+        seeds: Vec<NodeAddr>,
+        /// `user:password` or `:password`, as written (percent-encoded).
+        userinfo: Option<String>,
+        tls: bool,
+    },
+    Sentinel {
+        sentinels: Vec<NodeAddr>,
+        master: String,
+        userinfo: Option<String>,
+        db: i64,
+        sentinel_username: Option<String>,
+        sentinel_password: Option<String>,
+        tls: bool,
+    },
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print credentials.
+        f.write_str(&self.display())
+    }
+}
+
+fn config_err(display: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("invalid Redis URL {display}: {why}"),
+    )
+}
+
+fn parse_hosts(list: &str, default_port: u16, display: &str) -> Result<Vec<NodeAddr>> {
+    let mut out = Vec::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(config_err(display, "empty host in the host list"));
+        }
+        let (host, port) = if let Some(rest) = item.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| config_err(display, format!("unclosed [ in {item:?}")))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None if after.is_empty() => (h, None),
+                None => return Err(config_err(display, format!("bad host {item:?}"))),
+            }
+        } else {
+            match item.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (item, None),
+            }
+        };
+        if host.is_empty()
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
+        {
+            return Err(config_err(display, format!("bad host {item:?}")));
+        }
+        let port =
+            match port {
+                None => default_port,
+                Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    config_err(display, format!("bad port {p:?} (expected 1-65535)"))
+                })?,
+            };
+        out.push(NodeAddr {
+            host: host.to_owned(),
+            port,
+        });
+    }
+    Ok(out)
+}
+
+impl Topology {
+    /// Parses a backend URL. Errors are [`ErrorKind::Config`] and never echo a password.
+    pub(crate) fn parse(url: &str) -> Result<Self> {
+        let display = crate::store::redis::redact_url(url);
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(config_err(
+                &display,
+                "expected redis://, rediss://, redis+cluster:// or redis+sentinel://",
+            ));
+        };
+        let (kind, tls) = match scheme {
+            "redis" | "rediss" | "redis+unix" | "unix" => {
+                return Ok(Self::Standalone {
+                    url: url.to_owned(),
+                });
+            }
+            "redis+cluster" => ("cluster", false),
+            "rediss+cluster" => ("cluster", true),
+            "redis+sentinel" => ("sentinel", false),
+            "rediss+sentinel" => ("sentinel", true),
+            other => {
+                return Err(config_err(
+                    &display,
+                    format!(
+                        "unknown scheme {other:?}; use redis://, rediss://, redis+cluster:// or redis+sentinel://"
+                    ),
+                ));
+            }
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (rest, None),
+        };
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()).filter(|u| !u.is_empty()), h),
+            None => (None, authority),
+        };
+        if hosts.is_empty() {
+            return Err(config_err(&display, "no host given"));
+        }
+        let mut sentinel_username = None;
+        let mut sentinel_password = None;
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match (kind, k.as_ref()) {
+                ("sentinel", "sentinel_username") => sentinel_username = Some(v.into_owned()),
+                ("sentinel", "sentinel_password") => sentinel_password = Some(v.into_owned()),
+                _ => {
+                    return Err(config_err(
+                        &display,
+                        format!(
+                            "unknown query parameter {k:?}{}",
+                            if kind == "sentinel" {
+                                " (known: sentinel_username, sentinel_password)"
+                            } else {
+                                " (a cluster URL takes none)"
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        if kind == "cluster" {
+            if path.is_some_and(|p| !p.is_empty() && p != "0") {
+                return Err(config_err(
+                    &display,
+                    "Redis Cluster has only database 0; remove the /db part",
+                ));
+            }
+            return Ok(Self::Cluster {
+                seeds: parse_hosts(hosts, REDIS_PORT, &display)?,
+                userinfo,
+                tls,
+            });
+        }
+        let path = path.unwrap_or("");
+        let (master, db) = match path.split_once('/') {
+            Some((m, d)) => (m, Some(d)),
+            None => (path, None),
+        };
+        if master.is_empty() {
+            return Err(config_err(
+                &display,
+                "a sentinel URL names its master: redis+sentinel://host:26379/mymaster",
+            ));
+        }
+        if master
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '%')
+        {
+            return Err(config_err(&display, "bad master name"));
+        }
+        let db = match db {
+            None | Some("") => 0,
+            Some(d) => d
+                .parse::<i64>()
+                .ok()
+                .filter(|d| *d >= 0)
+                .ok_or_else(|| config_err(&display, format!("bad database index {d:?}")))?,
+        };
+        Ok(Self::Sentinel {
+            sentinels: parse_hosts(hosts, SENTINEL_PORT, &display)?,
+            master: master.to_owned(),
+            userinfo,
+            db,
+            sentinel_username,
+            sentinel_password,
+            tls,
+        })
+    }
+
+    /// The URL without credentials, for logs and errors.
+    pub(crate) fn display(&self) -> String {
+        let hosts = |h: &[NodeAddr]| {
+            h.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Self::Standalone { url } => crate::store::redis::redact_url(url),
+            Self::Cluster { seeds, tls, .. } => format!(
+                "{}://{}",
+                if *tls {
+                    "rediss+cluster"
+                } else {
+                    "redis+cluster"
+                },
+                hosts(seeds)
+            ),
+            Self::Sentinel {
+                sentinels,
+                master,
+                tls,
+                ..
+            } => format!(
+                "{}://{}/{master}",
+                if *tls {
+                    "rediss+sentinel"
+                } else {
+                    "redis+sentinel"
+                },
+                hosts(sentinels)
+            ),
+        }
+    }
+
+    /// The URL of one data node (cluster node or sentinel-named master), with the data
+    /// nodes' credentials.
+    pub(crate) fn node_url(&self, addr: &NodeAddr) -> String {
+        match self {
+            Self::Standalone { url } => url.clone(),
+            Self::Cluster { userinfo, tls, .. } => build_url(*tls, userinfo.as_deref(), addr, 0),
+            Self::Sentinel {
+                userinfo, tls, db, ..
+            } => build_url(*tls, userinfo.as_deref(), addr, *db),
+        }
+    }
+
+    /// The URL of one sentinel, with the sentinels' credentials.
+    pub(crate) fn sentinel_url(&self, addr: &NodeAddr) -> Option<String> {
+        let Self::Sentinel {
+            sentinel_username,
+            sentinel_password,
+            tls,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let userinfo = match (sentinel_username, sentinel_password) {
+            (None, None) => None,
+            (u, p) => Some(format!(
+                "{}{}",
+                u.as_deref().map(enc).unwrap_or_default(),
+                p.as_deref()
+                    .map(|p| format!(":{}", enc(p)))
+                    .unwrap_or_default()
+            )),
+        };
+        Some(build_url(*tls, userinfo.as_deref(), addr, 0))
+    }
+}
+
+fn build_url(tls: bool, userinfo: Option<&str>, addr: &NodeAddr, db: i64) -> String {
+    let scheme = if tls { "rediss" } else { "redis" };
+    let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let db = if db == 0 {
+        String::new()
+    } else {
+        format!("/{db}")
+    };
+    format!("{scheme}://{auth}{addr}{db}")
+}
+
+/// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of the key, or of the part inside
+/// the first non-empty `{...}` (a hash tag), modulo 16384.
+pub(crate) fn key_slot(key: &[u8]) -> u16 {
+    let part = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    crc16::State::<crc16::XMODEM>::calculate(part) % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from CLUSTER KEYSLOT.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"#lock:ns:{k}"), key_slot(b"#fence:ns:{k}"));
+    }
+
+    #[test]
+    fn standalone_urls_pass_through() {
+        for u in ["redis://h:1", "rediss://u:p@h:1/2", "redis://127.0.0.1"] {
+            assert_eq!(
+                Topology::parse(u).unwrap(),
+                Topology::Standalone { url: u.to_owned() }
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let t =
+            Topology::parse("redis+cluster://:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7002").unwrap();
+        let Topology::Cluster {
+            ref seeds,
+            ref userinfo,
+            tls,
+        } = t
+        else {
+            panic!("not a cluster: {t:?}")
+        };
+        assert!(!tls);
+        assert_eq!(userinfo.as_deref(), Some(":s%40cret"));
+        assert_eq!(seeds.len(), 3);
+        assert_eq!(seeds[1].port, 6379);
+        assert_eq!(seeds[2].host, "::1");
+        assert_eq!(
+            t.node_url(&seeds[2]),
+            "redis://:s%40cret@[::1]:7002".to_owned()
+        );
+        assert_eq!(
+            t.display(),
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:6379,[::1]:7002"
+        );
+        assert!(!format!("{t:?}").contains("cret"));
+        let tls = Topology::parse("rediss+cluster://h:1").unwrap();
+        assert!(
+            tls.node_url(&NodeAddr {
+                host: "x".into(),
+                port: 2
+            })
+            .starts_with("rediss://")
+        );
+    }
+
+    #[test]
+    fn sentinel_urls() {
+        let t = Topology::parse(
+            "redis+sentinel://app:pw@s1:26379,s2/mymaster/3?sentinel_password=sp%26x&sentinel_username=sen",
+        )
+        .unwrap();
+        let Topology::Sentinel {
+            ref sentinels,
+            ref master,
+            db,
+            ..
+        } = t
+        else {
+            panic!("not sentinel")
+        };
+        assert_eq!(master, "mymaster");
+        assert_eq!(db, 3);
+        assert_eq!(sentinels[1].port, 26379);
+        assert_eq!(
+            t.node_url(&NodeAddr {
+                host: "m".into(),
+                port: 6380
+            }),
+            "redis://app:pw@m:6380/3"
+        );
+        assert_eq!(
+            t.sentinel_url(&sentinels[0]).unwrap(),
+            "redis://sen:sp%26x@s1:26379"
+        );
+        assert_eq!(t.display(), "redis+sentinel://s1:26379,s2:26379/mymaster");
+    }
+
+    #[test]
+    fn bad_urls_are_clear_config_errors() {
+        for (u, why) in [
+            ("redis+cluster://", "no host"),
+            ("redis+cluster://h:0", "bad port"),
+            ("redis+cluster://h:99999", "bad port"),
+            ("redis+cluster://h:1,,h:2", "empty host"),
+            ("redis+cluster://h:1/3", "database 0"),
+            ("redis+cluster://h:1?x=1", "unknown query parameter"),
+            ("redis+sentinel://h:1", "names its master"),
+            ("redis+sentinel://h:1/", "names its master"),
+            ("redis+sentinel://h:1/m/x", "bad database"),
+            (
+                "redis+sentinel://h:1/m?password=x",
+                "unknown query parameter",
+            ),
+            ("redis+sentinel://[::1:1/m", "unclosed"),
+            ("redis+sentinel://:topsecret@h:x/m", "bad port"),
+            ("memcached://h", "unknown scheme"),
+            ("h:6379", "expected redis://"),
+        ] {
+            let e = Topology::parse(u).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{u}");
+            assert!(e.message().contains(why), "{u}: {}", e.message());
+            assert!(!e.message().contains("topsecret"), "{u}: {}", e.message());
+        }
+    }
+}

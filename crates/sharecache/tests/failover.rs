@@ -1,0 +1,444 @@
+//! Failover under load, on real processes: a manual `CLUSTER FAILOVER`, an automatic
+//! cluster failover after a master is SIGSTOPped, a Sentinel-driven switch (forced, and
+//! after the master is SIGSTOPped), and the L1 tier across each.
+//!
+//! Writers run while the fault happens; every write the cache acknowledged is read back
+//! afterwards. The figures (unavailability window, failed calls, lost acknowledged
+//! writes) are printed with `--nocapture`, and recorded in `docs/BENCHMARKS.md`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sharecache::{Cache, Fallback, LocalTier, Ttl};
+use sharecache_testkit::{RedisCluster, RedisSentinels};
+
+/// What the writers saw.
+#[derive(Debug, Default)]
+struct Tally {
+    acked: Vec<(String, u64)>,
+    failed: u64,
+    /// First and last failed call: the unavailability window is between them.
+    first_fail: Option<Instant>,
+    last_fail: Option<Instant>,
+    /// Failures seen after `settled` was set (the fault is over).
+    failed_after_settle: u64,
+}
+
+/// Runs `writers` tasks that each set their own keys, in order, until `stop`.
+fn spawn_writers(
+    cache: &Cache,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+    settled: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    (0..writers)
+        .map(|w| {
+            let ns = cache.namespace("fo").unwrap();
+            let (stop, settled) = (stop.clone(), settled.clone());
+            tokio::spawn(async move {
+                let mut t = Tally::default();
+                let mut i = 0u64;
+                // Bounded: at most 200k writes or until told to stop.
+                while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                    let key = format!("w{w}-{i}");
+                    match ns.set(&key, &i, Ttl::secs(600)).await {
+                        Ok(()) => {
+                            t.acked.push((key, i));
+                        }
+                        Err(_) => {
+                            t.failed += 1;
+                            if settled.load(Ordering::Relaxed) {
+                                t.failed_after_settle += 1;
+                            }
+                            let now = Instant::now();
+                            t.first_fail.get_or_insert(now);
+                            t.last_fail = Some(now);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                    i += 1;
+                }
+                t
+            })
+        })
+        .collect()
+}
+
+async fn collect(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+    let mut all = Tally::default();
+    for h in handles {
+        let t = h.await.unwrap();
+        all.acked.extend(t.acked);
+        all.failed += t.failed;
+        all.failed_after_settle += t.failed_after_settle;
+        all.first_fail = match (all.first_fail, t.first_fail) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        all.last_fail = all.last_fail.max(t.last_fail);
+    }
+    all
+}
+
+impl Tally {
+    /// From the first failed call to the last one (zero if none failed).
+    fn window(&self) -> Duration {
+        match (self.first_fail, self.last_fail) {
+            (Some(a), Some(b)) => b - a,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// How many acknowledged writes do not read back (through a fresh cache, in batches).
+async fn lost(cache: &Cache, acked: &[(String, u64)]) -> usize {
+    let ns = cache.namespace("fo").unwrap();
+    let mut lost = 0;
+    for chunk in acked.chunks(500) {
+        let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+        let got: Vec<Option<u64>> = ns.mget(&keys).await.unwrap();
+        lost += chunk
+            .iter()
+            .zip(got)
+            .filter(|((_, v), g)| *g != Some(*v))
+            .count();
+    }
+    lost
+}
+
+async fn cluster_cache(url: String) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .fallback(Fallback::Fail)
+        .command_timeout(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_manual_failover_loses_no_acknowledged_write() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let cache = cluster_cache(cluster.url()).await;
+    let (stop, settled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let master = cluster.masters()[0].port();
+    let started = Instant::now();
+    tokio::task::block_in_place(|| {
+        let m = cluster.nodes().iter().find(|n| n.port() == master).unwrap();
+        cluster.failover(cluster.replica_of(m));
+    });
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    let t = collect(writers).await;
+    let fresh = cluster_cache(cluster.url()).await;
+    let lost = lost(&fresh, &t.acked).await;
+    println!(
+        "cluster manual failover: took {took:?}; writes acknowledged {}, failed {}, failures over {:?}, acknowledged but lost {lost}",
+        t.acked.len(),
+        t.failed,
+        t.window()
+    );
+    assert!(
+        t.acked.len() > 1000,
+        "writers made progress: {}",
+        t.acked.len()
+    );
+    assert_eq!(
+        lost, 0,
+        "a manual failover must not lose an acknowledged write"
+    );
+    assert_eq!(
+        t.failed_after_settle, 0,
+        "writes fail after the failover ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_automatic_failover_resumes_by_itself() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let cache = cluster_cache(cluster.url()).await;
+    let (stop, settled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let master = cluster.masters()[0];
+    let replica = cluster.replica_of(master);
+    let paused_at = Instant::now();
+    master.pause();
+    let promoted =
+        tokio::task::block_in_place(|| cluster.wait_until_master(replica, Duration::from_secs(20)));
+    let promotion = paused_at.elapsed();
+    // Operations must resume without a restart of anything on our side.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let t = collect(writers).await;
+    master.resume();
+    promoted.expect("the replica is promoted");
+    let fresh = cluster_cache(cluster.url()).await;
+    let lost = lost(&fresh, &t.acked).await;
+    println!(
+        "cluster automatic failover (SIGSTOP master): promotion after {promotion:?}; writes acknowledged {}, failed {}, unavailability window {:?}, acknowledged but lost {lost}",
+        t.acked.len(),
+        t.failed,
+        t.window()
+    );
+    assert!(t.failed > 0, "a stopped master must be noticed");
+    assert!(
+        t.window() < Duration::from_secs(15),
+        "window {:?}",
+        t.window()
+    );
+    assert_eq!(
+        t.failed_after_settle, 0,
+        "writes still fail 2 s after the promotion"
+    );
+    // A write acknowledged by the stopped master just before SIGSTOP may not have reached
+    // its replica (Redis replication is asynchronous): reported, and bounded by the
+    // writers in flight.
+    assert!(lost <= 4, "lost {lost} acknowledged writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_is_coherent_across_a_cluster_failover() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let tiered = Cache::builder()
+        .redis(cluster.url())
+        .fallback(Fallback::Fail)
+        .local_tier(LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)))
+        .build()
+        .await
+        .unwrap();
+    let writer = cluster_cache(cluster.url()).await;
+    let (r, w) = (
+        tiered.namespace("fo").unwrap(),
+        writer.namespace("fo").unwrap(),
+    );
+    assert!(
+        support::eventually(Duration::from_secs(5), async || tiered
+            .tier_stats()
+            .unwrap()
+            .link_up)
+        .await
+    );
+    let master = cluster.masters()[0];
+    // Keys on the shard that fails over.
+    let keys: Vec<String> = (0..2000)
+        .map(|i| format!("k{i}"))
+        .filter(|k| {
+            cluster
+                .master_for_slot(RedisCluster::slot_of(format!("fo:{k}")))
+                .port()
+                == master.port()
+        })
+        .take(20)
+        .collect();
+    for k in &keys {
+        w.set(k, &1u32, Ttl::secs(600)).await.unwrap();
+        assert_eq!(r.get::<u32>(k).await.unwrap(), Some(1));
+        assert_eq!(r.get::<u32>(k).await.unwrap(), Some(1));
+    }
+    let before = tiered.tier_stats().unwrap();
+    tokio::task::block_in_place(|| cluster.failover(cluster.replica_of(master)));
+    // Written on the new master right after the switch.
+    for k in &keys {
+        w.set(k, &2u32, Ttl::secs(600)).await.unwrap();
+    }
+    for k in &keys {
+        assert!(
+            support::eventually(Duration::from_secs(3), async || r
+                .get::<u32>(k)
+                .await
+                .ok()
+                .flatten()
+                == Some(2))
+            .await,
+            "stale L1 entry for {k} survived the failover"
+        );
+    }
+    // And it stays fresh: no old entry comes back.
+    for k in &keys {
+        assert_eq!(r.get::<u32>(k).await.unwrap(), Some(2));
+    }
+    let after = tiered.tier_stats().unwrap();
+    assert!(
+        after.flushes > before.flushes,
+        "the topology change flushed L1"
+    );
+    assert!(
+        support::eventually(Duration::from_secs(5), async || tiered
+            .tier_stats()
+            .unwrap()
+            .link_up)
+        .await
+    );
+}
+
+async fn sentinel_cache(url: String, tier: bool) -> Cache {
+    let mut b = Cache::builder()
+        .redis(url)
+        .fallback(Fallback::Fail)
+        .command_timeout(Duration::from_millis(1000));
+    if tier {
+        b = b.local_tier(LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)));
+    }
+    b.build().await.unwrap()
+}
+
+/// READONLY errors a node has answered (a write that reached it while it was a replica).
+fn readonly_errors(node: &sharecache_testkit::RedisServer) -> u64 {
+    let info = node.cmd(&["INFO", "errorstats"]);
+    info.text()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("errorstat_READONLY:count="))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
+    let group = tokio::task::spawn_blocking(|| RedisSentinels::start("mymaster"))
+        .await
+        .unwrap();
+    let cache = sentinel_cache(group.url(), false).await;
+    let old_port = group.master().port();
+    let (stop, settled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let new_port = tokio::task::block_in_place(|| group.failover());
+    let took = started.elapsed();
+    assert_ne!(new_port, old_port);
+    // The old master is reconfigured as a replica some seconds later; until then it still
+    // accepts writes, which would be lost when it resyncs. Keep writing through that.
+    tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(20)))
+        .expect("old master rejoins as a replica");
+    settled.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let t = collect(writers).await;
+    let old = group
+        .servers()
+        .iter()
+        .find(|s| s.port() == old_port)
+        .unwrap();
+    let fresh = sentinel_cache(group.url(), false).await;
+    let lost = lost(&fresh, &t.acked).await;
+    println!(
+        "sentinel forced switch: took {took:?}; writes acknowledged {}, failed {}, failures over {:?}, acknowledged but lost {lost}, READONLY replies from the old master {}",
+        t.acked.len(),
+        t.failed,
+        t.window(),
+        readonly_errors(old)
+    );
+    assert!(t.acked.len() > 1000);
+    assert_eq!(
+        lost, 0,
+        "writes that went to the old master after the switch were lost"
+    );
+    assert_eq!(t.failed_after_settle, 0);
+    assert_eq!(
+        readonly_errors(old),
+        0,
+        "a write reached the demoted master"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_after_sigstop_and_l1_coherence() {
+    let group = tokio::task::spawn_blocking(|| RedisSentinels::start("mymaster"))
+        .await
+        .unwrap();
+    let cache = sentinel_cache(group.url(), false).await;
+    let tiered = sentinel_cache(group.url(), true).await;
+    assert!(
+        support::eventually(Duration::from_secs(5), async || tiered
+            .tier_stats()
+            .unwrap()
+            .link_up)
+        .await
+    );
+    let r = tiered.namespace("l1").unwrap();
+    let w = cache.namespace("l1").unwrap();
+    w.set("k", &1u32, Ttl::secs(600)).await.unwrap();
+    assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
+    assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
+
+    let (stop, settled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = group.master();
+    let old_port = old.port();
+    let paused_at = Instant::now();
+    old.pause();
+    let new_port =
+        tokio::task::block_in_place(|| group.wait_master_change(old_port, Duration::from_secs(20)));
+    let switch = paused_at.elapsed();
+    // The value changes on the new master; the tiered instance must not keep 1.
+    assert!(
+        support::eventually(Duration::from_secs(5), async || w
+            .set("k", &2u32, Ttl::secs(600))
+            .await
+            .is_ok())
+        .await,
+        "writes resume on the new master"
+    );
+    assert!(
+        support::eventually(Duration::from_secs(3), async || r
+            .get::<u32>("k")
+            .await
+            .ok()
+            .flatten()
+            == Some(2))
+        .await,
+        "stale L1 entry survived the sentinel failover"
+    );
+    // The old master comes back believing it is master until the sentinels demote it.
+    old.resume();
+    tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(30)))
+        .expect("old master rejoins as a replica");
+    settled.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let t = collect(writers).await;
+    let fresh = sentinel_cache(group.url(), false).await;
+    let lost = lost(&fresh, &t.acked).await;
+    println!(
+        "sentinel failover (SIGSTOP master): new master {new_port} after {switch:?}; writes acknowledged {}, failed {}, unavailability window {:?}, acknowledged but lost {lost}",
+        t.acked.len(),
+        t.failed,
+        t.window()
+    );
+    assert_eq!(r.get::<u32>("k").await.unwrap(), Some(2));
+    assert!(t.failed > 0);
+    assert_eq!(t.failed_after_settle, 0);
+    assert!(lost <= 4, "lost {lost} acknowledged writes");
+}
