@@ -56,3 +56,29 @@ stop_redis() {
   fi
   [ -n "${REDIS_DIR:-}" ] && rm -rf "$REDIS_DIR"
 }
+
+# Prints the first port of N consecutive ports on 127.0.0.1 that are free right now, and
+# whose cluster bus ports (port + 10000) are free too.
+free_port_range() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    base = random.randint(20000, 40000)
+    socks = []
+    try:
+        for p in list(range(base, base + n)) + list(range(base + 10000, base + 10000 + n)):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            socks.append(s)
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+else:
+    sys.exit("no free port range found")
+PY
+}

@@ -125,5 +125,6 @@ pub(crate) fn is_connection_class(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                | redis::ErrorKind::ClusterConnectionNotFound
         )
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sharecache::queue::ClaimOptions;
 use sharecache::ratelimit::Limit;
-use sharecache::{Cache, Fallback, LocalTier, Ttl};
+use sharecache::Ttl;
 use sharecache_testkit::RedisCluster;
 
 async fn start() -> RedisCluster {
@@ -216,13 +216,7 @@ async fn coordination_primitives_on_a_cluster() {
 #[tokio::test]
 async fn l1_stays_coherent_on_every_shard() {
     let cluster = start().await;
-    let tiered = Cache::builder()
-        .redis(cluster.url())
-        .fallback(Fallback::Fail)
-        .local_tier(LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)))
-        .build()
-        .await
-        .unwrap();
+    let tiered = support::tiered(cluster.url()).await;
     let writer = support::on_cluster(&cluster).await;
     let (r, w) = (
         tiered.namespace("l1").unwrap(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sharecache::{Cache, Fallback, LocalTier, Ttl};
+use sharecache::{Cache, Fallback, Ttl};
 use sharecache_testkit::{RedisCluster, RedisSentinels};
 
 /// What the writers saw.
@@ -27,60 +27,74 @@ struct Tally {
     failed_after_settle: u64,
 }
 
-/// Runs `writers` tasks that each set their own keys, in order, until `stop`.
-fn spawn_writers(
-    cache: &Cache,
-    writers: usize,
+/// Writers that each set their own keys, in order, while a fault is injected.
+struct Load {
     stop: Arc<AtomicBool>,
     settled: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Tally>> {
-    (0..writers)
-        .map(|w| {
-            let ns = cache.namespace("fo").unwrap();
-            let (stop, settled) = (stop.clone(), settled.clone());
-            tokio::spawn(async move {
-                let mut t = Tally::default();
-                let mut i = 0u64;
-                // Bounded: at most 200k writes or until told to stop.
-                while !stop.load(Ordering::Relaxed) && i < 200_000 {
-                    let key = format!("w{w}-{i}");
-                    match ns.set(&key, &i, Ttl::secs(600)).await {
-                        Ok(()) => {
-                            t.acked.push((key, i));
-                        }
-                        Err(_) => {
-                            t.failed += 1;
-                            if settled.load(Ordering::Relaxed) {
-                                t.failed_after_settle += 1;
-                            }
-                            let now = Instant::now();
-                            t.first_fail.get_or_insert(now);
-                            t.last_fail = Some(now);
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
-                    i += 1;
-                }
-                t
-            })
-        })
-        .collect()
+    handles: Vec<tokio::task::JoinHandle<Tally>>,
 }
 
-async fn collect(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
-    let mut all = Tally::default();
-    for h in handles {
-        let t = h.await.unwrap();
-        all.acked.extend(t.acked);
-        all.failed += t.failed;
-        all.failed_after_settle += t.failed_after_settle;
-        all.first_fail = match (all.first_fail, t.first_fail) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        all.last_fail = all.last_fail.max(t.last_fail);
+impl Load {
+    /// Starts four writers on `cache`.
+    fn start(cache: &Cache) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let settled = Arc::new(AtomicBool::new(false));
+        let handles = (0..4)
+            .map(|w| {
+                let ns = cache.namespace("fo").unwrap();
+                let (stop, settled) = (stop.clone(), settled.clone());
+                tokio::spawn(async move {
+                    let mut t = Tally::default();
+                    let mut i = 0u64;
+                    // Bounded: at most 200k writes or until told to stop.
+                    while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                        let key = format!("w{w}-{i}");
+                        match ns.set(&key, &i, Ttl::secs(600)).await {
+                            Ok(()) => t.acked.push((key, i)),
+                            Err(_) => {
+                                t.failed += 1;
+                                if settled.load(Ordering::Relaxed) {
+                                    t.failed_after_settle += 1;
+                                }
+                                let now = Instant::now();
+                                t.first_fail.get_or_insert(now);
+                                t.last_fail = Some(now);
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        }
+                        i += 1;
+                    }
+                    t
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            settled,
+            handles,
+        }
     }
-    all
+
+    /// The fault is over: failures from now on are counted apart. Writes go on for
+    /// `tail`, then stop; returns what all writers saw.
+    async fn finish(self, tail: Duration) -> Tally {
+        self.settled.store(true, Ordering::Relaxed);
+        tokio::time::sleep(tail).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for h in self.handles {
+            let t = h.await.unwrap();
+            all.acked.extend(t.acked);
+            all.failed += t.failed;
+            all.failed_after_settle += t.failed_after_settle;
+            all.first_fail = match (all.first_fail, t.first_fail) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            all.last_fail = all.last_fail.max(t.last_fail);
+        }
+        all
+    }
 }
 
 impl Tally {
@@ -109,7 +123,7 @@ async fn lost(cache: &Cache, acked: &[(String, u64)]) -> usize {
     lost
 }
 
-async fn cluster_cache(url: String) -> Cache {
+async fn writer_cache(url: String) -> Cache {
     Cache::builder()
         .redis(url)
         .fallback(Fallback::Fail)
@@ -124,12 +138,8 @@ async fn cluster_manual_failover_loses_no_acknowledged_write() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
-    let cache = cluster_cache(cluster.url()).await;
-    let (stop, settled) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    let cache = writer_cache(cluster.url()).await;
+    let load = Load::start(&cache);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let master = cluster.masters()[0].port();
     let started = Instant::now();
@@ -139,11 +149,8 @@ async fn cluster_manual_failover_loses_no_acknowledged_write() {
     });
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    settled.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.store(true, Ordering::Relaxed);
-    let t = collect(writers).await;
-    let fresh = cluster_cache(cluster.url()).await;
+    let t = load.finish(Duration::from_millis(700)).await;
+    let fresh = writer_cache(cluster.url()).await;
     let lost = lost(&fresh, &t.acked).await;
     println!(
         "cluster manual failover: took {took:?}; writes acknowledged {}, failed {}, failures over {:?}, acknowledged but lost {lost}",
@@ -171,12 +178,8 @@ async fn cluster_automatic_failover_resumes_by_itself() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
-    let cache = cluster_cache(cluster.url()).await;
-    let (stop, settled) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    let cache = writer_cache(cluster.url()).await;
+    let load = Load::start(&cache);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
@@ -187,13 +190,10 @@ async fn cluster_automatic_failover_resumes_by_itself() {
     let promotion = paused_at.elapsed();
     // Operations must resume without a restart of anything on our side.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    settled.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    let t = collect(writers).await;
+    let t = load.finish(Duration::from_secs(1)).await;
     master.resume();
     promoted.expect("the replica is promoted");
-    let fresh = cluster_cache(cluster.url()).await;
+    let fresh = writer_cache(cluster.url()).await;
     let lost = lost(&fresh, &t.acked).await;
     println!(
         "cluster automatic failover (SIGSTOP master): promotion after {promotion:?}; writes acknowledged {}, failed {}, unavailability window {:?}, acknowledged but lost {lost}",
@@ -222,14 +222,8 @@ async fn l1_is_coherent_across_a_cluster_failover() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
-    let tiered = Cache::builder()
-        .redis(cluster.url())
-        .fallback(Fallback::Fail)
-        .local_tier(LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)))
-        .build()
-        .await
-        .unwrap();
-    let writer = cluster_cache(cluster.url()).await;
+    let tiered = support::tiered(cluster.url()).await;
+    let writer = writer_cache(cluster.url()).await;
     let (r, w) = (
         tiered.namespace("fo").unwrap(),
         writer.namespace("fo").unwrap(),
@@ -295,14 +289,10 @@ async fn l1_is_coherent_across_a_cluster_failover() {
 }
 
 async fn sentinel_cache(url: String, tier: bool) -> Cache {
-    let mut b = Cache::builder()
-        .redis(url)
-        .fallback(Fallback::Fail)
-        .command_timeout(Duration::from_millis(1000));
     if tier {
-        b = b.local_tier(LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)));
+        return support::tiered(url).await;
     }
-    b.build().await.unwrap()
+    writer_cache(url).await
 }
 
 /// READONLY errors a node has answered (a write that reached it while it was a replica).
@@ -324,11 +314,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
         .unwrap();
     let cache = sentinel_cache(group.url(), false).await;
     let old_port = group.master().port();
-    let (stop, settled) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    let load = Load::start(&cache);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let new_port = tokio::task::block_in_place(|| group.failover());
@@ -338,10 +324,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
     // accepts writes, which would be lost when it resyncs. Keep writing through that.
     tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(20)))
         .expect("old master rejoins as a replica");
-    settled.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let t = collect(writers).await;
+    let t = load.finish(Duration::from_millis(500)).await;
     let old = group
         .servers()
         .iter()
@@ -389,11 +372,7 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
     assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
 
-    let (stop, settled) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let writers = spawn_writers(&cache, 4, stop.clone(), settled.clone());
+    let load = Load::start(&cache);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old = group.master();
     let old_port = old.port();
@@ -425,10 +404,7 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     old.resume();
     tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(30)))
         .expect("old master rejoins as a replica");
-    settled.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let t = collect(writers).await;
+    let t = load.finish(Duration::from_millis(500)).await;
     let fresh = sentinel_cache(group.url(), false).await;
     let lost = lost(&fresh, &t.acked).await;
     println!(

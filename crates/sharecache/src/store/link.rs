@@ -37,6 +37,8 @@ pub(crate) enum Conn {
     /// A sentinel-resolved master; carries which resolution it came from, so an error
     /// drops exactly that connection.
     Sentinel(MultiplexedConnection, Arc<Master>),
+    /// A cluster node's own connection, chosen by slot (the direct route).
+    Node(MultiplexedConnection),
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -48,6 +50,7 @@ impl redis::aio::ConnectionLike for Conn {
             Self::Manager(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
             Self::Sentinel(c, _) => c.req_packed_command(cmd),
+            Self::Node(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -61,6 +64,7 @@ impl redis::aio::ConnectionLike for Conn {
             Self::Manager(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(c, _) => c.req_packed_commands(pipeline, offset, count),
+            Self::Node(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -69,6 +73,7 @@ impl redis::aio::ConnectionLike for Conn {
             Self::Manager(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
             Self::Sentinel(c, _) => c.get_db(),
+            Self::Node(c) => c.get_db(),
         }
     }
 }
@@ -148,9 +153,12 @@ impl Link {
                 connecting: tokio::sync::Mutex::new(()),
                 seen: parking_lot::Mutex::new(ClusterView {
                     shards: Vec::new(),
+                    ranges: Vec::new(),
                     nodes: seeds.clone(),
                 }),
                 watcher: AtomicBool::new(false),
+                routes: ArcSwapOption::empty(),
+                recheck: tokio::sync::Notify::new(),
             }))),
             Topology::Sentinel { .. } => Ok(Self::Sentinel(Arc::new(SentinelLink {
                 topo: topo.clone(),
@@ -177,9 +185,44 @@ impl Link {
         }
     }
 
+    /// The direct connection to the master of `key`'s slot (cluster only; `None` when
+    /// the route is unknown, and the redis-rs cluster connection is used instead).
+    #[inline]
+    pub(crate) fn route(&self, key: &[u8]) -> Option<Conn> {
+        match self {
+            Self::Cluster(c) => c.route(key).map(Conn::Node),
+            _ => None,
+        }
+    }
+
+    /// Keys grouped by node (direct connections), then by slot; `None` unless every key
+    /// has a direct route.
+    pub(crate) fn by_node(&self, keys: &[&str]) -> Option<Vec<(Conn, Vec<Vec<usize>>)>> {
+        match self {
+            Self::Cluster(c) => Some(
+                c.by_node(keys)?
+                    .into_iter()
+                    .map(|(conn, slots)| (Conn::Node(conn), slots))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// A direct route answered with a redirect or failed: stop using direct routes until
+    /// the topology was checked again.
+    pub(crate) fn routes_stale(&self) {
+        if let Self::Cluster(c) = self {
+            c.routes_stale();
+        }
+    }
+
     /// Tells the link a command on `conn` failed with `e`, so a sentinel link stops using
     /// a connection that is broken or no longer on the master.
     pub(crate) fn failed(&self, conn: &Conn, e: &Error) {
+        if matches!(conn, Conn::Node(_)) && e.is_unavailable() {
+            self.routes_stale();
+        }
         if let (Self::Sentinel(s), Conn::Sentinel(_, m)) = (self, conn)
             && e.is_unavailable()
         {
@@ -347,12 +390,13 @@ fn node_addr(v: &redis::Value) -> Option<NodeAddr> {
 fn parse_slots(v: redis::Value) -> Result<ClusterView> {
     use redis::Value;
     let bad = || Error::new(ErrorKind::Backend, "unexpected CLUSTER SLOTS reply");
-    let Value::Array(ranges) = v else {
+    let Value::Array(rows) = v else {
         return Err(bad());
     };
     let mut shards: Vec<Shard> = Vec::new();
+    let mut ranges = Vec::new();
     let mut replicas: Vec<NodeAddr> = Vec::new();
-    for r in ranges {
+    for r in rows {
         let Value::Array(parts) = r else {
             return Err(bad());
         };
@@ -360,7 +404,13 @@ fn parse_slots(v: redis::Value) -> Result<ClusterView> {
             Some(Value::Int(i)) => u16::try_from(*i).map_err(|_| bad())?,
             _ => return Err(bad()),
         };
+        let end = match parts.get(1) {
+            Some(Value::Int(i)) => u16::try_from(*i).ok().filter(|e| *e < 16384 && *e >= start),
+            _ => None,
+        }
+        .ok_or_else(bad)?;
         let master = parts.get(2).and_then(node_addr).ok_or_else(bad)?;
+        ranges.push((start, end, master.clone()));
         for rep in parts.iter().skip(3).filter_map(node_addr) {
             if !replicas.contains(&rep) {
                 replicas.push(rep);
@@ -381,13 +431,20 @@ fn parse_slots(v: redis::Value) -> Result<ClusterView> {
         .filter(|r| !nodes.contains(r))
         .collect();
     nodes.extend(extra);
-    Ok(ClusterView { shards, nodes })
+    ranges.sort_by_key(|r| r.0);
+    Ok(ClusterView {
+        shards,
+        ranges,
+        nodes,
+    })
 }
 
 /// What a cluster looked like at the last check.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClusterView {
     pub(crate) shards: Vec<Shard>,
+    /// Every slot range and its master.
+    ranges: Vec<(u16, u16, NodeAddr)>,
     /// Every node, masters first: where to ask next time.
     nodes: Vec<NodeAddr>,
 }
@@ -409,7 +466,20 @@ pub(crate) struct ClusterLink {
     connecting: tokio::sync::Mutex<()>,
     seen: parking_lot::Mutex<ClusterView>,
     watcher: AtomicBool,
+    /// The direct route: slot -> master connection. `None` while unknown or suspect;
+    /// commands then go through the redis-rs cluster connection.
+    routes: ArcSwapOption<Routes>,
+    /// Wakes the watcher for an immediate check (a redirect, a failed node).
+    recheck: tokio::sync::Notify,
 }
+
+/// Slot -> node, with one multiplexed connection per master.
+pub(crate) struct Routes {
+    slot_node: Vec<u16>,
+    nodes: Vec<MultiplexedConnection>,
+}
+
+const NO_NODE: u16 = u16::MAX;
 
 /// How long one node may take to answer `CLUSTER SLOTS` before the next is asked.
 const SLOTS_PROBE: Duration = Duration::from_millis(300);
@@ -434,7 +504,96 @@ impl ClusterLink {
         if !self.watcher.swap(true, Ordering::AcqRel) {
             tokio::spawn(watch_cluster(Arc::downgrade(self)));
         }
+        // Direct routes right away, not at the first watcher tick.
+        self.recheck.notify_one();
         Ok(c)
+    }
+
+    /// The direct connection for `key`'s slot, if the route is known.
+    fn route(&self, key: &[u8]) -> Option<MultiplexedConnection> {
+        let routes = self.routes.load();
+        let r = routes.as_ref()?;
+        let node = r.slot_node[usize::from(super::topology::key_slot(key))];
+        (node != NO_NODE).then(|| r.nodes[usize::from(node)].clone())
+    }
+
+    /// Keys grouped by node, then by slot, if every key has a direct route.
+    fn by_node(&self, keys: &[&str]) -> Option<Vec<(MultiplexedConnection, Vec<Vec<usize>>)>> {
+        let routes = self.routes.load();
+        let r = routes.as_ref()?;
+        let mut per_node: Vec<std::collections::HashMap<u16, Vec<usize>>> =
+            vec![std::collections::HashMap::new(); r.nodes.len()];
+        for (i, k) in keys.iter().enumerate() {
+            let slot = super::topology::key_slot(k.as_bytes());
+            let node = r.slot_node[usize::from(slot)];
+            if node == NO_NODE {
+                return None;
+            }
+            per_node[usize::from(node)].entry(slot).or_default().push(i);
+        }
+        Some(
+            per_node
+                .into_iter()
+                .enumerate()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(n, m)| (r.nodes[n].clone(), m.into_values().collect()))
+                .collect(),
+        )
+    }
+
+    /// Drops the direct routes (a redirect or a failed node) and asks for a check now.
+    fn routes_stale(&self) {
+        if self.routes.swap(None).is_some() {
+            tracing::debug!("cluster: direct routes dropped; checking the topology");
+        }
+        self.recheck.notify_one();
+    }
+
+    /// Connects to every master of `view` and maps each slot to its connection. A master
+    /// that does not connect leaves its slots to the redis-rs connection.
+    async fn build_routes(&self, view: &ClusterView) -> Routes {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.opts.connect_timeout))
+            .set_response_timeout(Some(self.opts.command_timeout));
+        let masters: Vec<NodeAddr> = view.shards.iter().map(|s| s.master.clone()).collect();
+        let conns = futures_util::future::join_all(masters.iter().map(|m| {
+            let url = self.topo.node_url(m);
+            let cfg = cfg.clone();
+            async move {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut c = tokio::time::timeout(
+                    self.opts.connect_timeout,
+                    client.get_multiplexed_async_connection_with_config(&cfg),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                // Only a node that still calls itself master gets a route.
+                let role = tokio::time::timeout(SLOTS_PROBE, node_role(&mut c))
+                    .await
+                    .ok()?
+                    .ok()?;
+                (role == "master").then_some(c)
+            }
+        }))
+        .await;
+        let mut slot_node = vec![NO_NODE; 16384];
+        let mut nodes = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for (m, c) in masters.iter().zip(conns) {
+            if let Some(c) = c {
+                index.insert(m.clone(), nodes.len() as u16);
+                nodes.push(c);
+            }
+        }
+        for (start, end, m) in &view.ranges {
+            if let Some(&n) = index.get(m) {
+                for s in *start..=*end {
+                    slot_node[usize::from(s)] = n;
+                }
+            }
+        }
+        Routes { slot_node, nodes }
     }
 
     async fn connect(&self, seeds: &[NodeAddr]) -> Result<ClusterConnection> {
@@ -515,9 +674,10 @@ impl ClusterLink {
             return Ok(());
         };
         let view = self.fetch_on((*conn).clone()).await?;
-        let changed = {
+        let (changed, moved) = {
             let mut seen = self.seen.lock();
             let changed = !seen.shards.is_empty() && seen.shards != view.shards;
+            let moved = seen.ranges != view.ranges;
             // Remember every node ever seen answering, so a later check can still find
             // one if the current masters stop.
             let mut nodes = view.nodes.clone();
@@ -529,8 +689,12 @@ impl ClusterLink {
             );
             seen.nodes = nodes;
             seen.shards = view.shards.clone();
-            changed
+            seen.ranges = view.ranges.clone();
+            (changed, moved)
         };
+        if moved || changed {
+            self.routes.store(None);
+        }
         if changed {
             let masters: Vec<NodeAddr> = view.shards.iter().map(|s| s.master.clone()).collect();
             let fresh = self.connect(&masters).await?;
@@ -540,14 +704,27 @@ impl ClusterLink {
                 "cluster masters changed (failover or resharding): reconnected with the new slot map"
             );
         }
+        if self.routes.load().is_none() {
+            let routes = self.build_routes(&view).await;
+            // Only if nothing changed meanwhile.
+            if self.seen.lock().ranges == view.ranges {
+                self.routes.store(Some(Arc::new(routes)));
+            }
+        }
         Ok(())
     }
 }
 
 async fn watch_cluster(link: std::sync::Weak<ClusterLink>) {
     loop {
-        tokio::time::sleep(CLUSTER_WATCH).await;
         let Some(l) = link.upgrade() else { return };
+        let wake = async {
+            tokio::select! {
+                _ = tokio::time::sleep(CLUSTER_WATCH) => {}
+                _ = l.recheck.notified() => {}
+            }
+        };
+        wake.await;
         if let Err(e) = l.check_topology().await {
             tracing::debug!(error = %e, "cluster topology check failed");
         }

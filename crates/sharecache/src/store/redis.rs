@@ -114,21 +114,41 @@ impl RedisStore {
     /// Runs one request under the command timeout and tells the link about failures
     /// (a Sentinel link drops a connection that failed, so the next request asks the
     /// sentinels again).
-    async fn exec<T, F>(&self, f: F) -> Result<T>
+    async fn exec<T, F, Fut>(&self, key: Option<&[u8]>, f: F) -> Result<T>
     where
-        F: AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let started = tokio::time::Instant::now();
-        let mut conn = match tokio::time::timeout(self.opts.command_timeout, self.link.conn()).await
-        {
+        // Cluster: straight to the slot's master over its own connection when the route
+        // is known. A redirect (the slot moved) is not an execution: retry through the
+        // redis-rs cluster connection, which follows it, and re-check the topology.
+        if let Some(conn) = key.and_then(|k| self.link.route(k)) {
+            match tokio::time::timeout(self.opts.command_timeout, f(conn.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if is_redirect(&e) => self.link.routes_stale(),
+                Ok(Err(e)) => {
+                    let e = Error::from(e);
+                    self.link.failed(&conn, &e);
+                    return Err(e);
+                }
+                Err(_) => {
+                    let e = self.timeout_error();
+                    self.link.failed(&conn, &e);
+                    return Err(e);
+                }
+            }
+        }
+        let conn = match tokio::time::timeout(self.opts.command_timeout, self.link.conn()).await {
             Ok(c) => c?,
             Err(_) => return Err(self.timeout_error()),
         };
         let left = self.opts.command_timeout.saturating_sub(started.elapsed());
-        let r = match tokio::time::timeout(left.max(Duration::from_millis(1)), f(&mut conn)).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(self.timeout_error()),
-        };
+        let r =
+            match tokio::time::timeout(left.max(Duration::from_millis(1)), f(conn.clone())).await {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(self.timeout_error()),
+            };
         if let Err(e) = &r {
             self.link.failed(&conn, e);
         }
@@ -136,20 +156,32 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.exec(async |c| cmd.query_async::<T>(c).await).await
+        self.exec(route_key(cmd), |mut c| async move {
+            cmd.query_async::<T>(&mut c).await
+        })
+        .await
     }
 
     async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        self.exec(async |c| pipe.query_async::<T>(c).await).await
+        let key = pipe.cmd_iter().find_map(route_key);
+        self.exec(
+            key,
+            |mut c| async move { pipe.query_async::<T>(&mut c).await },
+        )
+        .await
     }
 
     /// Runs a script invocation under the command timeout. redis-rs sends EVALSHA and,
     /// on NOSCRIPT (a restart, SCRIPT FLUSH), the script itself.
     async fn run_script<T: redis::FromRedisValue>(
         &self,
+        key: &str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        self.exec(async |c| inv.invoke_async::<T>(c).await).await
+        self.exec(Some(key.as_bytes()), |mut c| async move {
+            inv.invoke_async::<T>(&mut c).await
+        })
+        .await
     }
 
     async fn mset_chunk(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
@@ -174,6 +206,57 @@ impl RedisStore {
             self.run_pipe::<()>(&pipe).await?;
         }
         Ok(())
+    }
+
+    /// Cluster: one command per slot (`per_slot` builds it from that slot's keys), sent as
+    /// one pipeline per node over the direct connections, all nodes at once. Returns each
+    /// slot's key indexes with its reply. `None` when a route is unknown or a node
+    /// redirected (the slot moved): the caller then uses the cluster connection, which
+    /// follows redirects. (A redirect met halfway through an `UNLINK` can make the
+    /// returned count low: keys deleted before it are not found again.)
+    async fn by_node<T: redis::FromRedisValue>(
+        &self,
+        keys: &[String],
+        per_slot: impl Fn(&[usize]) -> redis::Cmd,
+    ) -> Option<Result<Vec<(Vec<usize>, T)>>> {
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let groups = self.link.by_node(&refs)?;
+        let runs = groups.into_iter().map(|(conn, slots)| {
+            let mut pipe = redis::pipe();
+            for idx in &slots {
+                pipe.add_command(per_slot(idx));
+            }
+            async move {
+                let mut c = conn.clone();
+                let r = tokio::time::timeout(
+                    self.opts.command_timeout,
+                    pipe.query_async::<Vec<T>>(&mut c),
+                )
+                .await;
+                (conn, slots, r)
+            }
+        });
+        let mut out = Vec::new();
+        for (conn, slots, r) in futures_util::future::join_all(runs).await {
+            match r {
+                Ok(Ok(vals)) => out.extend(slots.into_iter().zip(vals)),
+                Ok(Err(e)) if is_redirect(&e) => {
+                    self.link.routes_stale();
+                    return None;
+                }
+                Ok(Err(e)) => {
+                    let e = Error::from(e);
+                    self.link.failed(&conn, &e);
+                    return Some(Err(e));
+                }
+                Err(_) => {
+                    let e = self.timeout_error();
+                    self.link.failed(&conn, &e);
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(Ok(out))
     }
 
     /// Runs `f` for each key at once (cluster: keys of different slots cannot share a
@@ -292,6 +375,48 @@ impl RedisStore {
     }
 }
 
+/// Whether a cluster redirect (or a transient cluster state) kept a command from running.
+fn is_redirect(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as S;
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(S::Moved | S::Ask | S::TryAgain | S::ClusterDown)
+    ) || e.code().is_some_and(|c| {
+        matches!(
+            c,
+            "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "EXECABORT"
+        )
+    })
+}
+
+/// The key a command is routed by on a cluster (`None`: no single key; the cluster
+/// connection decides).
+fn route_key(cmd: &redis::Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter().map(|a| match a {
+        redis::Arg::Simple(b) => Some(b),
+        _ => None,
+    });
+    let name = args.next()??;
+    let first = args.next()??;
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    if is("MEMORY") {
+        return args.next()?;
+    }
+    if is("MGET") || is("UNLINK") || is("DEL") || is("EXISTS") {
+        // Several keys may span slots: only a single key routes directly.
+        return args.next().is_none().then_some(first);
+    }
+    if [
+        "PING", "INFO", "DBSIZE", "SCAN", "MULTI", "EXEC", "CLUSTER", "ROLE",
+    ]
+    .iter()
+    .any(|n| is(n))
+    {
+        return None;
+    }
+    Some(first)
+}
+
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
     let mut c = redis::cmd("SET");
     c.arg(key).arg(value);
@@ -371,6 +496,25 @@ impl Backend for RedisStore {
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        if self.link.is_cluster()
+            && let Some(r) = self
+                .by_node::<Vec<Option<Vec<u8>>>>(keys, |idx| {
+                    let mut c = redis::cmd("MGET");
+                    for &i in idx {
+                        c.arg(&keys[i]);
+                    }
+                    c
+                })
+                .await
+        {
+            let mut out = vec![None; keys.len()];
+            for (idx, vals) in r? {
+                for (i, v) in idx.into_iter().zip(vals) {
+                    out[i] = v.map(Bytes::from);
+                }
+            }
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MULTI_BATCH) {
             let vals: Vec<Option<Vec<u8>>> = self.run(redis::cmd("MGET").arg(chunk)).await?;
@@ -417,7 +561,7 @@ impl Backend for RedisStore {
         });
         let mut inv = SCRIPT.key(key);
         inv.arg(&value[..]);
-        Ok(self.run_script::<i64>(&inv).await? == 1)
+        Ok(self.run_script::<i64>(key, &inv).await? == 1)
     }
 
     async fn rate_limit(
@@ -438,7 +582,7 @@ impl Backend for RedisStore {
             .arg(limit.period.as_millis().max(1) as u64)
             .arg(limit.cost);
         let (allowed, remaining, retry, reset) =
-            self.run_script::<(u64, u64, u64, u64)>(&inv).await?;
+            self.run_script::<(u64, u64, u64, u64)>(key, &inv).await?;
         Ok(crate::ratelimit::Decision {
             allowed: allowed == 1,
             remaining,
@@ -465,7 +609,7 @@ impl Backend for RedisStore {
         inv.key(fence_key)
             .arg(&token[..])
             .arg(ttl.as_millis().max(1) as u64);
-        self.run_script::<Option<u64>>(&inv).await
+        self.run_script::<Option<u64>>(key, &inv).await
     }
 
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
@@ -572,7 +716,9 @@ impl Backend for RedisStore {
             .arg(count)
             .arg(opts.visibility.as_millis().max(1) as u64)
             .arg(opts.max_deliveries);
-        let rows = self.run_script::<Vec<(String, Vec<u8>, u64)>>(&inv).await?;
+        let rows = self
+            .run_script::<Vec<(String, Vec<u8>, u64)>>(key, &inv)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, payload, deliveries)| crate::queue::QueueMessage {
@@ -593,7 +739,7 @@ impl Backend for RedisStore {
         for id in ids {
             inv.arg(id);
         }
-        self.run_script::<u64>(&inv).await
+        self.run_script::<u64>(key, &inv).await
     }
 
     async fn queue_dead(
@@ -654,7 +800,7 @@ impl Backend for RedisStore {
         });
         let mut inv = SCRIPT.key(key);
         inv.arg(member).arg(ttl.as_millis().max(1) as u64);
-        self.run_script::<i64>(&inv).await.map(|_| ())
+        self.run_script::<i64>(key, &inv).await.map(|_| ())
     }
 
     async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
@@ -669,7 +815,7 @@ impl Backend for RedisStore {
         });
         let mut inv = SCRIPT.key(key);
         inv.arg(member);
-        Ok(self.run_script::<i64>(&inv).await? == 1)
+        Ok(self.run_script::<i64>(key, &inv).await? == 1)
     }
 
     async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
@@ -686,7 +832,7 @@ impl Backend for RedisStore {
             )
         });
         let inv = SCRIPT.key(key);
-        let flat: Vec<String> = self.run_script(&inv).await?;
+        let flat: Vec<String> = self.run_script(key, &inv).await?;
         Ok(flat
             .chunks(2)
             .filter_map(|c| {
@@ -707,7 +853,7 @@ impl Backend for RedisStore {
         });
         let mut inv = SCRIPT.key(key);
         inv.arg(&token[..]).arg(ttl.as_millis().max(1) as u64);
-        Ok(self.run_script::<i64>(&inv).await? == 1)
+        Ok(self.run_script::<i64>(key, &inv).await? == 1)
     }
 
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
@@ -740,6 +886,19 @@ impl Backend for RedisStore {
     }
 
     async fn del(&self, keys: &[String]) -> Result<u64> {
+        if self.link.is_cluster()
+            && let Some(r) = self
+                .by_node::<u64>(keys, |idx| {
+                    let mut c = redis::cmd("UNLINK");
+                    for &i in idx {
+                        c.arg(&keys[i]);
+                    }
+                    c
+                })
+                .await
+        {
+            return Ok(r?.into_iter().map(|(_, n)| n).sum());
+        }
         let mut n = 0;
         for chunk in keys.chunks(MULTI_BATCH) {
             n += self.run::<u64>(redis::cmd("UNLINK").arg(chunk)).await?;

@@ -63,6 +63,20 @@ pub async fn on_cluster(cluster: &RedisCluster) -> Cache {
         .expect("cluster cache")
 }
 
+/// A cache with an L1 tier (tracking probed every 100 ms) on the Redis at `url`.
+pub async fn tiered(url: String) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .fallback(Fallback::Fail)
+        .command_timeout(Duration::from_millis(1000))
+        .local_tier(
+            sharecache::LocalTier::max_bytes(8 << 20).probe_interval(Duration::from_millis(100)),
+        )
+        .build()
+        .await
+        .expect("tiered cache")
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
