@@ -138,7 +138,7 @@ async fn run(hub: Weak<Hub>) {
             let client = redis::Client::open(url.as_str())?;
             Ok::<_, crate::Error>(client.get_async_pubsub().await?)
         };
-        match tokio::time::timeout(Duration::from_secs(5), conn)
+        match tokio::time::timeout(Duration::from_secs(2), conn)
             .await
             .unwrap_or_else(|_| {
                 Err(crate::Error::new(
@@ -158,6 +158,10 @@ async fn run(hub: Weak<Hub>) {
                     *h.sink.lock() = Some(sink);
                     h.up.send_replace(true);
                 }
+                // A stopped node (SIGSTOP, a partition) closes nothing: ping it every
+                // second, and resubscribe elsewhere when it does not answer.
+                let mut alive = tokio::time::interval(Duration::from_secs(1));
+                alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     let msg = tokio::select! {
                         m = stream.next() => m,
@@ -166,6 +170,21 @@ async fn run(hub: Weak<Hub>) {
                             Some(w) => { let _ = w.changed().await; }
                             None => std::future::pending().await,
                         } } => None,
+                        _ = alive.tick() => {
+                            let Some(h) = hub.upgrade() else { return };
+                            let sink = h.sink.lock().clone();
+                            drop(h);
+                            let Some(mut sink) = sink else { break };
+                            match tokio::time::timeout(
+                                Duration::from_secs(1),
+                                sink.ping::<redis::Value>(),
+                            )
+                            .await
+                            {
+                                Ok(Ok(_)) => continue,
+                                _ => None,
+                            }
+                        }
                     };
                     let Some(msg) = msg else { break };
                     let Some(h) = hub.upgrade() else { return };

@@ -8,9 +8,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use sharecache::Ttl;
 use sharecache::queue::ClaimOptions;
 use sharecache::ratelimit::Limit;
-use sharecache::Ttl;
 use sharecache_testkit::RedisCluster;
 
 async fn start() -> RedisCluster {

@@ -418,3 +418,50 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     assert_eq!(t.failed_after_settle, 0);
     assert!(lost <= 4, "lost {lost} acknowledged writes");
 }
+
+/// The events hub subscribes on one master; when that master stops, subscribers must hear
+/// events again once the cluster has failed over, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_resume_after_the_subscribed_master_stops() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let (a, b) = (
+        writer_cache(cluster.url()).await,
+        writer_cache(cluster.url()).await,
+    );
+    let (na, nb) = (a.namespace("ev").unwrap(), b.namespace("ev").unwrap());
+    let mut sub = na.subscribe("news").await.unwrap();
+    nb.publish("news", &0u32).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(3), sub.recv()).await;
+    assert!(matches!(first, Ok(Some(_))), "event before the fault");
+    // The hub subscribes on the master whose URL sorts first.
+    let node = cluster
+        .masters()
+        .into_iter()
+        .min_by_key(|m| m.url())
+        .unwrap();
+    let replica = cluster.replica_of(node);
+    node.pause();
+    let promoted =
+        tokio::task::block_in_place(|| cluster.wait_until_master(replica, Duration::from_secs(20)));
+    let started = Instant::now();
+    let mut heard = false;
+    let mut n = 1u32;
+    // Bounded: 15 s of publishing (events are at most once; keep publishing).
+    while started.elapsed() < Duration::from_secs(15) && !heard {
+        let _ = nb.publish("news", &n).await;
+        n += 1;
+        heard = matches!(
+            tokio::time::timeout(Duration::from_millis(200), sub.recv()).await,
+            Ok(Some(_))
+        );
+    }
+    node.resume();
+    promoted.expect("replica promoted");
+    println!(
+        "events after the subscribed master stopped: heard again {:?} after the promotion",
+        started.elapsed()
+    );
+    assert!(heard, "no event heard within 15 s of the failover");
+}
