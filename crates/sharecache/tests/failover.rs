@@ -35,8 +35,8 @@ struct Load {
 }
 
 impl Load {
-    /// Starts four writers on `cache`.
-    fn start(cache: &Cache) -> Self {
+    /// Starts four writers on `cache`, each making at most `max` writes.
+    fn start(cache: &Cache, max: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(AtomicBool::new(false));
         let handles = (0..4)
@@ -46,8 +46,8 @@ impl Load {
                 tokio::spawn(async move {
                     let mut t = Tally::default();
                     let mut i = 0u64;
-                    // Bounded: at most 200k writes or until told to stop.
-                    while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                    // Bounded: at most `max` writes or until told to stop.
+                    while !stop.load(Ordering::Relaxed) && i < max {
                         let key = format!("w{w}-{i}");
                         match ns.set(&key, &i, Ttl::secs(600)).await {
                             Ok(()) => t.acked.push((key, i)),
@@ -139,7 +139,7 @@ async fn cluster_manual_failover_loses_no_acknowledged_write() {
         .await
         .unwrap();
     let cache = writer_cache(cluster.url()).await;
-    let load = Load::start(&cache);
+    let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let master = cluster.masters()[0].port();
     let started = Instant::now();
@@ -179,7 +179,7 @@ async fn cluster_automatic_failover_resumes_by_itself() {
         .await
         .unwrap();
     let cache = writer_cache(cluster.url()).await;
-    let load = Load::start(&cache);
+    let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let master = cluster.masters()[0];
     let replica = cluster.replica_of(master);
@@ -314,7 +314,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
         .unwrap();
     let cache = sentinel_cache(group.url(), false).await;
     let old_port = group.master().port();
-    let load = Load::start(&cache);
+    let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     let new_port = tokio::task::block_in_place(|| group.failover());
@@ -372,7 +372,7 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
     assert_eq!(r.get::<u32>("k").await.unwrap(), Some(1));
 
-    let load = Load::start(&cache);
+    let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old = group.master();
     let old_port = old.port();
@@ -464,4 +464,47 @@ async fn events_resume_after_the_subscribed_master_stops() {
         started.elapsed()
     );
     assert!(heard, "no event heard within 15 s of the failover");
+}
+
+/// With the memory fallback (the default), a stopped shard costs no failed call: writes
+/// during the failover are answered from memory and replayed into the cluster once it
+/// is back, so every acknowledged write reads back from Redis afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_with_memory_fallback_loses_nothing() {
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let cache = Cache::builder()
+        .redis(cluster.url())
+        .fallback(Fallback::Memory)
+        .command_timeout(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap();
+    // Paced by the cap: memory answers fast while degraded.
+    let load = Load::start(&cache, 25_000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let master = cluster.masters()[0];
+    let replica = cluster.replica_of(master);
+    master.pause();
+    let promoted =
+        tokio::task::block_in_place(|| cluster.wait_until_master(replica, Duration::from_secs(20)));
+    // Back on Redis (replay done) by itself.
+    let recovered = support::eventually(Duration::from_secs(20), async || {
+        cache.state() == sharecache::BackendState::Connected
+    })
+    .await;
+    let t = load.finish(Duration::from_millis(500)).await;
+    master.resume();
+    promoted.expect("replica promoted");
+    assert!(recovered, "the cache went back to Redis");
+    let fresh = writer_cache(cluster.url()).await;
+    let lost = lost(&fresh, &t.acked).await;
+    println!(
+        "cluster automatic failover, memory fallback: writes acknowledged {}, failed {}, acknowledged but not in Redis afterwards {lost}",
+        t.acked.len(),
+        t.failed
+    );
+    assert_eq!(t.failed, 0, "the memory fallback answers every call");
+    assert_eq!(lost, 0, "a write made during the outage was not replayed");
 }
