@@ -143,10 +143,65 @@ impl CacheBuilder {
         self
     }
 
-    /// Uses Redis at `url`: `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    /// Uses Redis at `url`:
+    ///
+    /// * `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS): one server;
+    /// * `redis+cluster://[user:password@]host:port,host:port,...`: a Redis Cluster, from
+    ///   seed nodes (the rest is discovered);
+    /// * `redis+sentinel://[user:password@]host:26379,.../MASTER[/db]`: the master that
+    ///   Sentinel names, followed across failovers (the sentinels' own credentials go in
+    ///   `?sentinel_username=...&sentinel_password=...`).
+    ///
+    /// A malformed URL is a [`ErrorKind::Config`] error from [`build`](Self::build).
+    /// `docs/deploy.md` describes each topology.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.backend = BackendChoice::Redis(url.into());
         self
+    }
+
+    /// Uses a Redis Cluster through its seed nodes (`host:port`); the other nodes are
+    /// discovered. For credentials or TLS, use [`redis`](Self::redis) with a
+    /// `redis+cluster://user:password@...` or `rediss+cluster://...` URL.
+    ///
+    /// ```no_run
+    /// # async fn f() -> sharecache::Result<()> {
+    /// let cache = sharecache::Cache::builder()
+    ///     .cluster(["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let hosts: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self.redis(format!("redis+cluster://{}", hosts.join(",")))
+    }
+
+    /// Uses the master that the sentinels (`host:port`) name for `master`, following it
+    /// across failovers. For credentials or TLS, use [`redis`](Self::redis) with a
+    /// `redis+sentinel://` URL.
+    ///
+    /// ```no_run
+    /// # async fn f() -> sharecache::Result<()> {
+    /// let cache = sharecache::Cache::builder()
+    ///     .sentinel(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"], "cache")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(self, sentinels: I, master: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let hosts: Vec<String> = sentinels
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        self.redis(format!("redis+sentinel://{}/{master}", hosts.join(",")))
     }
 
     /// Picks the backend from a URL: `memory://` or a Redis URL.
@@ -2102,6 +2157,16 @@ mod tests {
             BackendChoice::Memory
         );
         assert!(b.clone().with_vars(s("redis"), None, None).is_err());
+        assert_eq!(
+            b.clone().cluster(["h1:7000", "h2:7001"]).backend,
+            BackendChoice::Redis("redis+cluster://h1:7000,h2:7001".into())
+        );
+        assert_eq!(
+            b.clone()
+                .sentinel(vec!["s1:26379".to_owned()], "cache")
+                .backend,
+            BackendChoice::Redis("redis+sentinel://s1:26379/cache".into())
+        );
         let e = b.clone().with_vars(s("memcached"), None, None).unwrap_err();
         assert!(e.message().contains("memcached"), "{e}");
         assert_eq!(

@@ -249,10 +249,17 @@ async fn l1_is_coherent_across_a_cluster_failover() {
         .collect();
     for k in &keys {
         w.set(k, &1u32, Ttl::secs(600)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for k in &keys {
         assert_eq!(r.get::<u32>(k).await.unwrap(), Some(1));
         assert_eq!(r.get::<u32>(k).await.unwrap(), Some(1));
     }
     let before = tiered.tier_stats().unwrap();
+    assert!(
+        before.hits >= keys.len() as u64,
+        "the keys must be in L1 before the failover: {before:?}"
+    );
     tokio::task::block_in_place(|| cluster.failover(cluster.replica_of(master)));
     // Written on the new master right after the switch.
     for k in &keys {

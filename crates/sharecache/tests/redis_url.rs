@@ -207,4 +207,16 @@ async fn malformed_topology_urls_are_config_errors() {
         assert!(e.message().contains(says), "{url}: {e}");
         assert!(!e.message().contains("pw-never-shown"), "{e}");
     }
+    let e = Cache::builder()
+        .cluster(Vec::<&str>::new())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("no host"), "{e}");
+    let e = Cache::builder()
+        .sentinel(["127.0.0.1:26379"], "")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("names its master"), "{e}");
 }
