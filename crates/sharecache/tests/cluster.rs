@@ -13,12 +13,6 @@ use sharecache::ratelimit::Limit;
 use sharecache::{Cache, Fallback, Ttl};
 use sharecache_testkit::RedisCluster;
 
-async fn start() -> RedisCluster {
-    tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap()
-}
-
 /// The master port that holds `full_key`.
 fn owner(cluster: &RedisCluster, full_key: &str) -> u16 {
     cluster
@@ -28,7 +22,7 @@ fn owner(cluster: &RedisCluster, full_key: &str) -> u16 {
 
 #[tokio::test]
 async fn batches_listing_and_tags_span_every_master() {
-    let cluster = start().await;
+    let cluster = support::start_cluster().await;
     let cache = support::on_cluster(&cluster).await;
     let ns = cache.namespace("spread").unwrap();
     let items: Vec<(String, u32)> = (0..300).map(|i| (format!("k{i}"), i)).collect();
@@ -110,7 +104,7 @@ async fn batches_listing_and_tags_span_every_master() {
 
 #[tokio::test]
 async fn coordination_primitives_on_a_cluster() {
-    let cluster = start().await;
+    let cluster = support::start_cluster().await;
     let a = support::on_cluster(&cluster).await;
     // The other instance through the builder's `cluster` seeds (one seed is enough).
     let b = Cache::builder()
@@ -221,7 +215,7 @@ async fn coordination_primitives_on_a_cluster() {
 
 #[tokio::test]
 async fn l1_stays_coherent_on_every_shard() {
-    let cluster = start().await;
+    let cluster = support::start_cluster().await;
     let tiered = support::tiered(cluster.url()).await;
     let writer = support::on_cluster(&cluster).await;
     let (r, w) = (

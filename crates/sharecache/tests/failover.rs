@@ -135,9 +135,7 @@ async fn writer_cache(url: String) -> Cache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_manual_failover_loses_no_acknowledged_write() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap();
+    let cluster = support::start_cluster().await;
     let cache = writer_cache(cluster.url()).await;
     let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,9 +173,7 @@ async fn cluster_manual_failover_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_automatic_failover_resumes_by_itself() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap();
+    let cluster = support::start_cluster().await;
     let cache = writer_cache(cluster.url()).await;
     let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -219,9 +215,7 @@ async fn cluster_automatic_failover_resumes_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_is_coherent_across_a_cluster_failover() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap();
+    let cluster = support::start_cluster().await;
     let tiered = support::tiered(cluster.url()).await;
     let writer = writer_cache(cluster.url()).await;
     let (r, w) = (
@@ -430,9 +424,7 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
 /// events again once the cluster has failed over, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_resume_after_the_subscribed_master_stops() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap();
+    let cluster = support::start_cluster().await;
     let (a, b) = (
         writer_cache(cluster.url()).await,
         writer_cache(cluster.url()).await,
@@ -478,9 +470,7 @@ async fn events_resume_after_the_subscribed_master_stops() {
 /// is back, so every acknowledged write reads back from Redis afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_with_memory_fallback_loses_nothing() {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
-        .await
-        .unwrap();
+    let cluster = support::start_cluster().await;
     let cache = Cache::builder()
         .redis(cluster.url())
         .fallback(Fallback::Memory)

@@ -40,11 +40,16 @@ pub async fn redis() -> Ctx {
     }
 }
 
-/// A cache on a fresh 6-node Redis Cluster (3 masters, 3 replicas).
-pub async fn cluster() -> Ctx {
-    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+/// A fresh 6-node Redis Cluster (3 masters, 3 replicas), started off the async threads.
+pub async fn start_cluster() -> RedisCluster {
+    tokio::task::spawn_blocking(RedisCluster::start)
         .await
-        .expect("start cluster");
+        .expect("start cluster")
+}
+
+/// A cache on a fresh 6-node Redis Cluster.
+pub async fn cluster() -> Ctx {
+    let cluster = start_cluster().await;
     let cache = on_cluster(&cluster).await;
     Ctx {
         cache,
