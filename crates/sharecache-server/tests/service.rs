@@ -310,6 +310,78 @@ fn header(resp: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `PUT /v1/cache/hot/k` with JSON `v`.
+fn put_hot(s: &Served, t: &str, v: &str) -> String {
+    http(
+        &s.addr,
+        &format!(
+            "PUT /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
+            v.len()
+        ),
+    )
+}
+
+/// `GET /v1/cache/hot/k`.
+fn get_hot(s: &Served, t: &str) -> String {
+    http(
+        &s.addr,
+        &format!(
+            "GET /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+/// The binary on a Redis Cluster and on Sentinel, picked by `REDIS_URL` alone: two
+/// processes on the cluster share values and keep their L1 coherent; one process on
+/// Sentinel stores and reads through the master the sentinels name.
+#[test]
+fn serve_runs_on_cluster_and_sentinel_from_redis_url() {
+    let cluster = sharecache_testkit::RedisCluster::start();
+    let url = cluster.url();
+    let a = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let b = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let (ta, tb) = (a.token.clone().unwrap(), b.token.clone().unwrap());
+    assert!(put_hot(&a, &ta, "1").starts_with("HTTP/1.1 204"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get_hot(&b, &tb);
+        assert!(r.ends_with("\r\n\r\n1"), "{r}");
+        if header(&r, "x-cache-tier").as_deref() == Some("l1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never answered from L1: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(put_hot(&a, &ta, "2").starts_with("HTTP/1.1 204"));
+    let start = Instant::now();
+    while !get_hot(&b, &tb).ends_with("\r\n\r\n2") {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "stale L1 value on a cluster"
+        );
+    }
+    let ready = http(
+        &b.addr,
+        "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("connected"),
+        "{ready}"
+    );
+
+    let group = sharecache_testkit::RedisSentinels::start("svc");
+    let url = group.url();
+    let s = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let t = s.token.clone().unwrap();
+    assert!(put_hot(&s, &t, "7").starts_with("HTTP/1.1 204"));
+    assert!(get_hot(&s, &t).ends_with("\r\n\r\n7"));
+    assert_eq!(
+        group.master().cmd(&["EXISTS", "hot:k"]).text(),
+        Some("1"),
+        "the value is on the master the sentinels name"
+    );
+}
+
 /// Three `sharecache serve` processes on one Redis: a hot key is answered from L1
 /// (`x-cache-tier: l1`), and a write through one process reaches the others' L1.
 #[test]
@@ -324,23 +396,7 @@ fn serve_processes_keep_their_l1_coherent() {
         b.token.clone().unwrap(),
         c.token.clone().unwrap(),
     );
-    let put = |s: &Served, t: &str, v: &str| {
-        http(
-            &s.addr,
-            &format!(
-                "PUT /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
-                v.len()
-            ),
-        )
-    };
-    let get = |s: &Served, t: &str| {
-        http(
-            &s.addr,
-            &format!(
-                "GET /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
-            ),
-        )
-    };
+    let (put, get) = (put_hot, get_hot);
     // Wait until B's and C's tracking links are up: a repeated read turns into an L1 hit.
     assert!(put(&a, &ta, "1").starts_with("HTTP/1.1 204"));
     for (s, t) in [(&b, &tb), (&c, &tc)] {
