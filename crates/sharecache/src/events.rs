@@ -166,10 +166,7 @@ async fn run(hub: Weak<Hub>) {
                     let msg = tokio::select! {
                         m = stream.next() => m,
                         // Sentinel: the master changed; subscribe on the new one.
-                        _ = async { match switches.as_mut() {
-                            Some(w) => { let _ = w.changed().await; }
-                            None => std::future::pending().await,
-                        } } => None,
+                        () = crate::store::link::switched(&mut switches) => None,
                         _ = alive.tick() => {
                             let Some(h) = hub.upgrade() else { return };
                             let sink = h.sink.lock().clone();
@@ -197,6 +194,7 @@ async fn run(hub: Weak<Hub>) {
                     *h.sink.lock() = None;
                     h.up.send_replace(false);
                 }
+                link.recheck();
                 tracing::warn!("event subscription link lost: resubscribing");
             }
             Err(e) => tracing::debug!(error = %e, "event subscription: cannot connect"),

@@ -352,6 +352,7 @@ pub(crate) async fn run_tracking(
         match track_once(&tier, &link, prefix.as_deref(), connect_timeout, probe).await {
             Ok(()) => return, // the tier was dropped
             Err(e) => {
+                link.recheck();
                 if let Some(t) = tier.upgrade() {
                     if t.link_up() {
                         tracing::warn!(error = %e, "L1 invalidation link lost: L1 flushed and bypassed until it is back");
@@ -420,6 +421,26 @@ async fn open_tracking(
         })?
 }
 
+/// Whether a tracking connection's node is alive and, where `check_role`, still a master
+/// (a node demoted to replica no longer sees the writes).
+async fn alive(
+    conn: &mut redis::aio::MultiplexedConnection,
+    check_role: bool,
+) -> Result<(), String> {
+    if !check_role {
+        return redis::cmd("PING")
+            .query_async::<String>(conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("ping failed: {e}"));
+    }
+    match crate::store::link::node_role(conn).await {
+        Ok(r) if r == "master" => Ok(()),
+        Ok(r) => Err(format!("tracked node is now {r:?}, not master")),
+        Err(e) => Err(format!("role check failed: {e}")),
+    }
+}
+
 async fn track_once(
     tier: &std::sync::Weak<Tier>,
     link: &Link,
@@ -435,8 +456,15 @@ async fn track_once(
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut conns = Vec::with_capacity(urls.len());
+    let check_role = link.checks_role();
     for url in &urls {
-        conns.push(open_tracking(url, tx.clone(), prefix, connect_timeout, probe).await?);
+        let mut conn = open_tracking(url, tx.clone(), prefix, connect_timeout, probe).await?;
+        // A master list a moment old may name a node demoted since: L1 comes up only on
+        // nodes that are masters now.
+        tokio::time::timeout(probe, alive(&mut conn, check_role))
+            .await
+            .map_err(|_| format!("tracked node unanswered within {probe:?}"))??;
+        conns.push(conn);
     }
     drop(tx);
     match tier.upgrade() {
@@ -447,7 +475,6 @@ async fn track_once(
         nodes = conns.len(),
         "L1 invalidation link up (RESP3 client tracking, BCAST)"
     );
-    let check_role = link.checks_role();
     let mut ping = tokio::time::interval(probe);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -461,11 +488,7 @@ async fn track_once(
                     _ => {}
                 }
             }
-            changed = async { match switches.as_mut() {
-                Some(w) => w.changed().await,
-                None => std::future::pending().await,
-            } } => {
-                let _ = changed;
+            () = crate::store::link::switched(&mut switches) => {
                 return Err("the master changed (sentinel switch)".into());
             }
             _ = ping.tick() => {
@@ -473,30 +496,14 @@ async fn track_once(
                     return Ok(());
                 }
                 for conn in &mut conns {
-                    let alive = async {
-                        if check_role {
-                            match crate::store::link::node_role(conn).await {
-                                Ok(r) if r == "master" => Ok(()),
-                                Ok(r) => Err(format!("tracked node is now {r:?}, not master")),
-                                Err(e) => Err(format!("role check failed: {e}")),
-                            }
-                        } else {
-                            redis::cmd("PING").query_async::<String>(conn).await
-                                .map(|_| ()).map_err(|e| format!("ping failed: {e}"))
-                        }
-                    };
-                    match tokio::time::timeout(probe, alive).await {
+                    match tokio::time::timeout(probe, alive(conn, check_role)).await {
                         Ok(r) => r?,
                         Err(_) => return Err(format!("tracked node unanswered within {probe:?}")),
                     }
                 }
-                // A different master list ends the link. A list that could not be read
-                // this round does not: every tracked node just answered ROLE, and a
-                // slow CLUSTER SLOTS under load must not flush L1.
-                if link.is_cluster()
-                    && let Ok(Ok(now)) = tokio::time::timeout(probe, link.master_urls()).await
-                    && now != urls
-                {
+                // A different master list (as the cluster link's watcher last read it)
+                // ends the link.
+                if link.is_cluster() && link.master_urls().await.is_ok_and(|now| now != urls) {
                     return Err("cluster masters changed".into());
                 }
             }

@@ -2,18 +2,18 @@
 //! and the events hub.
 //!
 //! * **Standalone**: one redis-rs `ConnectionManager` (multiplexed, reconnects itself).
-//! * **Cluster**: one redis-rs `ClusterConnection`: it keeps a multiplexed connection per
-//!   node, routes every keyed command by hash slot, follows `MOVED` and `ASK`, refreshes
-//!   the slot map when the topology changes, and splits `MGET`/`DEL`/`UNLINK` by slot.
+//! * **Cluster** (`ClusterLink`): one redis-rs `ClusterConnection` (it follows `MOVED`
+//!   and `ASK` and splits `MGET`/`UNLINK` by slot), plus direct routes (slot -> one
+//!   multiplexed connection per master) for keyed commands and per-node batches, and a
+//!   watcher that re-reads `CLUSTER SLOTS` every 500 ms and rebuilds what changed.
 //!   Opened at first use, so a cache can start while the cluster is down.
-//! * **Sentinel**: redis-rs does not follow a master switch on its own (upstream issue
-//!   #1438), so this module does: it asks the sentinels for the master, connects, and
-//!   checks `ROLE` says `master` before using the connection (every reconnect goes
-//!   through the same path). A watcher subscribed to the sentinels' `+switch-master`
-//!   channel (plus a once-a-second poll, for a missed message) swaps the connection the
-//!   moment the master changes; any connection error or `READONLY` reply drops the
-//!   connection, so the next command asks the sentinels again. A demoted master is never
-//!   written to again once the switch is known.
+//! * **Sentinel** (`SentinelLink`): redis-rs does not follow a master switch on its own
+//!   (upstream issue #1438), so this module does: it asks the sentinels for the master,
+//!   connects, and checks `ROLE` says `master` before using the connection (every
+//!   reconnect goes through the same path). It listens on every sentinel for the
+//!   failover events (and polls once a second, for a missed message), and stops using
+//!   the old master at the first of them; any connection error or `READONLY` reply drops
+//!   the connection, so the next command asks the sentinels again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,7 +152,6 @@ impl Link {
                 conn: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
                 seen: parking_lot::Mutex::new(ClusterView {
-                    shards: Vec::new(),
                     ranges: Vec::new(),
                     nodes: seeds.clone(),
                 }),
@@ -252,13 +251,21 @@ impl Link {
         redis::from_redis_value(v).map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))
     }
 
-    /// The cluster's shards, ordered by first slot (asked of the first known node that
-    /// answers, so a stopped node costs a short timeout, not a failure).
+    /// The cluster's shards, ordered by first slot, as the topology watcher last saw them
+    /// (it asks the first known node that answers, every 500 ms).
     pub(crate) async fn shards(&self) -> Result<Vec<Shard>> {
         let Self::Cluster(cl) = self else {
             unreachable!("shards on a non-cluster link")
         };
-        Ok(cl.fetch().await?.shards)
+        Ok(cl.view().await?.shards())
+    }
+
+    /// Something looked wrong (a tracked node, the pub/sub node): check the cluster's
+    /// topology now rather than at the watcher's next tick.
+    pub(crate) fn recheck(&self) {
+        if let Self::Cluster(c) = self {
+            c.recheck.notify_one();
+        }
     }
 
     /// URLs of every current master: what the L1 tracking task listens to.
@@ -316,13 +323,10 @@ impl Link {
             let mut c = self.conn().await?;
             match redis::cmd("PING").query_async::<String>(&mut c).await {
                 Ok(_) => Ok(()),
-                Err(e) if is_auth_error(&e) => Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "redis at {} refused the credentials ({}); check the user and password in the URL",
-                        self.display(),
-                        e.code().unwrap_or("authentication failed")
-                    ),
+                Err(e) if is_auth_error(&e) => Err(refused(
+                    &format!("redis at {}", self.display()),
+                    e.code().unwrap_or("authentication failed"),
+                    "the user and password in the URL",
                 )),
                 Err(e) => Err(Error::from(e)),
             }
@@ -331,13 +335,10 @@ impl Link {
             Ok(()) => Ok(Ok(())),
             Err(e) if e.kind() == ErrorKind::Config => Err(e),
             Err(e) if e.is_unavailable() => Ok(Err(e)),
-            Err(e) if is_auth_message(e.message()) => Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "redis at {} refused the credentials ({}); check the user and password in the URL",
-                    self.display(),
-                    e.message()
-                ),
+            Err(e) if is_auth_message(e.message()) => Err(refused(
+                &format!("redis at {}", self.display()),
+                e.message(),
+                "the user and password in the URL",
             )),
             Err(e) => Err(Error::new(
                 ErrorKind::Config,
@@ -353,6 +354,25 @@ impl Link {
             Self::Sentinel(s) => s.topo.display(),
         }
     }
+}
+
+/// One multiplexed connection to one node (a sentinel-named master, a sentinel, a
+/// cluster master for the direct routes), with the link's timeouts.
+async fn connect_node(url: &str, opts: RedisOptions) -> redis::RedisResult<MultiplexedConnection> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(opts.connect_timeout))
+        .set_response_timeout(Some(opts.command_timeout));
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
+/// The configuration error for refused credentials (never with the password).
+fn refused(who: &str, detail: &str, fix: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("{who} refused the credentials ({detail}); check {fix}"),
+    )
 }
 
 fn is_auth_error(e: &redis::RedisError) -> bool {
@@ -386,14 +406,13 @@ fn node_addr(v: &redis::Value) -> Option<NodeAddr> {
     Some(NodeAddr { host, port })
 }
 
-/// Shards and every node (masters first) from a `CLUSTER SLOTS` reply.
+/// Slot ranges and every node (masters first) from a `CLUSTER SLOTS` reply.
 fn parse_slots(v: redis::Value) -> Result<ClusterView> {
     use redis::Value;
     let bad = || Error::new(ErrorKind::Backend, "unexpected CLUSTER SLOTS reply");
     let Value::Array(rows) = v else {
         return Err(bad());
     };
-    let mut shards: Vec<Shard> = Vec::new();
     let mut ranges = Vec::new();
     let mut replicas: Vec<NodeAddr> = Vec::new();
     for r in rows {
@@ -410,43 +429,51 @@ fn parse_slots(v: redis::Value) -> Result<ClusterView> {
         }
         .ok_or_else(bad)?;
         let master = parts.get(2).and_then(node_addr).ok_or_else(bad)?;
-        ranges.push((start, end, master.clone()));
+        ranges.push((start, end, master));
         for rep in parts.iter().skip(3).filter_map(node_addr) {
             if !replicas.contains(&rep) {
                 replicas.push(rep);
             }
         }
-        match shards.iter_mut().find(|s| s.master == master) {
-            Some(s) => s.first_slot = s.first_slot.min(start),
-            None => shards.push(Shard {
-                first_slot: start,
-                master,
-            }),
-        }
     }
-    shards.sort_by_key(|s| s.first_slot);
-    let mut nodes: Vec<NodeAddr> = shards.iter().map(|s| s.master.clone()).collect();
+    ranges.sort_by_key(|r| r.0);
+    let mut view = ClusterView {
+        ranges,
+        nodes: Vec::new(),
+    };
+    view.nodes = view.shards().into_iter().map(|s| s.master).collect();
     let extra: Vec<NodeAddr> = replicas
         .into_iter()
-        .filter(|r| !nodes.contains(r))
+        .filter(|r| !view.nodes.contains(r))
         .collect();
-    nodes.extend(extra);
-    ranges.sort_by_key(|r| r.0);
-    Ok(ClusterView {
-        shards,
-        ranges,
-        nodes,
-    })
+    view.nodes.extend(extra);
+    Ok(view)
 }
 
 /// What a cluster looked like at the last check.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClusterView {
-    pub(crate) shards: Vec<Shard>,
-    /// Every slot range and its master.
+    /// Every slot range and its master, by first slot.
     ranges: Vec<(u16, u16, NodeAddr)>,
     /// Every node, masters first: where to ask next time.
     nodes: Vec<NodeAddr>,
+}
+
+impl ClusterView {
+    /// One entry per master, named by the lowest slot it serves, ordered by it.
+    pub(crate) fn shards(&self) -> Vec<Shard> {
+        let mut shards: Vec<Shard> = Vec::new();
+        for (start, _, master) in &self.ranges {
+            if !shards.iter().any(|s| s.master == *master) {
+                // Ranges are sorted: the first one seen is the master's lowest slot.
+                shards.push(Shard {
+                    first_slot: *start,
+                    master: master.clone(),
+                });
+            }
+        }
+        shards
+    }
 }
 
 /// A Redis Cluster: one redis-rs cluster connection, rebuilt when the set of masters
@@ -552,22 +579,15 @@ impl ClusterLink {
     /// Connects to every master of `view` and maps each slot to its connection. A master
     /// that does not connect leaves its slots to the redis-rs connection.
     async fn build_routes(&self, view: &ClusterView) -> Routes {
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.opts.connect_timeout))
-            .set_response_timeout(Some(self.opts.command_timeout));
-        let masters: Vec<NodeAddr> = view.shards.iter().map(|s| s.master.clone()).collect();
+        let masters: Vec<NodeAddr> = view.shards().into_iter().map(|s| s.master).collect();
         let conns = futures_util::future::join_all(masters.iter().map(|m| {
             let url = self.topo.node_url(m);
-            let cfg = cfg.clone();
             async move {
-                let client = redis::Client::open(url.as_str()).ok()?;
-                let mut c = tokio::time::timeout(
-                    self.opts.connect_timeout,
-                    client.get_multiplexed_async_connection_with_config(&cfg),
-                )
-                .await
-                .ok()?
-                .ok()?;
+                let mut c =
+                    tokio::time::timeout(self.opts.connect_timeout, connect_node(&url, self.opts))
+                        .await
+                        .ok()?
+                        .ok()?;
                 // Only a node that still calls itself master gets a route.
                 let role = tokio::time::timeout(SLOTS_PROBE, node_role(&mut c))
                     .await
@@ -619,11 +639,10 @@ impl ClusterLink {
         .await
         {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) if is_auth_error(&e) || is_auth_message(&e.to_string()) => Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "the cluster at {display} refused the credentials; check the user and password in the URL"
-                ),
+            Ok(Err(e)) if is_auth_error(&e) || is_auth_message(&e.to_string()) => Err(refused(
+                &format!("the cluster at {display}"),
+                e.code().unwrap_or("authentication failed"),
+                "the user and password in the URL",
             )),
             Ok(Err(e)) => Err(Error::from(e)),
             Err(_) => Err(unavailable(format!(
@@ -633,12 +652,22 @@ impl ClusterLink {
         }
     }
 
-    /// `CLUSTER SLOTS` from the first known node that answers.
-    async fn fetch(self: &Arc<Self>) -> Result<ClusterView> {
-        let conn = self.conn().await?;
-        self.fetch_on(conn).await
+    /// The topology as the watcher last saw it (checked now if it has not looked yet).
+    /// Listings, stats, L1 tracking and the events hub read it instead of each asking
+    /// the cluster.
+    async fn view(self: &Arc<Self>) -> Result<ClusterView> {
+        self.conn().await?;
+        if self.seen.lock().ranges.is_empty() {
+            self.check_topology().await?;
+        }
+        let view = self.seen.lock().clone();
+        if view.ranges.is_empty() {
+            return Err(unavailable("the cluster reported no slots"));
+        }
+        Ok(view)
     }
 
+    /// `CLUSTER SLOTS` from the first known node that answers.
     async fn fetch_on(&self, mut conn: ClusterConnection) -> Result<ClusterView> {
         let nodes = self.seen.lock().nodes.clone();
         let mut last = None;
@@ -653,7 +682,7 @@ impl ClusterLink {
             match tokio::time::timeout(SLOTS_PROBE, ask).await {
                 Ok(Ok(v)) => {
                     let view = parse_slots(v)?;
-                    if !view.shards.is_empty() {
+                    if !view.ranges.is_empty() {
                         return Ok(view);
                     }
                 }
@@ -676,7 +705,7 @@ impl ClusterLink {
         let view = self.fetch_on((*conn).clone()).await?;
         let (changed, moved) = {
             let mut seen = self.seen.lock();
-            let changed = !seen.shards.is_empty() && seen.shards != view.shards;
+            let changed = !seen.ranges.is_empty() && seen.shards() != view.shards();
             let moved = seen.ranges != view.ranges;
             // Remember every node ever seen answering, so a later check can still find
             // one if the current masters stop.
@@ -688,7 +717,6 @@ impl ClusterLink {
                     .cloned(),
             );
             seen.nodes = nodes;
-            seen.shards = view.shards.clone();
             seen.ranges = view.ranges.clone();
             (changed, moved)
         };
@@ -696,7 +724,7 @@ impl ClusterLink {
             self.routes.store(None);
         }
         if changed {
-            let masters: Vec<NodeAddr> = view.shards.iter().map(|s| s.master.clone()).collect();
+            let masters: Vec<NodeAddr> = view.shards().into_iter().map(|s| s.master).collect();
             let fresh = self.connect(&masters).await?;
             self.conn.store(Some(Arc::new(fresh)));
             tracing::warn!(
@@ -761,8 +789,11 @@ pub(crate) struct SentinelLink {
 
 /// How long an announced promotion is trusted without the sentinels' agreement.
 const TARGET_HOLD: Duration = Duration::from_secs(15);
-/// Sentinel events that name the node being promoted ("slave ip:port ip port @ name ...").
-const PROMOTION_EVENTS: [&str; 3] = [
+/// Sentinel events that name the new master: `+switch-master` ("name old-ip old-port
+/// new-ip new-port"), and those naming the node being promoted ("slave ip:port ip port @
+/// name ...").
+const FAILOVER_EVENTS: [&str; 4] = [
+    "+switch-master",
     "+selected-slave",
     "+failover-state-send-slaveof-noone",
     "+promoted-slave",
@@ -878,14 +909,7 @@ impl SentinelLink {
             Some(a) => a,
             None => self.ask().await?,
         };
-        let url = self.topo.node_url(&addr);
-        let client = redis::Client::open(url.as_str())?;
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.opts.connect_timeout))
-            .set_response_timeout(Some(self.opts.command_timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?;
+        let mut conn = connect_node(&self.topo.node_url(&addr), self.opts).await?;
         let role = node_role(&mut conn).await?;
         if role != "master" {
             return Err(unavailable(format!(
@@ -923,45 +947,35 @@ impl SentinelLink {
     /// One sentinel's view: (config epoch, master address).
     async fn ask_one(&self, s: &NodeAddr, name: &str) -> Result<(u64, NodeAddr)> {
         let url = self.topo.sentinel_url(s).expect("sentinel topology");
-        let client = redis::Client::open(url.as_str())?;
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.opts.connect_timeout))
-            .set_response_timeout(Some(self.opts.command_timeout));
         let ask = async {
-            let mut c = client
-                .get_multiplexed_async_connection_with_config(&cfg)
-                .await?;
+            let mut c = connect_node(&url, self.opts).await?;
             redis::cmd("SENTINEL")
                 .arg("MASTER")
                 .arg(name)
                 .query_async::<std::collections::HashMap<String, String>>(&mut c)
                 .await
         };
-        let fields = match tokio::time::timeout(
-            self.opts.connect_timeout + self.opts.command_timeout,
-            ask,
-        )
-        .await
-        {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) if is_auth_error(&e) || is_auth_message(&e.to_string()) => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "sentinel {s} refused the credentials ({}); check sentinel_username/sentinel_password",
-                        e.code().unwrap_or("authentication failed")
-                    ),
-                ));
-            }
-            Ok(Err(e)) if e.to_string().contains("No such master") => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("sentinel {s} does not monitor a master named {name:?}"),
-                ));
-            }
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(unavailable(format!("sentinel {s} did not answer"))),
-        };
+        let fields =
+            match tokio::time::timeout(self.opts.connect_timeout + self.opts.command_timeout, ask)
+                .await
+            {
+                Ok(Ok(f)) => f,
+                Ok(Err(e)) if is_auth_error(&e) || is_auth_message(&e.to_string()) => {
+                    return Err(refused(
+                        &format!("sentinel {s}"),
+                        e.code().unwrap_or("authentication failed"),
+                        "sentinel_username/sentinel_password",
+                    ));
+                }
+                Ok(Err(e)) if e.to_string().contains("No such master") => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("sentinel {s} does not monitor a master named {name:?}"),
+                    ));
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(unavailable(format!("sentinel {s} did not answer"))),
+            };
         let port = fields.get("port").and_then(|p| p.parse::<u16>().ok());
         match (fields.get("ip"), port) {
             (Some(ip), Some(port)) => Ok((
@@ -979,6 +993,17 @@ impl SentinelLink {
                 format!("sentinel {s} gave no address for {name:?}"),
             )),
         }
+    }
+}
+
+/// Resolves when `switches` (from [`Link::switches`]) reports a change of master; never,
+/// without one.
+pub(crate) async fn switched(switches: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match switches {
+        Some(w) => {
+            let _ = w.changed().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -1026,10 +1051,7 @@ async fn listen_sentinel(link: std::sync::Weak<SentinelLink>, idx: usize) {
         let r = async {
             let client = redis::Client::open(url.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            for ch in PROMOTION_EVENTS {
-                pubsub.subscribe(ch).await?;
-            }
+            pubsub.subscribe(&FAILOVER_EVENTS[..]).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         if let Ok(Ok(pubsub)) = tokio::time::timeout(Duration::from_secs(2), r).await {
@@ -1133,7 +1155,7 @@ mod tests {
         ]);
         let view = parse_slots(v).unwrap();
         assert_eq!(
-            view.shards
+            view.shards()
                 .iter()
                 .map(|s| (s.first_slot, s.master.port))
                 .collect::<Vec<_>>(),

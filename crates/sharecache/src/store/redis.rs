@@ -124,19 +124,9 @@ impl RedisStore {
         // is known. A redirect (the slot moved) is not an execution: retry through the
         // redis-rs cluster connection, which follows it, and re-check the topology.
         if let Some(conn) = key.and_then(|k| self.link.route(k)) {
-            match tokio::time::timeout(self.opts.command_timeout, f(conn.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if is_redirect(&e) => self.link.routes_stale(),
-                Ok(Err(e)) => {
-                    let e = Error::from(e);
-                    self.link.failed(&conn, &e);
-                    return Err(e);
-                }
-                Err(_) => {
-                    let e = self.timeout_error();
-                    self.link.failed(&conn, &e);
-                    return Err(e);
-                }
+            let r = tokio::time::timeout(self.opts.command_timeout, f(conn.clone())).await;
+            if let Some(out) = self.settle_direct(&conn, r) {
+                return out;
             }
         }
         let conn = match tokio::time::timeout(self.opts.command_timeout, self.link.conn()).await {
@@ -155,15 +145,42 @@ impl RedisStore {
         r
     }
 
+    /// The outcome of a request sent over a direct cluster route: `None` when a redirect
+    /// kept it from running (the routes are dropped; the caller retries through the
+    /// cluster connection); a failure also tells the link.
+    fn settle_direct<T>(
+        &self,
+        conn: &Conn,
+        r: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Option<Result<T>> {
+        let e = match r {
+            Ok(Ok(v)) => return Some(Ok(v)),
+            Ok(Err(e)) if is_redirect(&e) => {
+                self.link.routes_stale();
+                return None;
+            }
+            Ok(Err(e)) => Error::from(e),
+            Err(_) => self.timeout_error(),
+        };
+        self.link.failed(conn, &e);
+        Some(Err(e))
+    }
+
+    /// The key a request is routed by: only a cluster routes, so nothing is parsed
+    /// otherwise.
+    fn routing<'a>(&self, key: impl FnOnce() -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+        if self.link.is_cluster() { key() } else { None }
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.exec(route_key(cmd), |mut c| async move {
+        self.exec(self.routing(|| route_key(cmd)), |mut c| async move {
             cmd.query_async::<T>(&mut c).await
         })
         .await
     }
 
     async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let key = pipe.cmd_iter().find_map(route_key);
+        let key = self.routing(|| pipe.cmd_iter().find_map(route_key));
         self.exec(
             key,
             |mut c| async move { pipe.query_async::<T>(&mut c).await },
@@ -208,8 +225,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Cluster: one command per slot (`per_slot` builds it from that slot's keys), sent as
-    /// one pipeline per node over the direct connections, all nodes at once. Returns each
+    /// Cluster: one `name key...` command per slot (`MGET`, `UNLINK`), sent as one
+    /// pipeline per node over the direct connections, all nodes at once. Returns each
     /// slot's key indexes with its reply. `None` when a route is unknown or a node
     /// redirected (the slot moved): the caller then uses the cluster connection, which
     /// follows redirects. (A redirect met halfway through an `UNLINK` can make the
@@ -217,14 +234,17 @@ impl RedisStore {
     async fn by_node<T: redis::FromRedisValue>(
         &self,
         keys: &[String],
-        per_slot: impl Fn(&[usize]) -> redis::Cmd,
+        name: &str,
     ) -> Option<Result<Vec<(Vec<usize>, T)>>> {
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let groups = self.link.by_node(&refs)?;
         let runs = groups.into_iter().map(|(conn, slots)| {
             let mut pipe = redis::pipe();
             for idx in &slots {
-                pipe.add_command(per_slot(idx));
+                let c = pipe.cmd(name);
+                for &i in idx {
+                    c.arg(&keys[i]);
+                }
             }
             async move {
                 let mut c = conn.clone();
@@ -238,35 +258,22 @@ impl RedisStore {
         });
         let mut out = Vec::new();
         for (conn, slots, r) in futures_util::future::join_all(runs).await {
-            match r {
-                Ok(Ok(vals)) => out.extend(slots.into_iter().zip(vals)),
-                Ok(Err(e)) if is_redirect(&e) => {
-                    self.link.routes_stale();
-                    return None;
-                }
-                Ok(Err(e)) => {
-                    let e = Error::from(e);
-                    self.link.failed(&conn, &e);
-                    return Some(Err(e));
-                }
-                Err(_) => {
-                    let e = self.timeout_error();
-                    self.link.failed(&conn, &e);
-                    return Some(Err(e));
-                }
+            match self.settle_direct(&conn, r)? {
+                Ok(vals) => out.extend(slots.into_iter().zip(vals)),
+                Err(e) => return Some(Err(e)),
             }
         }
         Some(Ok(out))
     }
 
-    /// Runs `f` for each key at once (cluster: keys of different slots cannot share a
-    /// pipeline), keeping the order of `keys`.
-    async fn per_key<T, F, Fut>(&self, keys: &[String], f: F) -> Result<Vec<T>>
+    /// Runs `f` for each of `n` keys at once (cluster: keys of different slots cannot
+    /// share a pipeline), keeping their order.
+    async fn per_key<T, F, Fut>(n: usize, f: F) -> Result<Vec<T>>
     where
         F: Fn(usize) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        futures_util::future::join_all((0..keys.len()).map(f))
+        futures_util::future::join_all((0..n).map(f))
             .await
             .into_iter()
             .collect()
@@ -296,7 +303,7 @@ impl RedisStore {
                 None => self.run(&scan).await?,
             };
             if !keys.is_empty() {
-                deleted += self.run::<u64>(redis::cmd("UNLINK").arg(&keys)).await?;
+                deleted += self.del(&keys).await?;
             }
             if next == 0 {
                 return Ok(deleted);
@@ -497,15 +504,7 @@ impl Backend for RedisStore {
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
         if self.link.is_cluster()
-            && let Some(r) = self
-                .by_node::<Vec<Option<Vec<u8>>>>(keys, |idx| {
-                    let mut c = redis::cmd("MGET");
-                    for &i in idx {
-                        c.arg(&keys[i]);
-                    }
-                    c
-                })
-                .await
+            && let Some(r) = self.by_node::<Vec<Option<Vec<u8>>>>(keys, "MGET").await
         {
             let mut out = vec![None; keys.len()];
             for (idx, vals) in r? {
@@ -858,20 +857,19 @@ impl Backend for RedisStore {
 
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
         if self.link.is_cluster() {
-            return self
-                .per_key(keys, |i| async move {
-                    let old: Option<Vec<u8>> = self
-                        .run(
-                            redis::cmd("SET")
-                                .arg(&keys[i])
-                                .arg(&inits[i][..])
-                                .arg("NX")
-                                .arg("GET"),
-                        )
-                        .await?;
-                    Ok(old.map_or_else(|| inits[i].clone(), Bytes::from))
-                })
-                .await;
+            return Self::per_key(keys.len(), |i| async move {
+                let old: Option<Vec<u8>> = self
+                    .run(
+                        redis::cmd("SET")
+                            .arg(&keys[i])
+                            .arg(&inits[i][..])
+                            .arg("NX")
+                            .arg("GET"),
+                    )
+                    .await?;
+                Ok(old.map_or_else(|| inits[i].clone(), Bytes::from))
+            })
+            .await;
         }
         let mut pipe = redis::pipe();
         for (k, init) in keys.iter().zip(inits) {
@@ -887,15 +885,7 @@ impl Backend for RedisStore {
 
     async fn del(&self, keys: &[String]) -> Result<u64> {
         if self.link.is_cluster()
-            && let Some(r) = self
-                .by_node::<u64>(keys, |idx| {
-                    let mut c = redis::cmd("UNLINK");
-                    for &i in idx {
-                        c.arg(&keys[i]);
-                    }
-                    c
-                })
-                .await
+            && let Some(r) = self.by_node::<u64>(keys, "UNLINK").await
         {
             return Ok(r?.into_iter().map(|(_, n)| n).sum());
         }
@@ -949,20 +939,19 @@ impl Backend for RedisStore {
             return Ok(Vec::new());
         }
         if self.link.is_cluster() {
-            return self
-                .per_key(keys, |i| async move {
-                    let s: Option<u64> = self
-                        .run(
-                            redis::cmd("MEMORY")
-                                .arg("USAGE")
-                                .arg(&keys[i])
-                                .arg("SAMPLES")
-                                .arg(0),
-                        )
-                        .await?;
-                    Ok(s.unwrap_or(0))
-                })
-                .await;
+            return Self::per_key(keys.len(), |i| async move {
+                let s: Option<u64> = self
+                    .run(
+                        redis::cmd("MEMORY")
+                            .arg("USAGE")
+                            .arg(&keys[i])
+                            .arg("SAMPLES")
+                            .arg(0),
+                    )
+                    .await?;
+                Ok(s.unwrap_or(0))
+            })
+            .await;
         }
         let mut pipe = redis::pipe();
         for k in keys {
