@@ -331,6 +331,21 @@ fn get_hot(s: &Served, t: &str) -> String {
     )
 }
 
+/// Reads the hot key from `s` until it is answered from L1 (its tracking link is up),
+/// checking every answer ends with `want`.
+fn wait_for_l1_hit(s: &Served, t: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get_hot(s, t);
+        assert!(r.ends_with(want), "{r}");
+        if header(&r, "x-cache-tier").as_deref() == Some("l1") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never answered from L1: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The binary on a Redis Cluster and on Sentinel, picked by `REDIS_URL` alone: two
 /// processes on the cluster share values and keep their L1 coherent; one process on
 /// Sentinel stores and reads through the master the sentinels name.
@@ -342,16 +357,7 @@ fn serve_runs_on_cluster_and_sentinel_from_redis_url() {
     let b = serve_env(&[], &[("REDIS_URL", url.as_str())]);
     let (ta, tb) = (a.token.clone().unwrap(), b.token.clone().unwrap());
     assert!(put_hot(&a, &ta, "1").starts_with("HTTP/1.1 204"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = get_hot(&b, &tb);
-        assert!(r.ends_with("\r\n\r\n1"), "{r}");
-        if header(&r, "x-cache-tier").as_deref() == Some("l1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never answered from L1: {r}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_l1_hit(&b, &tb, "\r\n\r\n1");
     assert!(put_hot(&a, &ta, "2").starts_with("HTTP/1.1 204"));
     let start = Instant::now();
     while !get_hot(&b, &tb).ends_with("\r\n\r\n2") {
@@ -400,16 +406,7 @@ fn serve_processes_keep_their_l1_coherent() {
     // Wait until B's and C's tracking links are up: a repeated read turns into an L1 hit.
     assert!(put(&a, &ta, "1").starts_with("HTTP/1.1 204"));
     for (s, t) in [(&b, &tb), (&c, &tc)] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = get(s, t);
-            assert!(r.ends_with("1"), "{r}");
-            if header(&r, "x-cache-tier").as_deref() == Some("l1") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never answered from L1: {r}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_l1_hit(s, t, "1");
     }
     let mut worst = Duration::ZERO;
     for i in 2..50 {

@@ -108,7 +108,8 @@ impl Tally {
 }
 
 /// How many acknowledged writes do not read back (through a fresh cache, in batches).
-async fn lost(cache: &Cache, acked: &[(String, u64)]) -> usize {
+async fn lost(url: String, acked: &[(String, u64)]) -> usize {
+    let cache = writer_cache(url).await;
     let ns = cache.namespace("fo").unwrap();
     let mut lost = 0;
     for chunk in acked.chunks(500) {
@@ -139,17 +140,13 @@ async fn cluster_manual_failover_loses_no_acknowledged_write() {
     let cache = writer_cache(cluster.url()).await;
     let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let master = cluster.masters()[0].port();
+    let master = cluster.masters()[0];
     let started = Instant::now();
-    tokio::task::block_in_place(|| {
-        let m = cluster.nodes().iter().find(|n| n.port() == master).unwrap();
-        cluster.failover(cluster.replica_of(m));
-    });
+    tokio::task::block_in_place(|| cluster.failover(cluster.replica_of(master)));
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = load.finish(Duration::from_millis(700)).await;
-    let fresh = writer_cache(cluster.url()).await;
-    let lost = lost(&fresh, &t.acked).await;
+    let lost = lost(cluster.url(), &t.acked).await;
     println!(
         "cluster manual failover: took {took:?}; writes acknowledged {}, failed {}, failures over {:?}, acknowledged but lost {lost}",
         t.acked.len(),
@@ -189,8 +186,7 @@ async fn cluster_automatic_failover_resumes_by_itself() {
     let t = load.finish(Duration::from_secs(1)).await;
     master.resume();
     promoted.expect("the replica is promoted");
-    let fresh = writer_cache(cluster.url()).await;
-    let lost = lost(&fresh, &t.acked).await;
+    let lost = lost(cluster.url(), &t.acked).await;
     println!(
         "cluster automatic failover (SIGSTOP master): promotion after {promotion:?}; writes acknowledged {}, failed {}, unavailability window {:?}, acknowledged but lost {lost}",
         t.acked.len(),
@@ -289,13 +285,6 @@ async fn l1_is_coherent_across_a_cluster_failover() {
     );
 }
 
-async fn sentinel_cache(url: String, tier: bool) -> Cache {
-    if tier {
-        return support::tiered(url).await;
-    }
-    writer_cache(url).await
-}
-
 /// READONLY errors a node has answered (a write that reached it while it was a replica).
 fn readonly_errors(node: &sharecache_testkit::RedisServer) -> u64 {
     let info = node.cmd(&["INFO", "errorstats"]);
@@ -313,7 +302,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
     let group = tokio::task::spawn_blocking(|| RedisSentinels::start("mymaster"))
         .await
         .unwrap();
-    let cache = sentinel_cache(group.url(), false).await;
+    let cache = writer_cache(group.url()).await;
     let old_port = group.master().port();
     let load = Load::start(&cache, 200_000);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -331,8 +320,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
         .iter()
         .find(|s| s.port() == old_port)
         .unwrap();
-    let fresh = sentinel_cache(group.url(), false).await;
-    let lost = lost(&fresh, &t.acked).await;
+    let lost = lost(group.url(), &t.acked).await;
     println!(
         "sentinel forced switch: took {took:?}; writes acknowledged {}, failed {}, failures over {:?}, acknowledged but lost {lost}, READONLY replies from the old master {}",
         t.acked.len(),
@@ -358,8 +346,8 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     let group = tokio::task::spawn_blocking(|| RedisSentinels::start("mymaster"))
         .await
         .unwrap();
-    let cache = sentinel_cache(group.url(), false).await;
-    let tiered = sentinel_cache(group.url(), true).await;
+    let cache = writer_cache(group.url()).await;
+    let tiered = support::tiered(group.url()).await;
     assert!(
         support::eventually(Duration::from_secs(5), async || tiered
             .tier_stats()
@@ -406,8 +394,7 @@ async fn sentinel_failover_after_sigstop_and_l1_coherence() {
     tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(30)))
         .expect("old master rejoins as a replica");
     let t = load.finish(Duration::from_millis(500)).await;
-    let fresh = sentinel_cache(group.url(), false).await;
-    let lost = lost(&fresh, &t.acked).await;
+    let lost = lost(group.url(), &t.acked).await;
     println!(
         "sentinel failover (SIGSTOP master): new master {new_port} after {switch:?}; writes acknowledged {}, failed {}, unavailability window {:?}, acknowledged but lost {lost}",
         t.acked.len(),
@@ -495,8 +482,7 @@ async fn cluster_failover_with_memory_fallback_loses_nothing() {
     master.resume();
     promoted.expect("replica promoted");
     assert!(recovered, "the cache went back to Redis");
-    let fresh = writer_cache(cluster.url()).await;
-    let lost = lost(&fresh, &t.acked).await;
+    let lost = lost(cluster.url(), &t.acked).await;
     println!(
         "cluster automatic failover, memory fallback: writes acknowledged {}, failed {}, acknowledged but not in Redis afterwards {lost}",
         t.acked.len(),
