@@ -88,12 +88,35 @@ mod tests {
             (b.concurrency, b.keys, b.value_size, b.json),
             (8, 100, 64, true)
         );
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "bench",
+            "--op",
+            "mget",
+            "--batch",
+            "50",
+            "--keys",
+            "10",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("expected bench")
+        };
+        assert_eq!((b.op, b.batch), (crate::bench::Op::Mget, 50));
+        // A batch bigger than the key set is refused before anything runs.
+        let e = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(crate::bench::run(&b))
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot exceed"), "{e}");
         for bad in [
             vec!["sharecache", "bench", "--op", "explode"],
             vec!["sharecache", "bench", "--concurrency", "0"],
             vec!["sharecache", "bench", "--duration", "-1"],
             vec!["sharecache", "bench", "--keys", "0"],
             vec!["sharecache", "bench", "--value-size", "99999999999"],
+            vec!["sharecache", "bench", "--op", "mget", "--batch", "0"],
+            vec!["sharecache", "bench", "--op", "mget", "--batch", "10001"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),
