@@ -117,6 +117,13 @@ pub fn run_blocking(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Runs the benchmark described by `args`.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
+    if args.op == Op::Mget && args.batch > args.keys {
+        bail!(
+            "--batch ({}) cannot exceed --keys ({})",
+            args.batch,
+            args.keys
+        );
+    }
     let cache = Cache::builder()
         .url(&args.target)
         .fallback(Fallback::Fail)
@@ -127,13 +134,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
     let ns = cache.namespace("bench")?;
     let value: Arc<str> = Arc::from("x".repeat(args.value_size as usize));
     let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|i| format!("key:{i}")).collect());
-    if args.op == Op::Mget && args.batch > args.keys {
-        bail!(
-            "--batch ({}) cannot exceed --keys ({})",
-            args.batch,
-            args.keys
-        );
-    }
     if matches!(args.op, Op::Get | Op::Mixed | Op::Mget) {
         prefill(&ns, &keys, &value).await?;
     }
