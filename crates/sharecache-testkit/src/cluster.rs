@@ -47,7 +47,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Kind, RedisConfig, RedisServer, RespReply, free_port, info_field, poll};
+use crate::{Kind, PROBE, RedisConfig, RedisServer, RespReply, free_port, info_field, poll};
 
 /// The initial masters' slot ranges, as `redis-cli --cluster create` assigns them.
 const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
@@ -60,8 +60,6 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
 /// A manual failover that has not happened after this long is requested again (Redis
 /// abandons one after 5 s).
 const FAILOVER_RETRY: Duration = Duration::from_secs(7);
-/// Reply timeout for probes, so a paused node costs at most this much.
-const PROBE: Duration = Duration::from_secs(1);
 
 /// Options for a [`RedisCluster`].
 #[derive(Debug, Clone, Default)]
@@ -272,7 +270,7 @@ impl RedisCluster {
     fn with_role(&self, role: &str) -> Vec<&RedisServer> {
         self.nodes
             .iter()
-            .filter(|n| role_of(n).as_deref() == Some(role))
+            .filter(|n| n.role().as_deref() == Some(role))
             .collect()
     }
 
@@ -450,7 +448,7 @@ impl RedisCluster {
     /// is not healthy with `replica` as master within 20 s.
     pub fn failover(&self, replica: &RedisServer) {
         self.index_of(replica);
-        let role = role_of(replica);
+        let role = replica.role();
         assert!(
             role.as_deref() == Some("slave"),
             "failover needs a replica, but port {} reports role {role:?}",
@@ -458,7 +456,7 @@ impl RedisCluster {
         );
         let mut requested: Option<Instant> = None;
         let done = poll(FAILOVER_TIMEOUT, || {
-            let role = role_of(replica);
+            let role = replica.role();
             if role.as_deref() == Some("master") {
                 return self
                     .check(false)
@@ -495,7 +493,7 @@ impl RedisCluster {
     pub fn wait_until_master(&self, node: &RedisServer, timeout: Duration) -> Result<(), String> {
         self.index_of(node);
         poll(timeout, || {
-            let role = role_of(node);
+            let role = node.role();
             let state = match node.probe(&["CLUSTER", "INFO"], PROBE) {
                 Ok(RespReply::Value(info)) => info_field(&info, "cluster_state").map(String::from),
                 _ => None,
@@ -533,17 +531,6 @@ impl RedisCluster {
             ));
         }
         out
-    }
-}
-
-/// `ROLE`'s first element (`master`, `slave`), `None` when the node does not answer.
-fn role_of(node: &RedisServer) -> Option<String> {
-    match node.probe(&["ROLE"], PROBE) {
-        Ok(RespReply::Array(r)) => match r.first() {
-            Some(RespReply::Value(role)) => Some(role.clone()),
-            _ => None,
-        },
-        _ => None,
     }
 }
 

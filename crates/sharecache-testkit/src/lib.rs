@@ -298,7 +298,22 @@ impl RedisServer {
     fn probe(&self, args: &[&str], timeout: Duration) -> std::io::Result<RespReply> {
         command_timeout(self.port, self.config.password.as_deref(), args, timeout)
     }
+
+    /// `ROLE`'s first element (`master`, `slave`, `sentinel`); `None` when the process
+    /// does not answer within [`PROBE`] (paused, killed).
+    pub fn role(&self) -> Option<String> {
+        match self.probe(&["ROLE"], PROBE) {
+            Ok(RespReply::Array(r)) => match r.first() {
+                Some(RespReply::Value(role)) => Some(role.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
+
+/// How long a readiness or role probe waits for one reply.
+const PROBE: Duration = Duration::from_secs(1);
 
 impl Drop for RedisServer {
     fn drop(&mut self) {

@@ -55,7 +55,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::{Kind, RedisConfig, RedisServer, RespReply, info_field, percent_encode, poll};
+use crate::{Kind, PROBE, RedisConfig, RedisServer, RespReply, info_field, percent_encode, poll};
 
 /// `sentinel down-after-milliseconds`.
 const DOWN_AFTER_MS: u64 = 1000;
@@ -65,8 +65,6 @@ const FAILOVER_TIMEOUT_MS: u64 = 5000;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`RedisSentinels::failover`] waits for the new master.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
-/// Reply timeout for probes, so a paused process costs at most this much.
-const PROBE: Duration = Duration::from_secs(1);
 
 /// Options for [`RedisSentinels`].
 #[derive(Debug, Clone)]
@@ -470,12 +468,8 @@ impl RedisSentinels {
                 .iter()
                 .find(|s| s.port() == port)
                 .ok_or_else(|| format!("the sentinels name port {port}, not a data node"))?;
-            match node.probe(&["ROLE"], PROBE) {
-                Ok(RespReply::Array(r))
-                    if r.first() == Some(&RespReply::Value("master".into())) =>
-                {
-                    Ok(port)
-                }
+            match node.role() {
+                Some(r) if r == "master" => Ok(port),
                 other => Err(format!("sentinels name {port}, whose ROLE is {other:?}")),
             }
         });
