@@ -55,7 +55,10 @@ impl Ttl {
         self.0
     }
 
-    fn validate(self) -> Result<Option<Duration>> {
+    /// Checks the TTL is within 1 ms..=[`MAX_TTL`]; `Ok(None)` for [`Ttl::NEVER`]. Every
+    /// write checks it; callers that take a TTL from outside (the HTTP service) call it
+    /// to answer with the same error.
+    pub fn validate(self) -> Result<Option<Duration>> {
         match self.0 {
             Some(d) if d < Duration::from_millis(1) => Err(Error::new(
                 ErrorKind::InvalidTtl,
@@ -609,8 +612,14 @@ impl Namespace {
         self.name.as_str()
     }
 
-    fn backend(&self) -> &dyn Backend {
-        &*self.inner.store.0
+    /// Key-value operations on stored keys.
+    fn kv(&self) -> &dyn Backend {
+        self.inner.store.kv()
+    }
+
+    /// Coordination operations (rate limits, locks, indexes, streams, queues, presence).
+    fn coord(&self) -> &dyn Backend {
+        self.inner.store.coord()
     }
 
     fn check_batch(&self, n: usize) -> Result<()> {
@@ -657,7 +666,7 @@ impl Namespace {
     {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
-            let stored = self.backend().get(&full).await?;
+            let stored = self.kv().get(&full).await?;
             let stored = self.drop_stale(stored).await;
             return Ok(self.decode_counted(key, stored));
         };
@@ -676,7 +685,7 @@ impl Namespace {
         }
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
-        let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+        let (stored, ttl) = self.kv().get_with_ttl(&full).await?;
         let Some(bytes) = self.drop_stale(stored).await else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -701,7 +710,7 @@ impl Namespace {
     {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
-            let stored = self.backend().get(&full).await?;
+            let stored = self.kv().get(&full).await?;
             let stored = self.drop_stale(stored).await;
             return Ok(self.decode_counted::<T>(key, stored).map(Arc::new));
         };
@@ -722,7 +731,7 @@ impl Namespace {
         }
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
-        let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+        let (stored, ttl) = self.kv().get_with_ttl(&full).await?;
         let Some(bytes) = self.drop_stale(stored).await else {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -840,7 +849,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = crate::codec::with_delta(&self.inner.codec.encode(value)?, delta_ms);
-        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+        self.tiered_write(&[&full], self.kv().set(&full, bytes, ttl))
             .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -856,7 +865,7 @@ impl Namespace {
             .and_then(|t| t.get(&full).map(|e| (t.remaining(&e), e.bytes.clone())))
         {
             Some((remaining, bytes)) => remaining.map(|r| (r, bytes)),
-            None => match self.backend().get_with_ttl(&full).await {
+            None => match self.kv().get_with_ttl(&full).await {
                 Ok((Some(bytes), Some(ttl))) => Some((ttl, bytes)),
                 _ => None,
             },
@@ -895,7 +904,7 @@ impl Namespace {
     ) -> Result<crate::ratelimit::Decision> {
         crate::key::validate_key(key)?;
         limit.validate()?;
-        self.backend()
+        self.coord()
             .rate_limit(&self.space.aux_key("rl", key), &limit)
             .await
     }
@@ -919,7 +928,7 @@ impl Namespace {
         poll_until(wait, Duration::from_millis(50), || async move {
             let token = crate::lock::new_token();
             let fence = self
-                .backend()
+                .coord()
                 .lock_acquire(key, fence_key, crate::lock::token_bytes(&token), ttl)
                 .await?;
             Ok(fence.map(|fence| crate::lock::LockLease { token, fence }))
@@ -930,7 +939,7 @@ impl Namespace {
     /// Releases lock `name` if `token` holds it; returns whether it did.
     pub async fn lock_release(&self, name: &str, token: &str) -> Result<bool> {
         crate::key::validate_key(name)?;
-        self.backend()
+        self.kv()
             .del_if_eq(
                 &self.space.aux_key_slot("lock", name),
                 crate::lock::token_bytes(token),
@@ -942,7 +951,7 @@ impl Namespace {
     pub async fn lock_extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
         crate::key::validate_key(name)?;
         crate::lock::check_ttl(ttl)?;
-        self.backend()
+        self.coord()
             .lock_extend(
                 &self.space.aux_key_slot("lock", name),
                 crate::lock::token_bytes(token),
@@ -986,7 +995,7 @@ impl Namespace {
                 "presence ttl must be between 1 ms and ten years",
             ));
         }
-        self.backend()
+        self.coord()
             .presence_beat(&self.space.aux_key("presence", set), member, ttl)
             .await
     }
@@ -995,7 +1004,7 @@ impl Namespace {
     pub async fn presence_leave(&self, set: &str, member: &str) -> Result<bool> {
         crate::key::validate_key(set)?;
         crate::key::validate_key(member)?;
-        self.backend()
+        self.coord()
             .presence_leave(&self.space.aux_key("presence", set), member)
             .await
     }
@@ -1003,7 +1012,7 @@ impl Namespace {
     /// Presence: who is online in `set`, with the time each has left, soonest first.
     pub async fn presence_list(&self, set: &str) -> Result<Vec<(String, Duration)>> {
         crate::key::validate_key(set)?;
-        self.backend()
+        self.coord()
             .presence_list(&self.space.aux_key("presence", set))
             .await
     }
@@ -1026,7 +1035,7 @@ impl Namespace {
         if !hub.is_redis() {
             return Ok(hub.deliver_local(&full, json));
         }
-        match self.backend().publish(&full, json.clone()).await {
+        match self.coord().publish(&full, json.clone()).await {
             Ok(n) => Ok(n),
             Err(e) if e.is_unavailable() => Ok(hub.deliver_local(&full, json)),
             Err(e) => Err(e),
@@ -1041,7 +1050,7 @@ impl Namespace {
         crate::key::validate_key(channel)?;
         self.check_payload(&json, "event")?;
         let id = self
-            .backend()
+            .coord()
             .stream_add(&self.space.aux_key("evs", channel), json.clone(), 10_000)
             .await?;
         let receivers = self.publish_json(channel, json).await?;
@@ -1065,7 +1074,7 @@ impl Namespace {
                 "event ids look like 1700000000000-0",
             ));
         }
-        self.backend()
+        self.coord()
             .stream_range(
                 &self.space.aux_key("evs", channel),
                 after,
@@ -1098,7 +1107,7 @@ impl Namespace {
     pub async fn queue_push_json(&self, queue: &str, json: Bytes) -> Result<String> {
         crate::key::validate_key(queue)?;
         self.check_payload(&json, "message")?;
-        self.backend()
+        self.coord()
             .queue_push(&self.space.aux_key_slot("q", queue), json)
             .await
     }
@@ -1126,7 +1135,7 @@ impl Namespace {
         let (key, dlq) = (&key, &dlq);
         let got = poll_until(wait, Duration::from_millis(100), || async move {
             let got = self
-                .backend()
+                .coord()
                 .queue_claim(key, dlq, consumer, count, opts)
                 .await?;
             Ok((!got.is_empty()).then_some(got))
@@ -1148,7 +1157,7 @@ impl Namespace {
                 "message ids look like 1700000000000-0",
             ));
         }
-        self.backend()
+        self.coord()
             .queue_ack(&self.space.aux_key_slot("q", queue), ids)
             .await
     }
@@ -1162,7 +1171,7 @@ impl Namespace {
     ) -> Result<Vec<crate::queue::QueueMessage>> {
         crate::key::validate_key(queue)?;
         let count = count.clamp(1, crate::queue::MAX_CLAIM);
-        self.backend()
+        self.coord()
             .queue_dead(
                 &self.space.aux_key_slot("q", queue),
                 &self.space.aux_key_slot("qdl", queue),
@@ -1215,7 +1224,7 @@ impl Namespace {
             .aux_key("sess", &s::slot(&id).expect("fresh ids are well formed"));
         let sealed = s::seal_record(keys, &key, &record)?;
         let ttl = s::store_ttl(&record, now).expect("a new session has time left");
-        self.backend().set(&key, sealed, Some(ttl)).await?;
+        self.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(s::NewSession {
             id,
             expires_at_ms: now + ttl.as_millis() as u64,
@@ -1235,7 +1244,7 @@ impl Namespace {
         crate::key::validate_key(user)?;
         let new = self.session_create(data, idle, absolute).await?;
         let slot = crate::session::slot(&new.id).expect("fresh ids are well formed");
-        self.backend()
+        self.coord()
             .index_add(&self.space.aux_key("sessu", user), &slot, absolute)
             .await?;
         Ok(new)
@@ -1251,9 +1260,9 @@ impl Namespace {
         let now = s::now_ms();
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for slot in self.backend().index_members(&index).await? {
+        for slot in self.coord().index_members(&index).await? {
             let key = self.space.aux_key("sess", &slot);
-            let record = match self.backend().get_with_ttl(&key).await? {
+            let record = match self.kv().get_with_ttl(&key).await? {
                 (Some(sealed), ttl) => s::open_record(keys, &key, &sealed)
                     .filter(|r| !s::expired(r, now))
                     .map(|r| (r, ttl)),
@@ -1268,7 +1277,7 @@ impl Namespace {
                 None => gone.push(slot),
             }
         }
-        self.backend().index_remove(&index, &gone).await?;
+        self.coord().index_remove(&index, &gone).await?;
         out.sort_by_key(|i| i.created_ms);
         Ok(out)
     }
@@ -1279,7 +1288,7 @@ impl Namespace {
         crate::key::validate_key(user)?;
         self.session_keys()?;
         let index = self.space.aux_key("sessu", user);
-        let slots = self.backend().index_members(&index).await?;
+        let slots = self.coord().index_members(&index).await?;
         let keys: Vec<String> = slots
             .iter()
             .map(|s| self.space.aux_key("sess", s))
@@ -1287,9 +1296,9 @@ impl Namespace {
         let ended = if keys.is_empty() {
             0
         } else {
-            self.backend().del(&keys).await?
+            self.kv().del(&keys).await?
         };
-        self.backend().index_remove(&index, &slots).await?;
+        self.coord().index_remove(&index, &slots).await?;
         Ok(ended)
     }
 
@@ -1300,7 +1309,7 @@ impl Namespace {
             return Ok(None);
         };
         let key = self.space.aux_key("sess", &slot);
-        let Some(sealed) = self.backend().get(&key).await? else {
+        let Some(sealed) = self.kv().get(&key).await? else {
             return Ok(None);
         };
         let Some(record) = s::open_record(keys, &key, &sealed) else {
@@ -1308,7 +1317,7 @@ impl Namespace {
             return Ok(None);
         };
         if s::expired(&record, s::now_ms()) {
-            self.backend().del(std::slice::from_ref(&key)).await?;
+            self.kv().del(std::slice::from_ref(&key)).await?;
             return Ok(None);
         }
         Ok(Some((key, record)))
@@ -1327,7 +1336,7 @@ impl Namespace {
         };
         // Renew: re-seal (fresh nonce) with the idle TTL, capped by the absolute one.
         let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
-        self.backend().set(&key, sealed, Some(ttl)).await?;
+        self.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(Some(s::SessionData {
             data: record.data,
             created_ms: record.created_ms,
@@ -1346,7 +1355,7 @@ impl Namespace {
             return Ok(false);
         };
         let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
-        self.backend().set(&key, sealed, Some(ttl)).await?;
+        self.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(true)
     }
 
@@ -1356,11 +1365,7 @@ impl Namespace {
         let Some(slot) = crate::session::slot(id) else {
             return Ok(false);
         };
-        Ok(self
-            .backend()
-            .del(&[self.space.aux_key("sess", &slot)])
-            .await?
-            > 0)
+        Ok(self.kv().del(&[self.space.aux_key("sess", &slot)]).await? > 0)
     }
 
     /// Gives a session a new id (after a login or a privilege change): the same data and
@@ -1380,8 +1385,8 @@ impl Namespace {
             &s::slot(&new_id).expect("fresh ids are well formed"),
         );
         let sealed = s::seal_record(self.session_keys()?, &key, &record)?;
-        self.backend().set(&key, sealed, Some(ttl)).await?;
-        self.backend().del(&[old_key]).await?;
+        self.kv().set(&key, sealed, Some(ttl)).await?;
+        self.kv().del(&[old_key]).await?;
         Ok(Some(s::NewSession {
             id: new_id,
             expires_at_ms: now + ttl.as_millis() as u64,
@@ -1398,7 +1403,7 @@ impl Namespace {
         }
         if negatives {
             let full = self.space.key(key)?;
-            if let Some(raw) = self.backend().get(&full).await?
+            if let Some(raw) = self.kv().get(&full).await?
                 && crate::codec::is_negative(&raw)
             {
                 return Ok(Lookup::Absent);
@@ -1451,7 +1456,7 @@ impl Namespace {
                     // holds it, that instance is refreshing: keep the current value.
                     Some(d) if refresh => {
                         let token = Bytes::from(new_version().to_string());
-                        match self.backend().set_nx(&self.space.lease_key(key), token.clone(), d).await {
+                        match self.kv().set_nx(&self.space.lease_key(key), token.clone(), d).await {
                             Ok(true) => Some(token),
                             Ok(false) => return found(current.clone()),
                             Err(e) => return cache_err(e),
@@ -1481,7 +1486,7 @@ impl Namespace {
                     }
                     Ok(None) => {
                         if let Some(nttl) = negative_ttl {
-                            let stored = self.backend().set(&full, crate::codec::negative_marker(), Some(nttl));
+                            let stored = self.kv().set(&full, crate::codec::negative_marker(), Some(nttl));
                             if let Err(e) = self.tiered_write(&[&full], stored).await {
                                 tracing::warn!(namespace = %self.name, key, error = %e, "remember: the absence could not be stored");
                             }
@@ -1493,7 +1498,7 @@ impl Namespace {
                 if let Some(token) = lease {
                     // Hand the key back at once (value stored, or loader failed: let
                     // another instance try without waiting for the lease to expire).
-                    let _ = self.backend().del_if_eq(&self.space.lease_key(key), token).await;
+                    let _ = self.kv().del_if_eq(&self.space.lease_key(key), token).await;
                 }
                 out
             })
@@ -1539,7 +1544,7 @@ impl Namespace {
         let tags = check_tags(tags)?;
         let encoded = self.inner.codec.encode(value)?;
         let bytes = self.tag_value(&encoded, &tags).await?;
-        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+        self.tiered_write(&[&full], self.kv().set(&full, bytes, ttl))
             .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1558,7 +1563,7 @@ impl Namespace {
         let tags = check_tags(tags)?;
         let encoded = self.inner.codec.encode_raw_json(json)?;
         let bytes = self.tag_value(&encoded, &tags).await?;
-        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+        self.tiered_write(&[&full], self.kv().set(&full, bytes, ttl))
             .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1578,7 +1583,7 @@ impl Namespace {
             })
             .collect();
         let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
-        self.tiered_write(&keys, self.backend().mset(&items, None))
+        self.tiered_write(&keys, self.kv().mset(&items, None))
             .await?;
         Ok(tags.len())
     }
@@ -1593,7 +1598,7 @@ impl Namespace {
             .iter()
             .map(|_| Bytes::from(new_version().to_string()))
             .collect();
-        let current = self.backend().get_or_init(&keys, &inits).await?;
+        let current = self.kv().get_or_init(&keys, &inits).await?;
         let pairs: Vec<(&str, u64)> = tags
             .iter()
             .zip(&current)
@@ -1633,7 +1638,7 @@ impl Namespace {
                 .tier()
                 .map(|t| ask.iter().map(|k| t.ticket(k)).collect())
                 .unwrap_or_default();
-            let Ok(vals) = self.backend().mget(&ask).await else {
+            let Ok(vals) = self.kv().mget(&ask).await else {
                 return false;
             };
             for (j, (i, v)) in wanted.iter().zip(vals).enumerate() {
@@ -1674,15 +1679,11 @@ impl Namespace {
                 return Ok(Lease::Loaded(v));
             }
             let token = Bytes::from(new_version().to_string());
-            if self
-                .backend()
-                .set_nx(&lease_key, token.clone(), lease)
-                .await?
-            {
+            if self.kv().set_nx(&lease_key, token.clone(), lease).await? {
                 // Taken: check once more (the holder may have stored and released
                 // between our read and our lease).
                 if let Some(v) = self.get::<T>(key).await? {
-                    let _ = self.backend().del_if_eq(&lease_key, token).await;
+                    let _ = self.kv().del_if_eq(&lease_key, token).await;
                     return Ok(Lease::Loaded(v));
                 }
                 return Ok(Lease::Held(token));
@@ -1725,7 +1726,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.inner.codec.encode(value)?;
-        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+        self.tiered_write(&[&full], self.kv().set(&full, bytes, ttl))
             .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1735,7 +1736,7 @@ impl Namespace {
     pub async fn del(&self, key: &str) -> Result<bool> {
         let full = self.space.key(key)?;
         let n = self
-            .tiered_write(&[&full], self.backend().del(std::slice::from_ref(&full)))
+            .tiered_write(&[&full], self.kv().del(std::slice::from_ref(&full)))
             .await?;
         if n > 0 {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
@@ -1746,7 +1747,7 @@ impl Namespace {
     /// Whether `key` holds a value.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.space.key(key)?;
-        self.backend().exists(&full).await
+        self.kv().exists(&full).await
     }
 
     /// Reads many keys; the result has one slot per key, in order, `None` for a miss.
@@ -1759,7 +1760,7 @@ impl Namespace {
             return Ok(Vec::new());
         }
         let stored = match self.tier() {
-            None => self.backend().mget(&full).await?,
+            None => self.kv().mget(&full).await?,
             Some(tier) => {
                 // Keys resident in L1 are answered from it; only the others go to Redis.
                 // Misses are not inserted here: MGET does not say when a key expires (get
@@ -1775,7 +1776,7 @@ impl Namespace {
                     .fetch_add((stored.len() - missing.len()) as u64, Ordering::Relaxed);
                 if !missing.is_empty() {
                     let ask: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
-                    for (i, v) in missing.into_iter().zip(self.backend().mget(&ask).await?) {
+                    for (i, v) in missing.into_iter().zip(self.kv().mget(&ask).await?) {
                         stored[i] = v;
                     }
                 }
@@ -1815,7 +1816,7 @@ impl Namespace {
         }
         let n = encoded.len() as u64;
         let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
-        self.tiered_write(&keys, self.backend().mset(&encoded, ttl))
+        self.tiered_write(&keys, self.kv().mset(&encoded, ttl))
             .await?;
         self.counters.sets.fetch_add(n, Ordering::Relaxed);
         Ok(())
@@ -1828,7 +1829,7 @@ impl Namespace {
             return Ok(0);
         }
         let keys: Vec<&str> = full.iter().map(String::as_str).collect();
-        let n = self.tiered_write(&keys, self.backend().del(&full)).await?;
+        let n = self.tiered_write(&keys, self.kv().del(&full)).await?;
         self.counters.deletes.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
@@ -1858,7 +1859,7 @@ impl Namespace {
     /// Pattern deletes reach L1 as a flush of this instance's L1 once Redis is done
     /// (other instances get one invalidation per deleted key from Redis).
     async fn delete_matching_tiered(&self, pattern: &str) -> Result<u64> {
-        let r = self.backend().delete_matching(pattern).await;
+        let r = self.kv().delete_matching(pattern).await;
         if let Some(t) = self.inner.tier.as_deref() {
             t.flush();
         }
@@ -1879,7 +1880,7 @@ impl Namespace {
             ));
         }
         let count = count.clamp(1, self.inner.max_batch);
-        let page = self.backend().scan(&full, cursor, count).await?;
+        let page = self.kv().scan(&full, cursor, count).await?;
         Ok(KeyPage {
             keys: page
                 .keys
@@ -1901,7 +1902,7 @@ impl Namespace {
         let mut cursor: Option<String> = None;
         let truncated = loop {
             let page = self
-                .backend()
+                .kv()
                 .scan(&self.space.all(), cursor.as_deref(), 1000)
                 .await?;
             keys += page.keys.len() as u64;
@@ -1915,7 +1916,7 @@ impl Namespace {
                 None => break false,
             }
         };
-        let sizes = self.backend().sizes(&sample).await?;
+        let sizes = self.kv().sizes(&sample).await?;
         let sampled: u64 = sizes.iter().sum();
         let bytes = if sample.is_empty() {
             0
@@ -1954,7 +1955,7 @@ impl Namespace {
     pub async fn get_json_tiered(&self, key: &str) -> Result<Option<(Bytes, bool)>> {
         let full = self.space.key(key)?;
         let (stored, from_l1) = match self.tier() {
-            None => (self.backend().get(&full).await?, false),
+            None => (self.kv().get(&full).await?, false),
             Some(tier) => match tier.get(&full) {
                 Some(e) => {
                     self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
@@ -1962,7 +1963,7 @@ impl Namespace {
                 }
                 None => {
                     let ticket = tier.ticket(&full);
-                    let (stored, ttl) = self.backend().get_with_ttl(&full).await?;
+                    let (stored, ttl) = self.kv().get_with_ttl(&full).await?;
                     if let Some(b) = &stored
                         && self.inner.store.state() == BackendState::Connected
                         && self.inner.codec.decode_to_json(b).is_ok()
@@ -1995,7 +1996,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.inner.codec.encode_raw_json(json)?;
-        self.tiered_write(&[&full], self.backend().set(&full, bytes, ttl))
+        self.tiered_write(&[&full], self.kv().set(&full, bytes, ttl))
             .await?;
         self.counters.sets.fetch_add(1, Ordering::Relaxed);
         Ok(())

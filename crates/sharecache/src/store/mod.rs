@@ -173,6 +173,17 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
+    /// Key-value operations on stored keys (the cache layer's entry point).
+    pub(crate) fn kv(&self) -> &dyn Backend {
+        &*self.0
+    }
+
+    /// Coordination operations: rate limits, locks, indexes, streams, queues, presence,
+    /// publish (the primitives' entry point).
+    pub(crate) fn coord(&self) -> &dyn Backend {
+        &*self.0
+    }
+
     /// A standalone bounded in-memory store (what `Cache::builder().memory()` uses).
     pub fn memory(limits: MemoryLimits) -> Result<Store> {
         Ok(Store(Arc::new(memory::MemoryStore::new(limits)?)))
