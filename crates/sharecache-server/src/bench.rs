@@ -216,10 +216,11 @@ async fn worker(
         let started = Instant::now();
         let ok = if op == Op::Lock {
             match ns
-                .lock_acquire(key, Duration::from_secs(10), Duration::ZERO)
+                .locks()
+                .acquire_lease(key, Duration::from_secs(10), Duration::ZERO)
                 .await
             {
-                Ok(Some(l)) => ns.lock_release(key, &l.token).await.unwrap_or(false),
+                Ok(Some(l)) => ns.locks().release(key, &l.token).await.unwrap_or(false),
                 // Another task holds this key right now: not an error, but not an
                 // acquisition either; try another key.
                 Ok(None) => continue,
@@ -233,7 +234,10 @@ async fn worker(
                 .is_ok()
         } else if op == Op::Ratelimit {
             let limit = sharecache::ratelimit::Limit::per(1_000_000_000, Duration::from_secs(1));
-            ns.rate_limit(key, limit).await.is_ok_and(|d| d.allowed)
+            ns.rate_limits()
+                .check(key, limit)
+                .await
+                .is_ok_and(|d| d.allowed)
         } else if write {
             ns.set(key, &*value, Ttl::secs(3600)).await.is_ok()
         } else {

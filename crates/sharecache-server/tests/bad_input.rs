@@ -64,11 +64,11 @@ async fn snapshot(app: &TestApp) -> Snap {
                     let page = n.keys("*", cursor.as_deref(), 100).await.unwrap();
                     for k in page.keys {
                         let v = n
-                            .get_json(&k)
+                            .get::<sharecache::RawJson>(&k)
                             .await
                             .unwrap()
                             .unwrap_or_else(|| panic!("{ns}:{k} listed but not readable"));
-                        out.insert(format!("{ns}:{k}"), v.to_vec());
+                        out.insert(format!("{ns}:{k}"), v.as_bytes().to_vec());
                     }
                     match page.cursor {
                         Some(c) => cursor = Some(c),
@@ -80,7 +80,7 @@ async fn snapshot(app: &TestApp) -> Snap {
                 }
                 assert!(done, "listing {ns} did not finish");
             }
-            let total = app.cache.store().stats().await.unwrap().keys;
+            let total = app.cache.stats().await.unwrap().keys;
             assert_eq!(
                 total as usize,
                 out.len(),

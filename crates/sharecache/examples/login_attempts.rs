@@ -19,7 +19,10 @@ async fn main() -> sharecache::Result<()> {
     let limit = Limit::per(5, Duration::from_secs(15 * 60));
     let email = "ada@example.com";
     for attempt in 1..=7 {
-        let d = auth.rate_limit(&format!("attempts:{email}"), limit).await?;
+        let d = auth
+            .rate_limits()
+            .check(&format!("attempts:{email}"), limit)
+            .await?;
         if d.allowed {
             println!(
                 "attempt {attempt}: checking the password ({} attempts left)",

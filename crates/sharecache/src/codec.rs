@@ -96,6 +96,7 @@ impl Default for Codec {
 
 impl Codec {
     /// Serializes `value` with this codec's format.
+    #[doc(hidden)]
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&[MAGIC, self.format.tag()]);
@@ -115,15 +116,6 @@ impl Codec {
                 })?
             }
         }
-        self.finish(out)
-    }
-
-    /// Wraps an already-serialized JSON document (the HTTP service's bodies) without
-    /// re-serializing it. The caller has validated that `json` is JSON.
-    pub fn encode_raw_json(&self, json: &[u8]) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(json.len() + 2);
-        out.extend_from_slice(&[MAGIC, Format::Json.tag()]);
-        out.extend_from_slice(json);
         self.finish(out)
     }
 
@@ -151,8 +143,19 @@ impl Codec {
         Ok(Bytes::from(out))
     }
 
-    /// Decodes a stored value written by any format this version knows.
-    pub fn decode<T: DeserializeOwned>(&self, stored: &[u8]) -> Result<T> {
+    /// Decodes a stored value written by any format this version knows. [`RawJson`]
+    /// takes a fast path: the stored JSON text is shared, not parsed or copied.
+    #[doc(hidden)]
+    pub fn decode<T: DeserializeOwned + 'static>(&self, stored: &Bytes) -> Result<T> {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<RawJson>() {
+            // Checked like any decode: a corrupt payload is a decode error, never invalid
+            // JSON handed on as valid.
+            let json = self.decode_to_json(stored)?;
+            check_json(&json)
+                .map_err(|why| Error::new(ErrorKind::Decode, format!("stored {why}")))?;
+            let raw: Box<dyn std::any::Any> = Box::new(RawJson(json));
+            return Ok(*raw.downcast::<T>().expect("T is RawJson"));
+        }
         let (format, payload) = unwrap_payload(stored)?;
         match format {
             Format::Json => serde_json::from_slice(&payload).map_err(|e| {
@@ -170,9 +173,8 @@ impl Codec {
         }
     }
 
-    /// Returns the stored value as JSON text (for the HTTP service), transcoding
-    /// MessagePack values written by library users.
-    pub fn decode_to_json(&self, stored: &Bytes) -> Result<Bytes> {
+    /// Returns the stored value as JSON text, transcoding MessagePack values.
+    fn decode_to_json(&self, stored: &Bytes) -> Result<Bytes> {
         let (format, payload) = unwrap_payload(stored)?;
         match format {
             Format::Json => Ok(match payload {
@@ -191,6 +193,126 @@ impl Codec {
                     Error::new(ErrorKind::Decode, format!("cannot transcode to JSON: {e}"))
                 })
             }
+        }
+    }
+}
+
+/// A JSON document kept as text: stored as it is and read back without being decoded
+/// into a Rust type. It is how the HTTP service moves request bodies into the cache and
+/// values out of it, and how a library user passes JSON through.
+///
+/// It holds valid JSON (checked when built from bytes). It serializes verbatim with
+/// serde_json and as the parsed document with non-human-readable serializers
+/// (MessagePack); reading one from the cache shares the stored text (MessagePack values
+/// are transcoded).
+///
+/// ```
+/// use sharecache::RawJson;
+/// let doc = RawJson::from_slice(br#"{"name":"Ada"}"#).unwrap();
+/// assert_eq!(doc.get(), r#"{"name":"Ada"}"#);
+/// assert_eq!(serde_json::to_string(&doc).unwrap(), r#"{"name":"Ada"}"#);
+/// assert!(RawJson::from_slice(b"{oops").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RawJson(Bytes);
+
+impl RawJson {
+    /// Checks that `json` is one JSON document and keeps a copy.
+    pub fn from_slice(json: &[u8]) -> Result<Self> {
+        Self::from_bytes(Bytes::copy_from_slice(json))
+    }
+
+    /// Checks that `json` is one JSON document and keeps it (no copy).
+    pub fn from_bytes(json: Bytes) -> Result<Self> {
+        check_json(&json).map_err(|why| Error::new(ErrorKind::InvalidArgument, why))?;
+        Ok(Self(json))
+    }
+
+    /// JSON text the library wrote itself (event payloads it validated on publish).
+    pub(crate) fn trusted(json: Bytes) -> Self {
+        Self(json)
+    }
+
+    /// Serializes `value` as JSON.
+    pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        serde_json::to_vec(value)
+            .map(|v| Self(Bytes::from(v)))
+            .map_err(|e| Error::new(ErrorKind::Encode, format!("cannot encode as JSON: {e}")))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        // Checked UTF-8 when built; the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The JSON text as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The JSON text as shared bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Decodes the document into `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.0)
+            .map_err(|e| Error::new(ErrorKind::Decode, format!("JSON does not decode: {e}")))
+    }
+}
+
+/// Whether `b` is one JSON document, saying why not.
+fn check_json(b: &[u8]) -> std::result::Result<(), String> {
+    if b.is_empty() {
+        return Err("value is not JSON: it is empty".into());
+    }
+    // IgnoredAny skips string contents without checking their UTF-8, so check it first:
+    // JSON text is UTF-8, and what is served as application/json must be too.
+    let text = std::str::from_utf8(b).map_err(|e| format!("value is not UTF-8: {e}"))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| format!("value is not valid JSON: {e}"))
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawJson({})", self.get())
+    }
+}
+
+impl std::fmt::Display for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        if s.is_human_readable() {
+            let raw: &serde_json::value::RawValue =
+                serde_json::from_slice(&self.0).map_err(S::Error::custom)?;
+            raw.serialize(s)
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&self.0).map_err(S::Error::custom)?;
+            v.serialize(s)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        if d.is_human_readable() {
+            let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+            Ok(Self(Bytes::from(String::from(raw.get()))))
+        } else {
+            let v = serde_json::Value::deserialize(d)?;
+            serde_json::to_vec(&v)
+                .map(|v| Self(Bytes::from(v)))
+                .map_err(D::Error::custom)
         }
     }
 }
@@ -375,7 +497,7 @@ mod tests {
         let d = with_delta(&c.encode(&1u8).unwrap(), 5);
         for cut in 0..d.len() {
             let _ = delta_of(&d[..cut]);
-            let _ = c.decode::<u8>(&d[..cut]);
+            let _ = c.decode::<u8>(&d.slice(..cut));
         }
     }
 
@@ -399,7 +521,7 @@ mod tests {
         // A truncated tag section is a decode error, never a panic.
         let tagged = with_tags(&c.encode(&1).unwrap(), &[("t", 1)]);
         for cut in 2..tagged.len() - 1 {
-            let _ = c.decode::<u32>(&tagged[..cut]);
+            let _ = c.decode::<u32>(&tagged.slice(..cut));
             let _ = tags_of(&tagged[..cut]);
         }
         assert!(validate_tag("user:42").is_ok());
@@ -487,8 +609,11 @@ mod tests {
             b"\xC5\x11\x10\x00\x00\x00garbage",
             &lz4_bomb,
         ] {
-            let e = c.decode::<serde_json::Value>(stored).unwrap_err();
+            let stored = Bytes::copy_from_slice(stored);
+            let e = c.decode::<serde_json::Value>(&stored).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Decode, "{stored:?}");
+            let e = c.decode::<RawJson>(&stored).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Decode, "raw: {stored:?}");
         }
         // Right header, wrong type: also a decode error.
         let b = c.encode(&"text").unwrap();

@@ -264,3 +264,113 @@ impl Drop for Subscription {
         }
     }
 }
+
+/// Events kept per durable channel (the oldest are trimmed).
+const DURABLE_KEEP: usize = 10_000;
+
+/// One channel of a namespace, got from
+/// [`Namespace::channel`](crate::Namespace::channel). Cheap to clone.
+///
+/// ```
+/// # async fn demo() -> sharecache::Result<()> {
+/// let chat = sharecache::Cache::builder().memory().build().await?.namespace("chat")?;
+/// let room = chat.channel("room:1")?;
+/// let mut sub = room.subscribe().await?;
+/// assert_eq!(room.publish(&serde_json::json!({"text": "hi"})).await?, 1);
+/// let got: serde_json::Value = sub.recv_json().await.unwrap();
+/// assert_eq!(got["text"], "hi");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Channel {
+    ns: crate::Namespace,
+    key: String,
+    log: String,
+}
+
+impl crate::Namespace {
+    /// Channel `name` of this namespace (named like a key; see [`crate::events`]).
+    pub fn channel(&self, name: &str) -> crate::Result<Channel> {
+        use crate::key::Aux;
+        Ok(Channel {
+            key: self.space.aux(Aux::Channel, name)?,
+            log: self.space.aux(Aux::EventLog, name)?,
+            ns: self.clone(),
+        })
+    }
+}
+
+impl Channel {
+    /// Publishes `event` (as JSON; a [`RawJson`](crate::RawJson) goes as it is); returns
+    /// how many receivers got it (on Redis: subscribed processes; in memory:
+    /// subscriptions). At most once. While Redis is down, only this process's
+    /// subscribers receive it.
+    pub async fn publish<T: serde::Serialize + ?Sized>(&self, event: &T) -> crate::Result<u64> {
+        let json = crate::RawJson::to_raw(event)?.into_bytes();
+        self.ns.check_payload(&json, "event")?;
+        self.send(json).await
+    }
+
+    /// Publishes durably: the event is also kept (the last 10 000 per channel) in a
+    /// stream, so a subscriber that was away can replay what it missed with
+    /// [`since`](Self::since). Returns the event's id and the receivers. Fails with
+    /// `Unavailable` while Redis is down (nothing durable can be promised then).
+    pub async fn publish_durable<T: serde::Serialize + ?Sized>(
+        &self,
+        event: &T,
+    ) -> crate::Result<(String, u64)> {
+        let json = crate::RawJson::to_raw(event)?.into_bytes();
+        self.ns.check_payload(&json, "event")?;
+        let id = self
+            .ns
+            .coord()
+            .stream_add(&self.log, json.clone(), DURABLE_KEEP)
+            .await?;
+        Ok((id, self.send(json).await?))
+    }
+
+    async fn send(&self, json: Bytes) -> crate::Result<u64> {
+        let hub = &self.ns.inner.hub;
+        if !hub.is_redis() {
+            return Ok(hub.deliver_local(&self.key, json));
+        }
+        match self.ns.coord().publish(&self.key, json.clone()).await {
+            Ok(n) => Ok(n),
+            Err(e) if e.is_unavailable() => Ok(hub.deliver_local(&self.key, json)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Durable events after `after` (an id from [`publish_durable`](Self::publish_durable)
+    /// or a previous call; `None`: the oldest kept), at most `count` (1..=1000), oldest
+    /// first, each with its id.
+    pub async fn since(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> crate::Result<Vec<(String, crate::RawJson)>> {
+        if let Some(a) = after
+            && crate::store::memory::parse_stream_id(a).is_none()
+        {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidArgument,
+                "event ids look like 1700000000000-0",
+            ));
+        }
+        let events = self
+            .ns
+            .coord()
+            .stream_range(&self.log, after, count.clamp(1, 1000))
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|(id, json)| (id, crate::RawJson::trusted(json)))
+            .collect())
+    }
+
+    /// Subscribes. Dropping the subscription unsubscribes; it is resubscribed by itself
+    /// after a reconnect.
+    pub async fn subscribe(&self) -> crate::Result<Subscription> {
+        Ok(self.ns.inner.hub.subscribe(&self.key).await)
+    }
+}

@@ -284,56 +284,103 @@ fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
     Some((matched != negate, i + 1))
 }
 
+/// Internal key kinds: state the cache and each primitive keep beside a namespace's
+/// keys, stored at `[prefix:]#kind:ns:name`. `#` is not a namespace character, so no
+/// caller key, pattern, listing or clear can reach these keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Aux {
+    /// A tag's current version (`cache/tags.rs`).
+    Tag,
+    /// A cross-instance load lease of `remember` (`cache/remember.rs`).
+    Lease,
+    /// A rate limit's state (`ratelimit`).
+    RateLimit,
+    /// A lock: its holder's token (`lock`).
+    Lock,
+    /// A lock's fence counter, which never expires (`lock`).
+    Fence,
+    /// A presence set (`presence`).
+    Presence,
+    /// A publish/subscribe channel (`events`).
+    Channel,
+    /// A channel's durable event log (`events`).
+    EventLog,
+    /// A work queue's stream (`queue`).
+    Queue,
+    /// A work queue's dead letters (`queue`).
+    DeadLetters,
+    /// One session, under the SHA-256 of its id (`session`).
+    Session,
+    /// The index of one user's sessions (`session`).
+    UserSessions,
+}
+
+impl Aux {
+    /// The kind's part of the stored key. Stored data depends on these: never change one.
+    const fn label(self) -> &'static str {
+        match self {
+            Aux::Tag => "tag",
+            Aux::Lease => "lease",
+            Aux::RateLimit => "rl",
+            Aux::Lock => "lock",
+            Aux::Fence => "fence",
+            Aux::Presence => "presence",
+            Aux::Channel => "ev",
+            Aux::EventLog => "evs",
+            Aux::Queue => "q",
+            Aux::DeadLetters => "qdl",
+            Aux::Session => "sess",
+            Aux::UserSessions => "sessu",
+        }
+    }
+
+    /// Kinds that one script touches together (a lock and its fence, a queue and its dead
+    /// letters) put the name in a Redis Cluster hash tag (`#kind:ns:{name}`), so they
+    /// share a slot.
+    const fn slotted(self) -> bool {
+        matches!(self, Aux::Lock | Aux::Fence | Aux::Queue | Aux::DeadLetters)
+    }
+}
+
 /// Builds stored keys and patterns for one namespace.
 #[derive(Clone, Debug)]
 pub(crate) struct KeySpace {
     /// `[prefix:]ns:`, the literal start of every key of the namespace.
     head: Arc<str>,
-    /// `[prefix:]#tag:ns:`, the start of the namespace's tag version keys. `#` is not a
-    /// namespace character, so these keys are in no namespace: no caller key, pattern,
-    /// listing or clear can reach them.
-    tag_head: Arc<str>,
+    /// `[prefix:]#`, the start of every internal key ([`Aux`]).
+    aux_head: Arc<str>,
+    /// The namespace name.
+    ns: NamespaceName,
 }
 
 impl KeySpace {
     pub(crate) fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
-        let (head, tag_head) = match prefix {
-            Some(p) => (format!("{p}:{ns}:"), format!("{p}:#tag:{ns}:")),
-            None => (format!("{ns}:"), format!("#tag:{ns}:")),
+        let (head, aux_head) = match prefix {
+            Some(p) => (format!("{p}:{ns}:"), format!("{p}:#")),
+            None => (format!("{ns}:"), "#".to_owned()),
         };
         Self {
             head: Arc::from(head),
-            tag_head: Arc::from(tag_head),
+            aux_head: Arc::from(aux_head),
+            ns: ns.clone(),
         }
     }
 
-    /// The load-lease key of a (validated) key; like tag keys, in no namespace.
-    pub(crate) fn lease_key(&self, key: &str) -> String {
-        self.aux_key("lease", key)
+    /// The internal key of `kind` for a caller's `name`, which is validated like a key.
+    pub(crate) fn aux(&self, kind: Aux, name: &str) -> Result<String> {
+        validate_key(name)?;
+        Ok(self.aux_of(kind, name))
     }
 
-    /// `[prefix:]#kind:ns:key`: state a primitive keeps for `key` (rate limits, leases),
-    /// in no namespace, so cache patterns, listings and clears never touch it.
-    pub(crate) fn aux_key(&self, kind: &str, key: &str) -> String {
-        format!(
-            "{}{key}",
-            self.tag_head.replacen("#tag:", &format!("#{kind}:"), 1)
-        )
-    }
-
-    /// Like [`aux_key`](Self::aux_key) with the name in a Redis Cluster hash tag
-    /// (`#kind:ns:{name}`): keys one script touches together (a lock and its fence
-    /// counter, a queue and its dead letters) then share a slot.
-    pub(crate) fn aux_key_slot(&self, kind: &str, key: &str) -> String {
-        format!(
-            "{}{{{key}}}",
-            self.tag_head.replacen("#tag:", &format!("#{kind}:"), 1)
-        )
-    }
-
-    /// The version key of a (validated) tag.
-    pub(crate) fn tag_key(&self, tag: &str) -> String {
-        format!("{}{tag}", self.tag_head)
+    /// The internal key of `kind` for a name the library built or validated itself (a
+    /// session slot, a checked tag, an already-validated key).
+    pub(crate) fn aux_of(&self, kind: Aux, name: &str) -> String {
+        let (head, label, ns) = (&*self.aux_head, kind.label(), &self.ns);
+        if kind.slotted() {
+            format!("{head}{label}:{ns}:{{{name}}}")
+        } else {
+            format!("{head}{label}:{ns}:{name}")
+        }
     }
 
     /// The stored key for a caller's key (validated).
@@ -516,6 +563,36 @@ mod tests {
             &NamespaceName::new("a").unwrap(),
         );
         assert_eq!(prefixed.key("k").unwrap(), "app:a:k");
+    }
+
+    /// Stored data depends on these layouts: a change would orphan every lock, session
+    /// and queue already in Redis.
+    #[test]
+    fn internal_keys_keep_their_layout() {
+        let a = KeySpace::new(None, &NamespaceName::new("a").unwrap());
+        assert_eq!(a.aux(Aux::RateLimit, "k").unwrap(), "#rl:a:k");
+        assert_eq!(a.aux(Aux::Lock, "k").unwrap(), "#lock:a:{k}");
+        assert_eq!(a.aux(Aux::Fence, "k").unwrap(), "#fence:a:{k}");
+        assert_eq!(a.aux(Aux::Queue, "k").unwrap(), "#q:a:{k}");
+        assert_eq!(a.aux(Aux::DeadLetters, "k").unwrap(), "#qdl:a:{k}");
+        assert_eq!(a.aux_of(Aux::Tag, "t"), "#tag:a:t");
+        assert_eq!(a.aux_of(Aux::Lease, "k"), "#lease:a:k");
+        for (kind, label) in [
+            (Aux::Presence, "presence"),
+            (Aux::Channel, "ev"),
+            (Aux::EventLog, "evs"),
+            (Aux::Session, "sess"),
+            (Aux::UserSessions, "sessu"),
+        ] {
+            assert_eq!(a.aux_of(kind, "x"), format!("#{label}:a:x"));
+        }
+        let p = KeySpace::new(Some(&NamespaceName::new("app").unwrap()), &a.ns);
+        assert_eq!(p.aux(Aux::Lock, "k").unwrap(), "app:#lock:a:{k}");
+        assert!(
+            a.aux(Aux::Lock, "").is_err(),
+            "names are validated like keys"
+        );
+        assert!(a.aux(Aux::Presence, "bad\nname").is_err());
     }
 
     #[test]

@@ -53,20 +53,26 @@ mod fallback;
 pub mod key;
 mod load;
 pub mod lock;
+pub mod presence;
 pub mod queue;
+mod random;
 pub mod ratelimit;
 pub mod session;
 mod store;
 mod tier;
+mod ttl;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, MAX_TTL, Namespace, NamespaceStats,
-    RememberOptions, TierStats, Ttl, Usage,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, Namespace, NamespaceStats, RememberOptions,
+    Source, TierStats, Usage,
 };
-pub use codec::{Codec, Format};
+pub use codec::{Codec, Format, RawJson};
 pub use error::{Error, ErrorKind, Result};
 pub use fallback::Fallback;
 pub use key::NamespaceName;
 pub use load::RememberError;
-pub use store::{BackendState, MemoryLimits, Store, StoreStats};
+#[doc(hidden)]
+pub use store::Store;
+pub use store::{BackendState, MemoryLimits, StoreStats};
 pub use tier::LocalTier;
+pub use ttl::{MAX_TTL, Ttl};

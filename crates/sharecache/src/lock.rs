@@ -1,4 +1,19 @@
-//! Distributed locks with fencing tokens.
+//! Distributed locks with fencing tokens: [`Locks`], got from
+//! [`Namespace::locks`](crate::Namespace::locks).
+//!
+//! ```
+//! # async fn demo() -> sharecache::Result<()> {
+//! use std::time::Duration;
+//! let chat = sharecache::Cache::builder().memory().build().await?.namespace("chat")?;
+//! let locks = chat.locks();
+//! let guard = locks.acquire("room:1", Duration::from_secs(10), Duration::ZERO).await?.unwrap();
+//! assert!(locks.acquire("room:1", Duration::from_secs(10), Duration::ZERO).await?.is_none());
+//! let fence = guard.fence();          // hand this to the resource the lock protects
+//! guard.release().await?;
+//! let next = locks.acquire("room:1", Duration::from_secs(10), Duration::ZERO).await?.unwrap();
+//! assert!(next.fence() > fence);      // fences strictly increase
+//! # Ok(()) }
+//! ```
 //!
 //! `acquire` takes the lock with a random token and a TTL and, in the same atomic step,
 //! draws the next *fence* from a counter that never expires: fences are strictly
@@ -20,7 +35,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::Namespace;
+use crate::cache::poll_until;
 use crate::error::{Error, ErrorKind, Result};
+use crate::key::Aux;
 
 /// Longest lock TTL accepted: one day.
 pub const MAX_LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -36,7 +54,7 @@ pub struct LockLease {
     pub fence: u64,
 }
 
-pub(crate) fn check_ttl(ttl: Duration) -> Result<()> {
+fn check_ttl(ttl: Duration) -> Result<()> {
     if ttl < Duration::from_millis(1) || ttl > MAX_LOCK_TTL {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
@@ -59,29 +77,93 @@ pub(crate) fn check_wait(wait: Duration) -> Result<()> {
     Ok(())
 }
 
-/// A random 128-bit token, hex.
-pub(crate) fn new_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let part = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    };
-    format!("{:016x}{:016x}", part(), part())
+/// The locks of one namespace. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Locks {
+    ns: Namespace,
+}
+
+impl Namespace {
+    /// The locks of this namespace (see [`crate::lock`]).
+    pub fn locks(&self) -> Locks {
+        Locks { ns: self.clone() }
+    }
+}
+
+impl Locks {
+    /// Takes lock `name` (waiting up to `wait`; zero: try once) and keeps it: a
+    /// background task extends it every `ttl / 3` until the guard is released or dropped,
+    /// and the guard reports when an extension fails ([`LockGuard::lost`]). `None` if it
+    /// stayed held by someone else.
+    pub async fn acquire(
+        &self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let Some(lease) = self.acquire_lease(name, ttl, wait).await? else {
+            return Ok(None);
+        };
+        let (tx, rx) = watch::channel(false);
+        let keeper = spawn_keeper(self.clone(), name.to_owned(), lease.token.clone(), ttl, tx);
+        Ok(Some(LockGuard {
+            locks: self.clone(),
+            name: name.to_owned(),
+            lease,
+            lost: rx,
+            keeper: Some(keeper),
+        }))
+    }
+
+    /// Takes lock `name` for `ttl` without keeping it (the caller extends and releases
+    /// it with the lease's token, as the HTTP service does). `None` if it stayed held.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<LockLease>> {
+        check_ttl(ttl)?;
+        check_wait(wait)?;
+        let space = &self.ns.space;
+        let (key, fence_key) = (&space.aux(Aux::Lock, name)?, &space.aux(Aux::Fence, name)?);
+        poll_until(wait, Duration::from_millis(50), || async move {
+            let token = crate::random::hex::<16>();
+            let fence = self
+                .ns
+                .coord()
+                .lock_acquire(key, fence_key, token_bytes(&token), ttl)
+                .await?;
+            Ok(fence.map(|fence| LockLease { token, fence }))
+        })
+        .await
+    }
+
+    /// Releases lock `name` if `token` holds it; returns whether it did.
+    pub async fn release(&self, name: &str, token: &str) -> Result<bool> {
+        let key = self.ns.space.aux(Aux::Lock, name)?;
+        self.ns.kv().del_if_eq(&key, token_bytes(token)).await
+    }
+
+    /// Sets a new TTL on lock `name` if `token` holds it; returns whether it did.
+    pub async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+        check_ttl(ttl)?;
+        let key = self.ns.space.aux(Aux::Lock, name)?;
+        self.ns
+            .coord()
+            .lock_extend(&key, token_bytes(token), ttl)
+            .await
+    }
 }
 
 /// A lock held by this process, extended in the background until dropped or released.
 #[derive(Debug)]
 pub struct LockGuard {
-    pub(crate) ns: crate::Namespace,
-    pub(crate) name: String,
-    pub(crate) lease: LockLease,
-    pub(crate) lost: watch::Receiver<bool>,
-    pub(crate) keeper: Option<tokio::task::JoinHandle<()>>,
+    locks: Locks,
+    name: String,
+    lease: LockLease,
+    lost: watch::Receiver<bool>,
+    keeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LockGuard {
@@ -110,7 +192,7 @@ impl LockGuard {
         if let Some(k) = self.keeper.take() {
             k.abort();
         }
-        let r = self.ns.lock_release(&self.name, &self.lease.token).await;
+        let r = self.locks.release(&self.name, &self.lease.token).await;
         self.lease.token.clear(); // nothing left for Drop to release
         r
     }
@@ -124,17 +206,18 @@ impl Drop for LockGuard {
         if !self.lease.token.is_empty()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let (ns, name, token) = (self.ns.clone(), self.name.clone(), self.lease.token.clone());
+            let (locks, name) = (self.locks.clone(), self.name.clone());
+            let token = self.lease.token.clone();
             rt.spawn(async move {
-                let _ = ns.lock_release(&name, &token).await;
+                let _ = locks.release(&name, &token).await;
             });
         }
     }
 }
 
 /// Extends the lock every `ttl / 3`; on the first failure, signals `lost` and stops.
-pub(crate) fn spawn_keeper(
-    ns: crate::Namespace,
+fn spawn_keeper(
+    locks: Locks,
     name: String,
     token: String,
     ttl: Duration,
@@ -145,7 +228,7 @@ pub(crate) fn spawn_keeper(
         let every = (ttl / 3).max(Duration::from_millis(1));
         loop {
             tokio::time::sleep(every).await;
-            match ns.lock_extend(&name, &token, ttl).await {
+            match locks.extend(&name, &token, ttl).await {
                 Ok(true) => {}
                 _ => {
                     let _ = lost.send(true);
@@ -156,6 +239,6 @@ pub(crate) fn spawn_keeper(
     })
 }
 
-pub(crate) fn token_bytes(token: &str) -> Bytes {
+fn token_bytes(token: &str) -> Bytes {
     Bytes::copy_from_slice(token.as_bytes())
 }

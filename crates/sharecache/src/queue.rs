@@ -196,3 +196,98 @@ impl MemQueue {
         self.dead.iter().take(count).cloned().collect()
     }
 }
+
+/// One work queue of a namespace, got from [`Namespace::queue`](crate::Namespace::queue).
+/// Cheap to clone.
+///
+/// ```
+/// # async fn demo() -> sharecache::Result<()> {
+/// use std::time::Duration;
+/// use sharecache::queue::ClaimOptions;
+/// let jobs = sharecache::Cache::builder().memory().build().await?.namespace("jobs")?;
+/// let email = jobs.queue("email")?;
+/// email.push(&serde_json::json!({"to": "ada@example.com"})).await?;
+/// let got = email.claim("worker-1", 10, Duration::ZERO, &ClaimOptions::default()).await?;
+/// assert_eq!(got.len(), 1);
+/// let ids: Vec<String> = got.into_iter().map(|m| m.id).collect();
+/// assert_eq!(email.ack(&ids).await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Queue {
+    ns: crate::Namespace,
+    key: String,
+    dead: String,
+}
+
+impl crate::Namespace {
+    /// The work queue `name` of this namespace (named like a key; see [`crate::queue`]).
+    pub fn queue(&self, name: &str) -> Result<Queue> {
+        use crate::key::Aux;
+        Ok(Queue {
+            key: self.space.aux(Aux::Queue, name)?,
+            dead: self.space.aux(Aux::DeadLetters, name)?,
+            ns: self.clone(),
+        })
+    }
+}
+
+impl Queue {
+    /// Appends `message` (as JSON; a [`RawJson`](crate::RawJson) goes as it is); returns
+    /// its id.
+    pub async fn push<T: serde::Serialize + ?Sized>(&self, message: &T) -> Result<String> {
+        let json = crate::RawJson::to_raw(message)?.into_bytes();
+        self.ns.check_payload(&json, "message")?;
+        self.ns.coord().queue_push(&self.key, json).await
+    }
+
+    /// Claims up to `count` messages for `consumer`, waiting up to `wait` for one to be
+    /// available (polling; zero: look once). Redelivers messages left unacknowledged past
+    /// `opts.visibility` and dead-letters those delivered `opts.max_deliveries` times.
+    pub async fn claim(
+        &self,
+        consumer: &str,
+        count: usize,
+        wait: Duration,
+        opts: &ClaimOptions,
+    ) -> Result<Vec<QueueMessage>> {
+        crate::key::validate_key(consumer)?;
+        opts.validate(count)?;
+        crate::lock::check_wait(wait)?;
+        let got = crate::cache::poll_until(wait, Duration::from_millis(100), || async move {
+            let got = self
+                .ns
+                .coord()
+                .queue_claim(&self.key, &self.dead, consumer, count, opts)
+                .await?;
+            Ok((!got.is_empty()).then_some(got))
+        })
+        .await?;
+        Ok(got.unwrap_or_default())
+    }
+
+    /// Acknowledges messages: they are done and will not be redelivered. Returns how
+    /// many were pending.
+    pub async fn ack(&self, ids: &[String]) -> Result<u64> {
+        self.ns.check_batch(ids.len())?;
+        if ids.iter().any(|id| {
+            id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        }) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "message ids look like 1700000000000-0",
+            ));
+        }
+        self.ns.coord().queue_ack(&self.key, ids).await
+    }
+
+    /// The first `count` dead-lettered messages (delivered too often without an
+    /// acknowledgement).
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<QueueMessage>> {
+        let count = count.clamp(1, MAX_CLAIM);
+        self.ns
+            .coord()
+            .queue_dead(&self.key, &self.dead, count)
+            .await
+    }
+}

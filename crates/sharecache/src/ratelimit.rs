@@ -245,6 +245,44 @@ end
 return {1, math.floor(math.max(capacity - used, 0) / interval), 0, used}
 "#;
 
+/// The rate limits of one namespace, got from
+/// [`Namespace::rate_limits`](crate::Namespace::rate_limits). Cheap to clone.
+///
+/// ```
+/// # async fn demo() -> sharecache::Result<()> {
+/// use sharecache::ratelimit::Limit;
+/// use std::time::Duration;
+/// let auth = sharecache::Cache::builder().memory().build().await?.namespace("auth")?;
+/// // Five login attempts per email per 15 minutes.
+/// let limit = Limit::per(5, Duration::from_secs(900));
+/// let d = auth.rate_limits().check("attempts:ada@example.com", limit).await?;
+/// assert!(d.allowed && d.remaining == 4);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    ns: crate::Namespace,
+}
+
+impl crate::Namespace {
+    /// The rate limits of this namespace (see [`crate::ratelimit`]).
+    pub fn rate_limits(&self) -> RateLimits {
+        RateLimits { ns: self.clone() }
+    }
+}
+
+impl RateLimits {
+    /// One decision for `key`: allowed or not, what remains, and when to retry. Exact
+    /// across instances on Redis (one atomic script on the server's clock). While Redis
+    /// is down it is decided by the local memory fallback (or fails with `Unavailable`
+    /// under `Fallback::Fail`); it never refuses a call it did not count.
+    pub async fn check(&self, key: &str, limit: Limit) -> Result<Decision> {
+        let stored = self.ns.space.aux(crate::key::Aux::RateLimit, key)?;
+        limit.validate()?;
+        self.ns.coord().rate_limit(&stored, &limit).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

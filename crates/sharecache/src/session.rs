@@ -21,11 +21,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Namespace;
 use crate::error::{Error, ErrorKind, Result};
+use crate::key::Aux;
 
 /// Longest absolute session lifetime: one year.
 pub const MAX_SESSION_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -70,15 +71,12 @@ impl SessionKeys {
 
     /// A new random key (for tools that bootstrap one).
     pub fn generate() -> [u8; 32] {
-        let mut k = [0u8; 32];
-        rand::rng().fill_bytes(&mut k);
-        k
+        crate::random::bytes::<32>()
     }
 
     fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Bytes> {
         let (id, cipher) = &self.keys[0];
-        let mut nonce = [0u8; 24];
-        rand::rng().fill_bytes(&mut nonce);
+        let nonce = crate::random::bytes::<24>();
         let ct = cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
             .map_err(|_| Error::new(ErrorKind::Encode, "session encryption failed"))?;
@@ -102,7 +100,7 @@ impl SessionKeys {
 
 /// What a session holds, sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Record {
+struct Record {
     pub(crate) data: serde_json::Value,
     pub(crate) created_ms: u64,
     pub(crate) idle_ms: u64,
@@ -111,13 +109,13 @@ pub(crate) struct Record {
 
 /// Whether a session is past its absolute lifetime at `now_ms` (pure: tests drive it
 /// with a virtual clock).
-pub(crate) fn expired(r: &Record, now_ms: u64) -> bool {
+fn expired(r: &Record, now_ms: u64) -> bool {
     now_ms >= r.created_ms.saturating_add(r.absolute_ms)
 }
 
 /// The store TTL for a session at `now_ms`: the idle timeout, capped by what is left of
 /// the absolute one. `None` when nothing is left.
-pub(crate) fn store_ttl(r: &Record, now_ms: u64) -> Option<Duration> {
+fn store_ttl(r: &Record, now_ms: u64) -> Option<Duration> {
     let left = r
         .created_ms
         .saturating_add(r.absolute_ms)
@@ -159,20 +157,18 @@ pub struct NewSession {
     pub expires_at_ms: u64,
 }
 
-pub(crate) fn now_ms() -> u64 {
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) fn new_id() -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+fn new_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
 }
 
 /// The storage slot of an id, or `None` for a malformed id (never looked up).
-pub(crate) fn slot(id: &str) -> Option<String> {
+fn slot(id: &str) -> Option<String> {
     if id.len() != 43
         || !id
             .bytes()
@@ -183,7 +179,7 @@ pub(crate) fn slot(id: &str) -> Option<String> {
     Some(hex::encode(Sha256::digest(id.as_bytes())))
 }
 
-pub(crate) fn check_ttls(idle: Duration, absolute: Duration) -> Result<()> {
+fn check_ttls(idle: Duration, absolute: Duration) -> Result<()> {
     let ok = |d: Duration| d >= Duration::from_millis(1) && d <= MAX_SESSION_TTL;
     if !ok(idle) || !ok(absolute) || idle > absolute {
         return Err(Error::new(
@@ -197,7 +193,7 @@ pub(crate) fn check_ttls(idle: Duration, absolute: Duration) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn seal_record(keys: &SessionKeys, storage_key: &str, r: &Record) -> Result<Bytes> {
+fn seal_record(keys: &SessionKeys, storage_key: &str, r: &Record) -> Result<Bytes> {
     let plain = serde_json::to_vec(r).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
     if plain.len() > MAX_SESSION_DATA {
         return Err(Error::new(
@@ -211,9 +207,249 @@ pub(crate) fn seal_record(keys: &SessionKeys, storage_key: &str, r: &Record) -> 
     keys.seal(storage_key.as_bytes(), &plain)
 }
 
-pub(crate) fn open_record(keys: &SessionKeys, storage_key: &str, sealed: &[u8]) -> Option<Record> {
+fn open_record(keys: &SessionKeys, storage_key: &str, sealed: &[u8]) -> Option<Record> {
     let plain = keys.open(storage_key.as_bytes(), sealed)?;
     serde_json::from_slice(&plain).ok()
+}
+
+/// The sessions of one namespace, got from
+/// [`Namespace::sessions`](crate::Namespace::sessions). Cheap to clone.
+///
+/// ```
+/// # async fn demo() -> sharecache::Result<()> {
+/// use std::time::Duration;
+/// use sharecache::session::SessionKeys;
+/// let cache = sharecache::Cache::builder()
+///     .memory()
+///     .session_keys(SessionKeys::new(&[SessionKeys::generate()])?)
+///     .build()
+///     .await?;
+/// let sessions = cache.namespace("auth")?.sessions();
+/// let new = sessions
+///     .create(serde_json::json!({"user": 42}), Duration::from_secs(1800), Duration::from_secs(86400))
+///     .await?;
+/// assert_eq!(sessions.get(&new.id).await?.unwrap().data["user"], 42);
+/// assert!(sessions.end(&new.id).await?);
+/// assert!(sessions.get(&new.id).await?.is_none());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    ns: Namespace,
+}
+
+impl Namespace {
+    /// The sessions of this namespace (see [`crate::session`]). Their calls fail with a
+    /// `Config` error unless the cache has [session keys](crate::CacheBuilder::session_keys).
+    pub fn sessions(&self) -> Sessions {
+        Sessions { ns: self.clone() }
+    }
+}
+
+impl Sessions {
+    /// Creates a session holding `data`, ending after `idle` without use or `absolute`
+    /// after creation, whichever comes first. See [`crate::session`] for the guarantees.
+    pub async fn create(
+        &self,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<NewSession> {
+        let keys = self.keys()?;
+        check_ttls(idle, absolute)?;
+        let now = now_ms();
+        let record = Record {
+            data,
+            created_ms: now,
+            idle_ms: idle.as_millis() as u64,
+            absolute_ms: absolute.as_millis() as u64,
+        };
+        let id = new_id();
+        let key = self
+            .ns
+            .space
+            .aux_of(Aux::Session, &slot(&id).expect("fresh ids are well formed"));
+        let sealed = seal_record(keys, &key, &record)?;
+        let ttl = store_ttl(&record, now).expect("a new session has time left");
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
+        Ok(NewSession {
+            id,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        })
+    }
+
+    /// Like [`create`](Self::create), and records the session under
+    /// `user`, so that [`list`](Self::list) and
+    /// [`end_all`](Self::end_all) can find it.
+    pub async fn create_for(
+        &self,
+        user: &str,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<NewSession> {
+        let new = self.create(data, idle, absolute).await?;
+        let slot = slot(&new.id).expect("fresh ids are well formed");
+        self.ns
+            .coord()
+            .index_add(
+                &self.ns.space.aux(Aux::UserSessions, user)?,
+                &slot,
+                absolute,
+            )
+            .await?;
+        Ok(new)
+    }
+
+    /// The live sessions of `user`. Each carries a `handle` (not the id, which is never
+    /// stored) and its times. Ended or expired sessions are pruned from the index.
+    pub async fn list(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        let keys = self.keys()?;
+        let index = self.ns.space.aux(Aux::UserSessions, user)?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for slot in self.ns.coord().index_members(&index).await? {
+            let key = self.ns.space.aux_of(Aux::Session, &slot);
+            let record = match self.ns.kv().get_with_ttl(&key).await? {
+                (Some(sealed), ttl) => open_record(keys, &key, &sealed)
+                    .filter(|r| !expired(r, now))
+                    .map(|r| (r, ttl)),
+                _ => None,
+            };
+            match record {
+                Some((r, ttl)) => out.push(SessionInfo {
+                    handle: slot[..16].to_owned(),
+                    created_ms: r.created_ms,
+                    expires_at_ms: now + ttl.map_or(0, |t| t.as_millis() as u64),
+                }),
+                None => gone.push(slot),
+            }
+        }
+        self.ns.coord().index_remove(&index, &gone).await?;
+        out.sort_by_key(|i| i.created_ms);
+        Ok(out)
+    }
+
+    /// Ends every session of `user` (after a password change, say); returns how many
+    /// were live.
+    pub async fn end_all(&self, user: &str) -> Result<u64> {
+        self.keys()?;
+        let index = self.ns.space.aux(Aux::UserSessions, user)?;
+        let slots = self.ns.coord().index_members(&index).await?;
+        let keys: Vec<String> = slots
+            .iter()
+            .map(|s| self.ns.space.aux_of(Aux::Session, s))
+            .collect();
+        let ended = if keys.is_empty() {
+            0
+        } else {
+            self.ns.kv().del(&keys).await?
+        };
+        self.ns.coord().index_remove(&index, &slots).await?;
+        Ok(ended)
+    }
+
+    /// Reads a session and renews its idle timeout. `None` for an unknown, expired,
+    /// malformed or tampered id.
+    pub async fn get(&self, id: &str) -> Result<Option<SessionData>> {
+        let Some((key, record)) = self.load(id).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let Some(ttl) = store_ttl(&record, now) else {
+            return Ok(None);
+        };
+        // Renew: re-seal (fresh nonce) with the idle TTL, capped by the absolute one.
+        let sealed = seal_record(self.keys()?, &key, &record)?;
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
+        Ok(Some(SessionData {
+            data: record.data,
+            created_ms: record.created_ms,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        }))
+    }
+
+    /// Replaces a session's data (and renews it); `false` if there is no such session.
+    pub async fn update(&self, id: &str, data: serde_json::Value) -> Result<bool> {
+        let Some((key, mut record)) = self.load(id).await? else {
+            return Ok(false);
+        };
+        record.data = data;
+        let Some(ttl) = store_ttl(&record, now_ms()) else {
+            return Ok(false);
+        };
+        let sealed = seal_record(self.keys()?, &key, &record)?;
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
+        Ok(true)
+    }
+
+    /// Ends a session now; `false` if there was none.
+    pub async fn end(&self, id: &str) -> Result<bool> {
+        self.keys()?;
+        let Some(slot) = slot(id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .ns
+            .kv()
+            .del(&[self.ns.space.aux_of(Aux::Session, &slot)])
+            .await?
+            > 0)
+    }
+
+    /// Gives a session a new id (after a login or a privilege change): the same data and
+    /// deadlines under a fresh id; the old id is dead at once. `None` if there was none.
+    pub async fn rotate(&self, id: &str) -> Result<Option<NewSession>> {
+        let Some((old_key, record)) = self.load(id).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let Some(ttl) = store_ttl(&record, now) else {
+            return Ok(None);
+        };
+        let new_id = new_id();
+        let key = self.ns.space.aux_of(
+            Aux::Session,
+            &slot(&new_id).expect("fresh ids are well formed"),
+        );
+        let sealed = seal_record(self.keys()?, &key, &record)?;
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
+        self.ns.kv().del(&[old_key]).await?;
+        Ok(Some(NewSession {
+            id: new_id,
+            expires_at_ms: now + ttl.as_millis() as u64,
+        }))
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<(String, Record)>> {
+        let keys = self.keys()?;
+        let Some(slot) = slot(id) else {
+            return Ok(None);
+        };
+        let key = self.ns.space.aux_of(Aux::Session, &slot);
+        let Some(sealed) = self.ns.kv().get(&key).await? else {
+            return Ok(None);
+        };
+        let Some(record) = open_record(keys, &key, &sealed) else {
+            tracing::warn!(namespace = %self.ns.name, "a session did not open (tampered, or sealed with an unknown key)");
+            return Ok(None);
+        };
+        if expired(&record, now_ms()) {
+            self.ns.kv().del(std::slice::from_ref(&key)).await?;
+            return Ok(None);
+        }
+        Ok(Some((key, record)))
+    }
+
+    fn keys(&self) -> Result<&SessionKeys> {
+        self.ns.inner.session_keys.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "sessions need keys: CacheBuilder::keys (service: [sessions] keys)",
+            )
+        })
+    }
 }
 
 #[cfg(test)]

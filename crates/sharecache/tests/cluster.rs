@@ -83,7 +83,7 @@ async fn batches_listing_and_tags_span_every_master() {
     other.set("keep", &1u32, Ttl::NEVER).await.unwrap();
     assert_eq!(ns.clear().await.unwrap(), 300 - 111 - 2);
     assert_eq!(other.get::<u32>("keep").await.unwrap(), Some(1));
-    let stats = cache.store().stats().await.unwrap();
+    let stats = cache.stats().await.unwrap();
     assert_eq!(stats.keys, 1, "store-wide key count sums every master");
 
     // Tags: keys on every shard, one invalidation.
@@ -120,7 +120,13 @@ async fn coordination_primitives_on_a_cluster() {
     let mut allowed = 0;
     for i in 0..30 {
         let ns = if i % 2 == 0 { &na } else { &nb };
-        if ns.rate_limit("client", limit).await.unwrap().allowed {
+        if ns
+            .rate_limits()
+            .check("client", limit)
+            .await
+            .unwrap()
+            .allowed
+        {
             allowed += 1;
         }
     }
@@ -128,19 +134,22 @@ async fn coordination_primitives_on_a_cluster() {
 
     // Locks: fences increase, the holder excludes the other instance.
     let l1 = na
-        .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+        .locks()
+        .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
     assert!(
-        nb.lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+        nb.locks()
+            .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(na.lock_release("job", &l1.token).await.unwrap());
+    assert!(na.locks().release("job", &l1.token).await.unwrap());
     let l2 = nb
-        .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+        .locks()
+        .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -152,29 +161,37 @@ async fn coordination_primitives_on_a_cluster() {
         max_deliveries: 2,
     };
     for i in 0..5 {
-        na.queue_push("mail", &serde_json::json!({ "n": i }))
+        na.queue("mail")
+            .unwrap()
+            .push(&serde_json::json!({ "n": i }))
             .await
             .unwrap();
     }
     let got = nb
-        .queue_claim("mail", "w1", 10, Duration::ZERO, &opts)
+        .queue("mail")
+        .unwrap()
+        .claim("w1", 10, Duration::ZERO, &opts)
         .await
         .unwrap();
     assert_eq!(got.len(), 5);
     let ids: Vec<String> = got.iter().map(|m| m.id.clone()).collect();
-    assert_eq!(nb.queue_ack("mail", &ids).await.unwrap(), 5);
+    assert_eq!(nb.queue("mail").unwrap().ack(&ids).await.unwrap(), 5);
 
     // Presence and sessions.
-    na.presence_beat("room", "ada", Duration::from_secs(5))
+    na.presence("room")
+        .unwrap()
+        .beat("ada", Duration::from_secs(5))
         .await
         .unwrap();
-    let here = nb.presence_list("room").await.unwrap();
+    let here = nb.presence("room").unwrap().list().await.unwrap();
     assert_eq!(here.len(), 1);
     assert_eq!(here[0].0, "ada");
 
     // Events: published on one instance, heard on the other; durable replay.
-    let mut sub = nb.subscribe("news").await.unwrap();
-    na.publish("news", &serde_json::json!({"hello": 1}))
+    let mut sub = nb.channel("news").unwrap().subscribe().await.unwrap();
+    na.channel("news")
+        .unwrap()
+        .publish(&serde_json::json!({"hello": 1}))
         .await
         .unwrap();
     let ev = tokio::time::timeout(Duration::from_secs(3), sub.recv())
@@ -183,10 +200,12 @@ async fn coordination_primitives_on_a_cluster() {
         .unwrap();
     assert_eq!(&ev[..], br#"{"hello":1}"#);
     let (id, _) = na
-        .publish_durable_json("log", bytes::Bytes::from_static(br#"{"n":1}"#))
+        .channel("log")
+        .unwrap()
+        .publish_durable(&serde_json::json!({"n": 1}))
         .await
         .unwrap();
-    let since = nb.events_since("log", None, 10).await.unwrap();
+    let since = nb.channel("log").unwrap().since(None, 10).await.unwrap();
     assert_eq!(since.len(), 1);
     assert_eq!(since[0].0, id);
 

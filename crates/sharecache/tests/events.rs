@@ -13,10 +13,12 @@ use support::eventually;
 async fn memory_delivers_to_local_subscribers() {
     let c = Cache::builder().memory().build().await.unwrap();
     let chat = c.namespace("chat").unwrap();
-    let mut a = chat.subscribe("room:1").await.unwrap();
-    let mut b = chat.subscribe("room:1").await.unwrap();
+    let mut a = chat.channel("room:1").unwrap().subscribe().await.unwrap();
+    let mut b = chat.channel("room:1").unwrap().subscribe().await.unwrap();
     assert_eq!(
-        chat.publish("room:1", &serde_json::json!({"text": "hi"}))
+        chat.channel("room:1")
+            .unwrap()
+            .publish(&serde_json::json!({"text": "hi"}))
             .await
             .unwrap(),
         2
@@ -29,11 +31,16 @@ async fn memory_delivers_to_local_subscribers() {
         b.recv_json::<serde_json::Value>().await.unwrap()["text"],
         "hi"
     );
-    assert_eq!(chat.publish("room:2", &1).await.unwrap(), 0);
+    assert_eq!(
+        chat.channel("room:2").unwrap().publish(&1).await.unwrap(),
+        0
+    );
     assert_eq!(
         c.namespace("other")
             .unwrap()
-            .publish("room:1", &1)
+            .channel("room:1")
+            .unwrap()
+            .publish(&1)
             .await
             .unwrap(),
         0,
@@ -41,12 +48,16 @@ async fn memory_delivers_to_local_subscribers() {
     );
     // As a Stream of decoded events.
     let mut stream = Box::pin(a.into_stream::<u64>());
-    chat.publish("room:1", &7u64).await.unwrap();
+    chat.channel("room:1")
+        .unwrap()
+        .publish(&7u64)
+        .await
+        .unwrap();
     assert_eq!(futures_util::StreamExt::next(&mut stream).await, Some(7));
     drop(stream);
     drop(b);
     assert_eq!(
-        chat.publish("room:1", &1).await.unwrap(),
+        chat.channel("room:1").unwrap().publish(&1).await.unwrap(),
         0,
         "dropped subscriptions unsubscribe"
     );
@@ -69,17 +80,21 @@ async fn events_cross_instances_quickly_and_stay_in_their_namespace() {
         .unwrap();
     let (ca, cb) = (a.namespace("chat").unwrap(), b.namespace("chat").unwrap());
     // Wait for B's shared subscription link.
-    let mut sub = cb.subscribe("room:1").await.unwrap();
+    let mut sub = cb.channel("room:1").unwrap().subscribe().await.unwrap();
     let mut spy = b
         .namespace("other")
         .unwrap()
-        .subscribe("room:1")
+        .channel("room:1")
+        .unwrap()
+        .subscribe()
         .await
         .unwrap();
     let ca2 = ca.clone();
     assert!(
         eventually(Duration::from_secs(5), async || ca2
-            .publish("room:1", &0)
+            .channel("room:1")
+            .unwrap()
+            .publish(&0)
             .await
             .unwrap()
             >= 1)
@@ -93,7 +108,7 @@ async fn events_cross_instances_quickly_and_stay_in_their_namespace() {
     for i in 1..=200u64 {
         let start = Instant::now();
         assert_eq!(
-            ca.publish("room:1", &i).await.unwrap(),
+            ca.channel("room:1").unwrap().publish(&i).await.unwrap(),
             1,
             "one subscribed process"
         );
@@ -133,11 +148,13 @@ async fn subscriptions_survive_a_killed_link() {
         .await
         .unwrap();
     let (ca, cb) = (a.namespace("n").unwrap(), b.namespace("n").unwrap());
-    let mut sub = cb.subscribe("c").await.unwrap();
+    let mut sub = cb.channel("c").unwrap().subscribe().await.unwrap();
     let ca2 = ca.clone();
     assert!(
         eventually(Duration::from_secs(5), async || ca2
-            .publish("c", &0)
+            .channel("c")
+            .unwrap()
+            .publish(&0)
             .await
             .unwrap()
             >= 1)
@@ -154,7 +171,9 @@ async fn subscriptions_survive_a_killed_link() {
     let ca3 = ca.clone();
     assert!(
         eventually(Duration::from_secs(5), async || ca3
-            .publish("c", &1)
+            .channel("c")
+            .unwrap()
+            .publish(&1)
             .await
             .unwrap()
             >= 1)
@@ -184,21 +203,30 @@ async fn durable(cache: Cache) {
     let mut ids = Vec::new();
     for i in 0..3 {
         let (id, _) = ch
-            .publish_durable_json("log", bytes::Bytes::from(format!("{{\"n\":{i}}}")))
+            .channel("log")
+            .unwrap()
+            .publish_durable(&serde_json::json!({"n": i}))
             .await
             .unwrap();
         ids.push(id);
     }
-    let all = ch.events_since("log", None, 100).await.unwrap();
+    let all = ch.channel("log").unwrap().since(None, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
         ids
     );
-    let after_first = ch.events_since("log", Some(&ids[0]), 100).await.unwrap();
+    let after_first = ch
+        .channel("log")
+        .unwrap()
+        .since(Some(&ids[0]), 100)
+        .await
+        .unwrap();
     assert_eq!(after_first.len(), 2);
-    assert_eq!(&after_first[0].1[..], br#"{"n":1}"#);
+    assert_eq!(after_first[0].1.as_bytes(), br#"{"n":1}"#);
     assert!(
-        ch.events_since("log", Some(&ids[2]), 100)
+        ch.channel("log")
+            .unwrap()
+            .since(Some(&ids[2]), 100)
             .await
             .unwrap()
             .is_empty()
@@ -207,13 +235,17 @@ async fn durable(cache: Cache) {
         cache
             .namespace("other")
             .unwrap()
-            .events_since("log", None, 10)
+            .channel("log")
+            .unwrap()
+            .since(None, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        ch.events_since("log", Some("junk"), 10)
+        ch.channel("log")
+            .unwrap()
+            .since(Some("junk"), 10)
             .await
             .unwrap_err()
             .kind(),

@@ -417,8 +417,8 @@ async fn events_resume_after_the_subscribed_master_stops() {
         writer_cache(cluster.url()).await,
     );
     let (na, nb) = (a.namespace("ev").unwrap(), b.namespace("ev").unwrap());
-    let mut sub = na.subscribe("news").await.unwrap();
-    nb.publish("news", &0u32).await.unwrap();
+    let mut sub = na.channel("news").unwrap().subscribe().await.unwrap();
+    nb.channel("news").unwrap().publish(&0u32).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(3), sub.recv()).await;
     assert!(matches!(first, Ok(Some(_))), "event before the fault");
     // The hub subscribes on the master whose URL sorts first.
@@ -436,7 +436,7 @@ async fn events_resume_after_the_subscribed_master_stops() {
     let mut n = 1u32;
     // Bounded: 15 s of publishing (events are at most once; keep publishing).
     while started.elapsed() < Duration::from_secs(15) && !heard {
-        let _ = nb.publish("news", &n).await;
+        let _ = nb.channel("news").unwrap().publish(&n).await;
         n += 1;
         heard = matches!(
             tokio::time::timeout(Duration::from_millis(200), sub.recv()).await,

@@ -356,43 +356,54 @@ async fn coordination_during_and_after_an_outage() {
     let cache = cache_on(&server, Fallback::Memory).await;
     let ns = cache.namespace("coord").unwrap();
     let before = ns
-        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .locks()
+        .acquire_lease("job", Duration::from_secs(60), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
-    assert!(ns.lock_release("job", &before.token).await.unwrap());
-    ns.presence_beat("room", "ada", Duration::from_secs(60))
+    assert!(ns.locks().release("job", &before.token).await.unwrap());
+    ns.presence("room")
+        .unwrap()
+        .beat("ada", Duration::from_secs(60))
         .await
         .unwrap();
     server.kill();
     // Locks fail closed: a lock in one process's memory would exclude nobody else.
     let e = ns
-        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .locks()
+        .acquire_lease("job", Duration::from_secs(60), Duration::ZERO)
         .await
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
     // Presence and rate limits keep answering locally.
-    ns.presence_beat("room", "bob", Duration::from_secs(60))
+    ns.presence("room")
+        .unwrap()
+        .beat("bob", Duration::from_secs(60))
         .await
         .unwrap();
     assert!(
-        ns.rate_limit(
-            "k",
-            sharecache::ratelimit::Limit::per(5, Duration::from_secs(60))
-        )
-        .await
-        .unwrap()
-        .allowed
+        ns.rate_limits()
+            .check(
+                "k",
+                sharecache::ratelimit::Limit::per(5, Duration::from_secs(60))
+            )
+            .await
+            .unwrap()
+            .allowed
     );
     server.restart();
     wait_connected(&cache).await;
     // After recovery the Redis-side structures are intact (no JSON replayed over a set)
     // and fences keep growing from where Redis was.
-    ns.presence_beat("room", "eve", Duration::from_secs(60))
+    ns.presence("room")
+        .unwrap()
+        .beat("eve", Duration::from_secs(60))
         .await
         .unwrap();
     let names: Vec<String> = ns
-        .presence_list("room")
+        .presence("room")
+        .unwrap()
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -403,7 +414,8 @@ async fn coordination_during_and_after_an_outage() {
         "{names:?}"
     );
     let after = ns
-        .lock_acquire("job", Duration::from_secs(60), Duration::ZERO)
+        .locks()
+        .acquire_lease("job", Duration::from_secs(60), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();

@@ -63,7 +63,8 @@ async fn ten_lockers_never_overlap_and_fences_increase() {
             tasks.push(tokio::spawn(async move {
                 for _ in 0..100 {
                     let lease = ns
-                        .lock_acquire("room:1", Duration::from_secs(5), Duration::from_secs(30))
+                        .locks()
+                        .acquire_lease("room:1", Duration::from_secs(5), Duration::from_secs(30))
                         .await
                         .unwrap()
                         .expect("acquired within the wait");
@@ -73,7 +74,7 @@ async fn ten_lockers_never_overlap_and_fences_increase() {
                     fences.lock().push(lease.fence);
                     tokio::task::yield_now().await;
                     inside.store(false, Ordering::SeqCst);
-                    assert!(ns.lock_release("room:1", &lease.token).await.unwrap());
+                    assert!(ns.locks().release("room:1", &lease.token).await.unwrap());
                 }
             }));
         }
@@ -100,47 +101,54 @@ async fn only_the_owner_releases_or_extends() {
     for cache in caches {
         let ns = cache.namespace("locks").unwrap();
         let a = ns
-            .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+            .locks()
+            .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         assert!(
-            ns.lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+            ns.locks()
+                .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
                 .await
                 .unwrap()
                 .is_none(),
             "held"
         );
-        assert!(!ns.lock_release("job", "not-the-token").await.unwrap());
+        assert!(!ns.locks().release("job", "not-the-token").await.unwrap());
         assert!(
-            !ns.lock_extend("job", "not-the-token", Duration::from_secs(5))
+            !ns.locks()
+                .extend("job", "not-the-token", Duration::from_secs(5))
                 .await
                 .unwrap()
         );
         assert!(
-            ns.lock_extend("job", &a.token, Duration::from_secs(5))
+            ns.locks()
+                .extend("job", &a.token, Duration::from_secs(5))
                 .await
                 .unwrap()
         );
-        assert!(ns.lock_release("job", &a.token).await.unwrap());
+        assert!(ns.locks().release("job", &a.token).await.unwrap());
         assert!(
-            !ns.lock_release("job", &a.token).await.unwrap(),
+            !ns.locks().release("job", &a.token).await.unwrap(),
             "already released"
         );
         let b = ns
-            .lock_acquire("job", Duration::from_secs(5), Duration::ZERO)
+            .locks()
+            .acquire_lease("job", Duration::from_secs(5), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         assert!(b.fence > a.fence);
         // Waiting: a held lock is taken as soon as it expires.
         let c = ns
-            .lock_acquire("short", Duration::from_millis(100), Duration::ZERO)
+            .locks()
+            .acquire_lease("short", Duration::from_millis(100), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
         let d = ns
-            .lock_acquire("short", Duration::from_secs(5), Duration::from_secs(2))
+            .locks()
+            .acquire_lease("short", Duration::from_secs(5), Duration::from_secs(2))
             .await
             .unwrap();
         assert!(
@@ -149,28 +157,32 @@ async fn only_the_owner_releases_or_extends() {
         );
         // Bad input.
         assert_eq!(
-            ns.lock_acquire("job", Duration::ZERO, Duration::ZERO)
+            ns.locks()
+                .acquire_lease("job", Duration::ZERO, Duration::ZERO)
                 .await
                 .unwrap_err()
                 .kind(),
             ErrorKind::InvalidArgument
         );
         assert_eq!(
-            ns.lock_acquire("job", Duration::from_secs(90_000), Duration::ZERO)
+            ns.locks()
+                .acquire_lease("job", Duration::from_secs(90_000), Duration::ZERO)
                 .await
                 .unwrap_err()
                 .kind(),
             ErrorKind::InvalidArgument
         );
         assert_eq!(
-            ns.lock_acquire("job", Duration::from_secs(1), Duration::from_secs(4000))
+            ns.locks()
+                .acquire_lease("job", Duration::from_secs(1), Duration::from_secs(4000))
                 .await
                 .unwrap_err()
                 .kind(),
             ErrorKind::InvalidArgument
         );
         assert_eq!(
-            ns.lock_acquire("bad\nname", Duration::from_secs(1), Duration::ZERO)
+            ns.locks()
+                .acquire_lease("bad\nname", Duration::from_secs(1), Duration::ZERO)
                 .await
                 .unwrap_err()
                 .kind(),
@@ -186,7 +198,8 @@ async fn a_holder_paused_past_its_ttl_cannot_write_with_its_stale_fence() {
         let ns = cache.namespace("fence").unwrap();
         let resource = Arc::new(FencedResource::default());
         let slow = ns
-            .lock_acquire("doc", Duration::from_millis(150), Duration::ZERO)
+            .locks()
+            .acquire_lease("doc", Duration::from_millis(150), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -194,7 +207,8 @@ async fn a_holder_paused_past_its_ttl_cannot_write_with_its_stale_fence() {
         // The holder "pauses" (GC, SIGSTOP) past its TTL; another holder takes over.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let fresh = ns
-            .lock_acquire("doc", Duration::from_secs(5), Duration::ZERO)
+            .locks()
+            .acquire_lease("doc", Duration::from_secs(5), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -205,11 +219,12 @@ async fn a_holder_paused_past_its_ttl_cannot_write_with_its_stale_fence() {
         }
         assert_eq!(resource.accepted_stale.load(Ordering::SeqCst), 0);
         assert!(
-            !ns.lock_release("doc", &slow.token).await.unwrap(),
+            !ns.locks().release("doc", &slow.token).await.unwrap(),
             "a stale token releases nothing"
         );
         assert!(
-            !ns.lock_extend("doc", &slow.token, Duration::from_secs(5))
+            !ns.locks()
+                .extend("doc", &slow.token, Duration::from_secs(5))
                 .await
                 .unwrap()
         );
@@ -227,7 +242,8 @@ async fn the_guard_keeps_its_lock_and_reports_losing_it() {
         .unwrap();
     let ns = cache.namespace("guard").unwrap();
     let guard = ns
-        .lock("leader", Duration::from_millis(150), Duration::ZERO)
+        .locks()
+        .acquire("leader", Duration::from_millis(150), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
@@ -235,14 +251,16 @@ async fn the_guard_keeps_its_lock_and_reports_losing_it() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!guard.is_lost());
     assert!(
-        ns.lock_acquire("leader", Duration::from_secs(1), Duration::ZERO)
+        ns.locks()
+            .acquire_lease("leader", Duration::from_secs(1), Duration::ZERO)
             .await
             .unwrap()
             .is_none()
     );
     assert!(guard.release().await.unwrap());
     assert!(
-        ns.lock_acquire("leader", Duration::from_millis(100), Duration::ZERO)
+        ns.locks()
+            .acquire_lease("leader", Duration::from_millis(100), Duration::ZERO)
             .await
             .unwrap()
             .is_some()
@@ -252,7 +270,8 @@ async fn the_guard_keeps_its_lock_and_reports_losing_it() {
     // Someone removes the lock behind the guard's back (an operator, a failover): the
     // next extension fails and the guard says so.
     let mut guard = ns
-        .lock("leader", Duration::from_millis(150), Duration::ZERO)
+        .locks()
+        .acquire("leader", Duration::from_millis(150), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();

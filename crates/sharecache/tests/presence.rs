@@ -10,28 +10,38 @@ use sharecache_testkit::RedisServer;
 
 async fn behaviour(cache: Cache) {
     let chat = cache.namespace("chat").unwrap();
-    chat.presence_beat("room:1", "ada", Duration::from_millis(300))
+    chat.presence("room:1")
+        .unwrap()
+        .beat("ada", Duration::from_millis(300))
         .await
         .unwrap();
-    chat.presence_beat("room:1", "bob", Duration::from_secs(5))
+    chat.presence("room:1")
+        .unwrap()
+        .beat("bob", Duration::from_secs(5))
         .await
         .unwrap();
-    chat.presence_beat("room:2", "eve", Duration::from_secs(5))
+    chat.presence("room:2")
+        .unwrap()
+        .beat("eve", Duration::from_secs(5))
         .await
         .unwrap();
-    let list = chat.presence_list("room:1").await.unwrap();
+    let list = chat.presence("room:1").unwrap().list().await.unwrap();
     let names: Vec<&str> = list.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(names, vec!["ada", "bob"], "soonest to expire first");
     assert!(list[0].1 <= Duration::from_millis(300) && list[1].1 > Duration::from_secs(4));
     // A heartbeat renews.
-    chat.presence_beat("room:1", "bob", Duration::from_secs(10))
+    chat.presence("room:1")
+        .unwrap()
+        .beat("bob", Duration::from_secs(10))
         .await
         .unwrap();
-    assert!(chat.presence_list("room:1").await.unwrap()[1].1 > Duration::from_secs(9));
+    assert!(chat.presence("room:1").unwrap().list().await.unwrap()[1].1 > Duration::from_secs(9));
     // Expired members vanish by themselves.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let names: Vec<String> = chat
-        .presence_list("room:1")
+        .presence("room:1")
+        .unwrap()
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -39,13 +49,20 @@ async fn behaviour(cache: Cache) {
         .collect();
     assert_eq!(names, vec!["bob"]);
     assert!(
-        !chat.presence_leave("room:1", "ada").await.unwrap(),
+        !chat.presence("room:1").unwrap().leave("ada").await.unwrap(),
         "ada had already expired"
     );
-    assert!(chat.presence_leave("room:1", "bob").await.unwrap());
-    assert!(chat.presence_list("room:1").await.unwrap().is_empty());
+    assert!(chat.presence("room:1").unwrap().leave("bob").await.unwrap());
+    assert!(
+        chat.presence("room:1")
+            .unwrap()
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        chat.presence_list("room:2").await.unwrap().len(),
+        chat.presence("room:2").unwrap().list().await.unwrap().len(),
         1,
         "sets are separate"
     );
@@ -54,28 +71,32 @@ async fn behaviour(cache: Cache) {
         cache
             .namespace("other")
             .unwrap()
-            .presence_list("room:2")
+            .presence("room:2")
+            .unwrap()
+            .list()
             .await
             .unwrap()
             .is_empty()
     );
     // Bad input.
     assert_eq!(
-        chat.presence_beat("room:1", "bad\nmember", Duration::from_secs(1))
+        chat.presence("room:1")
+            .unwrap()
+            .beat("bad\nmember", Duration::from_secs(1))
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::InvalidKey
     );
     assert_eq!(
-        chat.presence_beat("", "m", Duration::from_secs(1))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidKey
+        chat.presence("").unwrap_err().kind(),
+        ErrorKind::InvalidKey,
+        "set names are checked when the handle is made"
     );
     assert_eq!(
-        chat.presence_beat("room:1", "m", Duration::ZERO)
+        chat.presence("room:1")
+            .unwrap()
+            .beat("m", Duration::ZERO)
             .await
             .unwrap_err()
             .kind(),

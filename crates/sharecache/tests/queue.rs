@@ -20,7 +20,9 @@ async fn behaviour(cache: Cache) {
         let mut v = Vec::new();
         for i in 0..5 {
             v.push(
-                jobs.queue_push("email", &serde_json::json!({"n": i}))
+                jobs.queue("email")
+                    .unwrap()
+                    .push(&serde_json::json!({"n": i}))
                     .await
                     .unwrap(),
             );
@@ -30,11 +32,15 @@ async fn behaviour(cache: Cache) {
     assert_eq!(ids.len(), 5);
     // Two consumers share the work; nothing is handed out twice while pending.
     let a = jobs
-        .queue_claim("email", "worker-a", 3, Duration::ZERO, &opts)
+        .queue("email")
+        .unwrap()
+        .claim("worker-a", 3, Duration::ZERO, &opts)
         .await
         .unwrap();
     let b = jobs
-        .queue_claim("email", "worker-b", 10, Duration::ZERO, &opts)
+        .queue("email")
+        .unwrap()
+        .claim("worker-b", 10, Duration::ZERO, &opts)
         .await
         .unwrap();
     assert_eq!((a.len(), b.len()), (3, 2));
@@ -50,14 +56,16 @@ async fn behaviour(cache: Cache) {
     );
     // B acknowledges its two; A "dies" without acknowledging.
     let b_ids: Vec<String> = b.iter().map(|m| m.id.clone()).collect();
-    assert_eq!(jobs.queue_ack("email", &b_ids).await.unwrap(), 2);
+    assert_eq!(jobs.queue("email").unwrap().ack(&b_ids).await.unwrap(), 2);
     assert_eq!(
-        jobs.queue_ack("email", &b_ids).await.unwrap(),
+        jobs.queue("email").unwrap().ack(&b_ids).await.unwrap(),
         0,
         "acknowledged once"
     );
     assert!(
-        jobs.queue_claim("email", "worker-c", 10, Duration::ZERO, &opts)
+        jobs.queue("email")
+            .unwrap()
+            .claim("worker-c", 10, Duration::ZERO, &opts)
             .await
             .unwrap()
             .is_empty(),
@@ -65,40 +73,52 @@ async fn behaviour(cache: Cache) {
     );
     // After the visibility timeout, A's three come back to another consumer.
     let c = jobs
-        .queue_claim("email", "worker-c", 10, Duration::from_millis(1000), &opts)
+        .queue("email")
+        .unwrap()
+        .claim("worker-c", 10, Duration::from_millis(1000), &opts)
         .await
         .unwrap();
     assert_eq!(c.len(), 3, "never lost: redelivered");
     assert!(c.iter().all(|m| m.deliveries == 2));
     // One is acknowledged; the other two keep failing and are dead-lettered after 3.
     assert_eq!(
-        jobs.queue_ack("email", &[c[0].id.clone()]).await.unwrap(),
+        jobs.queue("email")
+            .unwrap()
+            .ack(&[c[0].id.clone()])
+            .await
+            .unwrap(),
         1
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
     let d = jobs
-        .queue_claim("email", "worker-d", 10, Duration::ZERO, &opts)
+        .queue("email")
+        .unwrap()
+        .claim("worker-d", 10, Duration::ZERO, &opts)
         .await
         .unwrap();
     assert!(d.len() == 2 && d.iter().all(|m| m.deliveries == 3), "{d:?}");
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(
-        jobs.queue_claim("email", "worker-e", 10, Duration::ZERO, &opts)
+        jobs.queue("email")
+            .unwrap()
+            .claim("worker-e", 10, Duration::ZERO, &opts)
             .await
             .unwrap()
             .is_empty()
     );
-    let dead = jobs.queue_dead_letters("email", 10).await.unwrap();
+    let dead = jobs.queue("email").unwrap().dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 2);
     assert!(dead.iter().all(|m| m.deliveries == 3));
     // A claim with a wait returns as soon as a message arrives.
     let jobs2 = jobs.clone();
     let pusher = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        jobs2.queue_push("email", &"late").await.unwrap();
+        jobs2.queue("email").unwrap().push(&"late").await.unwrap();
     });
     let got = jobs
-        .queue_claim("email", "worker-f", 1, Duration::from_secs(5), &opts)
+        .queue("email")
+        .unwrap()
+        .claim("worker-f", 1, Duration::from_secs(5), &opts)
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -108,14 +128,18 @@ async fn behaviour(cache: Cache) {
         cache
             .namespace("other")
             .unwrap()
-            .queue_claim("email", "w", 10, Duration::ZERO, &opts)
+            .queue("email")
+            .unwrap()
+            .claim("w", 10, Duration::ZERO, &opts)
             .await
             .unwrap()
             .is_empty()
     );
     // Bad input.
     assert_eq!(
-        jobs.queue_claim("email", "w", 0, Duration::ZERO, &opts)
+        jobs.queue("email")
+            .unwrap()
+            .claim("w", 0, Duration::ZERO, &opts)
             .await
             .unwrap_err()
             .kind(),
@@ -126,21 +150,25 @@ async fn behaviour(cache: Cache) {
         max_deliveries: 3,
     };
     assert_eq!(
-        jobs.queue_claim("email", "w", 1, Duration::ZERO, &bad_opts)
+        jobs.queue("email")
+            .unwrap()
+            .claim("w", 1, Duration::ZERO, &bad_opts)
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
-        jobs.queue_ack("email", &["not-an-id".into()])
+        jobs.queue("email")
+            .unwrap()
+            .ack(&["not-an-id".into()])
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
-        jobs.queue_push("bad\nqueue", &1).await.unwrap_err().kind(),
+        jobs.queue("bad\nqueue").unwrap_err().kind(),
         ErrorKind::InvalidKey
     );
 }
@@ -175,9 +203,9 @@ async fn queues_fail_closed_while_redis_is_down() {
         .await
         .unwrap();
     let q = cache.namespace("jobs").unwrap();
-    q.queue_push("work", &1).await.unwrap();
+    q.queue("work").unwrap().push(&1).await.unwrap();
     s.kill();
-    let e = q.queue_push("work", &2).await.unwrap_err();
+    let e = q.queue("work").unwrap().push(&2).await.unwrap_err();
     assert!(
         e.is_unavailable(),
         "a message Redis never sees must not be accepted: {e}"

@@ -17,14 +17,16 @@ async fn behaviour(cache: Cache) {
     let limit = Limit::per(5, Duration::from_millis(1000));
     for i in 0..5 {
         let d = ns
-            .rate_limit("attempts:ada@example.com", limit)
+            .rate_limits()
+            .check("attempts:ada@example.com", limit)
             .await
             .unwrap();
         assert!(d.allowed, "attempt {i}");
         assert_eq!(d.remaining, 4 - i);
     }
     let d = ns
-        .rate_limit("attempts:ada@example.com", limit)
+        .rate_limits()
+        .check("attempts:ada@example.com", limit)
         .await
         .unwrap();
     assert!(!d.allowed);
@@ -35,7 +37,8 @@ async fn behaviour(cache: Cache) {
     );
     // Another key is another bucket.
     assert!(
-        ns.rate_limit("attempts:bob@example.com", limit)
+        ns.rate_limits()
+            .check("attempts:bob@example.com", limit)
             .await
             .unwrap()
             .allowed
@@ -43,7 +46,8 @@ async fn behaviour(cache: Cache) {
     // After retry_after, one more call is allowed.
     tokio::time::sleep(d.retry_after + Duration::from_millis(30)).await;
     assert!(
-        ns.rate_limit("attempts:ada@example.com", limit)
+        ns.rate_limits()
+            .check("attempts:ada@example.com", limit)
             .await
             .unwrap()
             .allowed
@@ -55,12 +59,16 @@ async fn behaviour(cache: Cache) {
         limit.cost(6),
     ] {
         assert_eq!(
-            ns.rate_limit("k", bad).await.unwrap_err().kind(),
+            ns.rate_limits().check("k", bad).await.unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
     }
     assert_eq!(
-        ns.rate_limit("bad\nkey", limit).await.unwrap_err().kind(),
+        ns.rate_limits()
+            .check("bad\nkey", limit)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidKey
     );
     // Rate-limit state is not a cache key of the namespace.
@@ -124,7 +132,7 @@ async fn exact_across_two_instances_under_concurrency() {
                 refused.clone(),
             );
             tasks.push(tokio::spawn(async move {
-                let d = ns.rate_limit("client:7", limit).await.unwrap();
+                let d = ns.rate_limits().check("client:7", limit).await.unwrap();
                 if d.allowed {
                     allowed.fetch_add(1, Ordering::SeqCst)
                 } else {
@@ -155,9 +163,9 @@ async fn noscript_after_script_flush_is_retried() {
         .unwrap();
     let ns = c.namespace("ns").unwrap();
     let limit = Limit::per(3, Duration::from_secs(10));
-    assert!(ns.rate_limit("k", limit).await.unwrap().allowed);
+    assert!(ns.rate_limits().check("k", limit).await.unwrap().allowed);
     assert_eq!(s.cmd(&["SCRIPT", "FLUSH"]).text(), Some("OK"));
-    let d = ns.rate_limit("k", limit).await.unwrap();
+    let d = ns.rate_limits().check("k", limit).await.unwrap();
     assert!(d.allowed);
     assert_eq!(
         d.remaining, 1,
@@ -189,7 +197,7 @@ async fn while_redis_is_down() {
     let decisions: Vec<bool> = {
         let mut v = Vec::new();
         for _ in 0..3 {
-            v.push(ns.rate_limit("k", limit).await.unwrap().allowed);
+            v.push(ns.rate_limits().check("k", limit).await.unwrap().allowed);
         }
         v
     };
@@ -198,7 +206,8 @@ async fn while_redis_is_down() {
     let e = closed
         .namespace("down")
         .unwrap()
-        .rate_limit("k", limit)
+        .rate_limits()
+        .check("k", limit)
         .await
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
@@ -209,9 +218,12 @@ async fn sliding(cache: Cache, other: Cache) {
     let ns = cache.namespace("sw").unwrap();
     let l = Limit::per(3, Duration::from_millis(1000)).algorithm(Algorithm::SlidingWindow);
     for i in 0..3 {
-        assert!(ns.rate_limit("k", l).await.unwrap().allowed, "call {i}");
+        assert!(
+            ns.rate_limits().check("k", l).await.unwrap().allowed,
+            "call {i}"
+        );
     }
-    let d = ns.rate_limit("k", l).await.unwrap();
+    let d = ns.rate_limits().check("k", l).await.unwrap();
     assert!(
         !d.allowed && d.retry_after <= Duration::from_millis(1000),
         "{d:?}"
@@ -225,7 +237,13 @@ async fn sliding(cache: Cache, other: Cache) {
         for _ in 0..150 {
             let (ns, allowed) = (c.namespace("sw").unwrap(), allowed.clone());
             tasks.push(tokio::spawn(async move {
-                if ns.rate_limit("burst", limit).await.unwrap().allowed {
+                if ns
+                    .rate_limits()
+                    .check("burst", limit)
+                    .await
+                    .unwrap()
+                    .allowed
+                {
                     allowed.fetch_add(1, Ordering::SeqCst);
                 }
             }));

@@ -268,7 +268,7 @@ async fn negative_caching_remembers_absence_for_its_own_ttl() {
         // Plain reads see a miss, never a value or a decode error.
         assert_eq!(ns.get::<u64>("ghost").await.unwrap(), None);
         assert_eq!(ns.get::<Option<u64>>("ghost").await.unwrap(), None);
-        assert_eq!(ns.get_json("ghost").await.unwrap(), None);
+        assert_eq!(ns.get::<sharecache::RawJson>("ghost").await.unwrap(), None);
         assert_eq!(ns.stats().await.unwrap().decode_errors, 0);
         // After the negative TTL the loader runs again, and a found value replaces it.
         tokio::time::sleep(Duration::from_millis(600)).await;

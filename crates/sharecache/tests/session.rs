@@ -17,33 +17,35 @@ fn keys() -> (SessionKeys, [u8; 32]) {
 async fn behaviour(cache: Cache) {
     let auth = cache.namespace("auth").unwrap();
     let s = auth
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!({"user": 42}),
             Duration::from_secs(60),
             Duration::from_secs(600),
         )
         .await
         .unwrap();
-    let got = auth.session_get(&s.id).await.unwrap().unwrap();
+    let got = auth.sessions().get(&s.id).await.unwrap().unwrap();
     assert_eq!(got.data["user"], 42);
     assert!(
-        auth.session_update(&s.id, serde_json::json!({"user": 42, "role": "admin"}))
+        auth.sessions()
+            .update(&s.id, serde_json::json!({"user": 42, "role": "admin"}))
             .await
             .unwrap()
     );
     assert_eq!(
-        auth.session_get(&s.id).await.unwrap().unwrap().data["role"],
+        auth.sessions().get(&s.id).await.unwrap().unwrap().data["role"],
         "admin"
     );
     // Rotation: new id, same data, the old id dead at once.
-    let r = auth.session_rotate(&s.id).await.unwrap().unwrap();
+    let r = auth.sessions().rotate(&s.id).await.unwrap().unwrap();
     assert_ne!(r.id, s.id);
     assert!(
-        auth.session_get(&s.id).await.unwrap().is_none(),
+        auth.sessions().get(&s.id).await.unwrap().is_none(),
         "the old id must be dead"
     );
     assert_eq!(
-        auth.session_get(&r.id).await.unwrap().unwrap().data["role"],
+        auth.sessions().get(&r.id).await.unwrap().unwrap().data["role"],
         "admin"
     );
     // Unknown, malformed and forged ids: never adopted, nothing created.
@@ -58,31 +60,34 @@ async fn behaviour(cache: Cache) {
         "../../etc",
         &"x".repeat(5000),
     ] {
-        assert!(auth.session_get(bad).await.unwrap().is_none(), "{bad:?}");
+        assert!(auth.sessions().get(bad).await.unwrap().is_none(), "{bad:?}");
         assert!(
             !auth
-                .session_update(bad, serde_json::json!(1))
+                .sessions()
+                .update(bad, serde_json::json!(1))
                 .await
                 .unwrap()
         );
-        assert!(auth.session_rotate(bad).await.unwrap().is_none());
-        assert!(!auth.session_end(bad).await.unwrap());
+        assert!(auth.sessions().rotate(bad).await.unwrap().is_none());
+        assert!(!auth.sessions().end(bad).await.unwrap());
     }
     // Another namespace does not see it.
     assert!(
         cache
             .namespace("user")
             .unwrap()
-            .session_get(&r.id)
+            .sessions()
+            .get(&r.id)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(auth.session_end(&r.id).await.unwrap());
-    assert!(auth.session_get(&r.id).await.unwrap().is_none());
+    assert!(auth.sessions().end(&r.id).await.unwrap());
+    assert!(auth.sessions().get(&r.id).await.unwrap().is_none());
     // Idle timeout: unused, it ends; used, it lives on until the absolute timeout.
     let idle = auth
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!(1),
             Duration::from_millis(200),
             Duration::from_secs(10),
@@ -91,11 +96,12 @@ async fn behaviour(cache: Cache) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(
-        auth.session_get(&idle.id).await.unwrap().is_none(),
+        auth.sessions().get(&idle.id).await.unwrap().is_none(),
         "idle timeout"
     );
     let used = auth
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!(1),
             Duration::from_millis(200),
             Duration::from_millis(700),
@@ -105,18 +111,19 @@ async fn behaviour(cache: Cache) {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(
-            auth.session_get(&used.id).await.unwrap().is_some(),
+            auth.sessions().get(&used.id).await.unwrap().is_some(),
             "renewed by use"
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        auth.session_get(&used.id).await.unwrap().is_none(),
+        auth.sessions().get(&used.id).await.unwrap().is_none(),
         "absolute timeout, however often used"
     );
     // Bad input.
     let e = auth
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!(1),
             Duration::from_secs(10),
             Duration::from_secs(5),
@@ -126,7 +133,8 @@ async fn behaviour(cache: Cache) {
     assert_eq!(e.kind(), ErrorKind::InvalidTtl);
     let big = serde_json::json!("x".repeat(70_000));
     assert_eq!(
-        auth.session_create(big, Duration::from_secs(1), Duration::from_secs(1))
+        auth.sessions()
+            .create(big, Duration::from_secs(1), Duration::from_secs(1))
             .await
             .unwrap_err()
             .kind(),
@@ -161,7 +169,8 @@ async fn redis() {
     // At rest: no id and no plaintext in Redis; a tampered value is not accepted.
     let auth = cache.namespace("auth").unwrap();
     let new = auth
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!({"secret": "hunter2"}),
             Duration::from_secs(60),
             Duration::from_secs(60),
@@ -180,7 +189,7 @@ async fn redis() {
         panic!()
     };
     assert!(
-        auth.session_get(&new.id).await.unwrap().is_none(),
+        auth.sessions().get(&new.id).await.unwrap().is_none(),
         "a tampered session must not open"
     );
 }
@@ -198,7 +207,8 @@ async fn key_rotation_keeps_old_sessions_open() {
     let sess = a
         .namespace("auth")
         .unwrap()
-        .session_create(
+        .sessions()
+        .create(
             serde_json::json!(7),
             Duration::from_secs(60),
             Duration::from_secs(60),
@@ -215,7 +225,8 @@ async fn key_rotation_keeps_old_sessions_open() {
     assert_eq!(
         b.namespace("auth")
             .unwrap()
-            .session_get(&sess.id)
+            .sessions()
+            .get(&sess.id)
             .await
             .unwrap()
             .unwrap()
@@ -227,7 +238,8 @@ async fn key_rotation_keeps_old_sessions_open() {
     let e = none
         .namespace("auth")
         .unwrap()
-        .session_get(&sess.id)
+        .sessions()
+        .get(&sess.id)
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
@@ -237,18 +249,21 @@ async fn per_user(cache: Cache) {
     let auth = cache.namespace("auth").unwrap();
     let day = Duration::from_secs(86_400);
     let a = auth
-        .session_create_for("user:42", serde_json::json!(1), day, day)
+        .sessions()
+        .create_for("user:42", serde_json::json!(1), day, day)
         .await
         .unwrap();
     let b = auth
-        .session_create_for("user:42", serde_json::json!(2), day, day)
+        .sessions()
+        .create_for("user:42", serde_json::json!(2), day, day)
         .await
         .unwrap();
     let other = auth
-        .session_create_for("user:7", serde_json::json!(3), day, day)
+        .sessions()
+        .create_for("user:7", serde_json::json!(3), day, day)
         .await
         .unwrap();
-    let list = auth.session_list("user:42").await.unwrap();
+    let list = auth.sessions().list("user:42").await.unwrap();
     assert_eq!(list.len(), 2);
     for info in &list {
         assert!(
@@ -257,16 +272,16 @@ async fn per_user(cache: Cache) {
         );
     }
     // Ending one prunes it from the list.
-    assert!(auth.session_end(&a.id).await.unwrap());
-    assert_eq!(auth.session_list("user:42").await.unwrap().len(), 1);
+    assert!(auth.sessions().end(&a.id).await.unwrap());
+    assert_eq!(auth.sessions().list("user:42").await.unwrap().len(), 1);
     // End all: the user's sessions are gone, another user's are not.
-    assert_eq!(auth.session_end_all("user:42").await.unwrap(), 1);
-    assert!(auth.session_get(&b.id).await.unwrap().is_none());
-    assert!(auth.session_list("user:42").await.unwrap().is_empty());
-    assert!(auth.session_get(&other.id).await.unwrap().is_some());
-    assert_eq!(auth.session_end_all("nobody").await.unwrap(), 0);
+    assert_eq!(auth.sessions().end_all("user:42").await.unwrap(), 1);
+    assert!(auth.sessions().get(&b.id).await.unwrap().is_none());
+    assert!(auth.sessions().list("user:42").await.unwrap().is_empty());
+    assert!(auth.sessions().get(&other.id).await.unwrap().is_some());
+    assert_eq!(auth.sessions().end_all("nobody").await.unwrap(), 0);
     assert_eq!(
-        auth.session_list("bad\nuser").await.unwrap_err().kind(),
+        auth.sessions().list("bad\nuser").await.unwrap_err().kind(),
         ErrorKind::InvalidKey
     );
 }

@@ -36,7 +36,7 @@ async fn behaviour(cache: Cache) {
         "other tag only"
     );
     assert_eq!(ns.get::<u64>("plain").await.unwrap(), Some(4));
-    assert_eq!(ns.get_json("p:1").await.unwrap(), None);
+    assert_eq!(ns.get::<sharecache::RawJson>("p:1").await.unwrap(), None);
     assert_eq!(
         ns.mget::<u64>(&["p:1", "p:3"]).await.unwrap(),
         vec![None, Some(3)]

@@ -394,3 +394,43 @@ async fn mget_answers_resident_keys_from_l1_and_stays_coherent() {
         .await
     );
 }
+
+/// `l1_hits` is part of `hits` whatever the read path: an L1 entry that turns out stale
+/// (its tag was invalidated) or does not decode as the asked type is a miss, not an L1
+/// hit. Before the single read path, `mget` and the raw JSON read counted such entries
+/// as L1 hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_hits_are_hits_on_every_read_path() {
+    use sharecache::RawJson;
+    let server = RedisServer::start();
+    let cache = instance(&server).await;
+    let ns = cache.namespace("sub").unwrap();
+    ns.set_tagged("t", &1u64, Ttl::secs(60), &["g"])
+        .await
+        .unwrap();
+    ns.set("n", &2u64, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<u64>("t").await.unwrap(), Some(1)); // both now in L1
+    assert_eq!(ns.get::<u64>("n").await.unwrap(), Some(2));
+    let before = ns.stats().await.unwrap();
+    ns.invalidate_tags(&["g"]).await.unwrap();
+    // A stale L1 entry, through each path.
+    assert_eq!(ns.mget::<u64>(&["t"]).await.unwrap(), vec![None]);
+    assert_eq!(ns.get_with_source::<RawJson>("t").await.unwrap(), None);
+    assert_eq!(ns.get_shared::<u64>("t").await.unwrap(), None);
+    // An L1 entry that does not decode as the asked type.
+    assert_eq!(ns.mget::<String>(&["n"]).await.unwrap(), vec![None]);
+    assert_eq!(ns.get::<String>("n").await.unwrap(), None);
+    let after = ns.stats().await.unwrap();
+    assert_eq!(after.hits, before.hits, "no read above was a hit");
+    assert_eq!(after.l1_hits, before.l1_hits, "so none was an L1 hit");
+    assert_eq!(after.misses, before.misses + 5);
+    assert_eq!(after.decode_errors, before.decode_errors + 2);
+    // And a good L1 entry is one hit and one L1 hit on each path.
+    let (json, source) = ns.get_with_source::<RawJson>("n").await.unwrap().unwrap();
+    assert_eq!((json.get(), source), ("2", sharecache::Source::L1));
+    assert_eq!(ns.mget::<u64>(&["n"]).await.unwrap(), vec![Some(2)]);
+    let last = ns.stats().await.unwrap();
+    assert_eq!(last.hits, after.hits + 2);
+    assert_eq!(last.l1_hits, after.l1_hits + 2);
+    assert!(last.l1_hits <= last.hits);
+}

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sharecache::{BackendState, Namespace, Ttl};
+use sharecache::{BackendState, Namespace, RawJson, Source, Ttl};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
@@ -63,7 +63,7 @@ fn parse_ttl(raw: Option<&str>) -> Result<Ttl, ApiError> {
 /// not UTF-8 JSON.
 pub(crate) fn json_body(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, ApiError> {
+) -> Result<RawJson, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -75,27 +75,8 @@ pub(crate) fn json_body(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })?;
-    check_json(&body)?;
-    Ok(body)
-}
-
-pub(crate) fn check_json(body: &[u8]) -> Result<(), ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "the body must be a JSON document; it is empty",
-        ));
-    }
-    // IgnoredAny skips string contents without checking their UTF-8, so check it first:
-    // JSON text is UTF-8, and what GET serves as application/json must be too.
-    let text = std::str::from_utf8(body).map_err(|e| {
-        ApiError::bad_request("invalid_body", format!("the body is not UTF-8: {e}"))
-    })?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(|_| ())
-        .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("the body is not valid JSON: {e}"))
-        })
+    RawJson::from_bytes(body)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("the body: {}", e.message())))
 }
 
 /// Routes that take no query parameters refuse any, so a misspelt option (a `match`
@@ -125,13 +106,13 @@ pub async fn get_key(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
-    let value = n.get_json_tiered(&key).await?;
+    let value = n.get_with_source::<RawJson>(&key).await?;
     s.metrics
         .reads(&ns, u64::from(value.is_some()), u64::from(value.is_none()));
     let resp = match value {
-        Some((json, from_l1)) => {
-            let mut r = json_response(StatusCode::OK, json);
-            let t = if from_l1 {
+        Some((json, source)) => {
+            let mut r = json_response(StatusCode::OK, json.into_bytes());
+            let t = if source == Source::L1 {
                 HeaderValue::from_static("l1")
             } else {
                 tier(&s)
@@ -188,9 +169,9 @@ pub async fn put_key(
     };
     let body = json_body(body)?;
     if tags.is_empty() {
-        n.set_json(&key, &body, ttl).await?;
+        n.set(&key, &body, ttl).await?;
     } else {
-        n.set_json_tagged(&key, &body, ttl, &tags).await?;
+        n.set_tagged(&key, &body, ttl, &tags).await?;
     }
     Ok(OpInfo::attach(
         "set",

@@ -45,7 +45,8 @@ pub async fn since(
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
     let events = n
-        .events_since(&channel, q.after.as_deref(), q.count.unwrap_or(100))
+        .channel(&channel)?
+        .since(q.after.as_deref(), q.count.unwrap_or(100))
         .await?;
     let mut out = String::from("{\"events\":[");
     for (i, (id, data)) in events.iter().enumerate() {
@@ -56,7 +57,7 @@ pub async fn since(
         out.push_str(&format!(
             "{{\"id\":{},\"data\":{}}}",
             serde_json::Value::String(id.clone()),
-            String::from_utf8_lossy(data)
+            data.get()
         ));
     }
     out.push_str("]}");
@@ -84,10 +85,10 @@ pub async fn publish(
     let n = caller.write(&s, &ns)?;
     let body = super::cache::json_body(body)?;
     let body = if q.durable == Some(true) {
-        let (id, receivers) = n.publish_durable_json(&channel, body).await?;
+        let (id, receivers) = n.channel(&channel)?.publish_durable(&body).await?;
         serde_json::json!({"receivers": receivers, "id": id})
     } else {
-        serde_json::json!({"receivers": n.publish_json(&channel, body).await?})
+        serde_json::json!({"receivers": n.channel(&channel)?.publish(&body).await?})
     };
     let resp = (StatusCode::OK, axum::Json(body)).into_response();
     Ok(OpInfo::attach("publish", &ns, resp))
@@ -104,7 +105,7 @@ pub async fn subscribe(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
-    let sub = n.subscribe(&channel).await?;
+    let sub = n.channel(&channel)?.subscribe().await?;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let b = sub.recv().await?;
         let event = Event::default().data(String::from_utf8_lossy(&b));

@@ -59,7 +59,8 @@ pub async fn acquire(
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let lease = n
-        .lock_acquire(
+        .locks()
+        .acquire_lease(
             &name,
             Duration::from_millis(b.ttl_ms),
             Duration::from_millis(b.wait_ms),
@@ -86,7 +87,8 @@ pub async fn extend(
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let resp = if n
-        .lock_extend(&name, &b.token, Duration::from_millis(b.ttl_ms))
+        .locks()
+        .extend(&name, &b.token, Duration::from_millis(b.ttl_ms))
         .await?
     {
         (
@@ -111,7 +113,7 @@ pub async fn release(
     ApiQuery(q): ApiQuery<ReleaseQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let resp = if n.lock_release(&name, &q.token).await? {
+    let resp = if n.locks().release(&name, &q.token).await? {
         StatusCode::NO_CONTENT.into_response()
     } else {
         conflict("this token does not hold the lock")

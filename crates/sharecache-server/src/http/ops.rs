@@ -175,7 +175,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
     // Store-wide figures describe every tenant together: only the admin sees them.
     let backend = match caller.principal {
         Principal::Admin => {
-            let mut v = serde_json::to_value(s.cache.store().stats().await?).unwrap_or_default();
+            let mut v = serde_json::to_value(s.cache.stats().await?).unwrap_or_default();
             v["l1"] = serde_json::to_value(s.cache.tier_stats()).unwrap_or_default();
             v
         }

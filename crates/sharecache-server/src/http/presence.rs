@@ -54,12 +54,9 @@ pub async fn beat(
                 )
             })?,
     };
-    n.presence_beat(
-        q.set.as_deref().unwrap_or(DEFAULT_SET),
-        &member,
-        Duration::from_secs(ttl),
-    )
-    .await?;
+    n.presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?
+        .beat(&member, Duration::from_secs(ttl))
+        .await?;
     Ok(OpInfo::attach(
         "presence_beat",
         &ns,
@@ -78,10 +75,8 @@ pub async fn leave(
     ApiQuery(q): ApiQuery<SetQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let resp = if n
-        .presence_leave(q.set.as_deref().unwrap_or(DEFAULT_SET), &member)
-        .await?
-    {
+    let set = n.presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?;
+    let resp = if set.leave(&member).await? {
         StatusCode::NO_CONTENT.into_response()
     } else {
         ApiError::not_found("member is not online").into_response()
@@ -101,7 +96,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
     let members = n
-        .presence_list(q.set.as_deref().unwrap_or(DEFAULT_SET))
+        .presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?
+        .list()
         .await?;
     let list: Vec<serde_json::Value> = members
         .iter()

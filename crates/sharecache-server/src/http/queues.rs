@@ -93,7 +93,7 @@ pub async fn push(
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
     let body = super::cache::json_body(body)?;
-    let id = n.queue_push_json(&queue, body).await?;
+    let id = n.queue(&queue)?.push(&body).await?;
     Ok(OpInfo::attach(
         "queue_push",
         &ns,
@@ -128,8 +128,8 @@ pub async fn op(
                 max_deliveries: b.max_deliveries,
             };
             let msgs = n
-                .queue_claim(
-                    &queue,
+                .queue(&queue)?
+                .claim(
                     &b.consumer,
                     b.count,
                     Duration::from_millis(b.wait_ms),
@@ -146,7 +146,7 @@ pub async fn op(
             let ApiJson(b) =
                 <ApiJson<AckBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s)
                     .await?;
-            let acked = n.queue_ack(&queue, &b.ids).await?;
+            let acked = n.queue(&queue)?.ack(&b.ids).await?;
             Ok(OpInfo::attach(
                 "queue_ack",
                 &ns,
@@ -170,7 +170,7 @@ pub async fn dead(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.read(&s, &ns)?;
-    let msgs = n.queue_dead_letters(&queue, 100).await?;
+    let msgs = n.queue(&queue)?.dead_letters(100).await?;
     Ok(OpInfo::attach(
         "queue_dead",
         &ns,

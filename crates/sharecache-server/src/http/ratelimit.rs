@@ -64,7 +64,7 @@ pub async fn decide(
         AlgorithmName::Gcra => sharecache::ratelimit::Algorithm::Gcra,
         AlgorithmName::SlidingWindow => sharecache::ratelimit::Algorithm::SlidingWindow,
     });
-    let d = n.rate_limit(&key, limit).await?;
+    let d = n.rate_limits().check(&key, limit).await?;
     let body = serde_json::json!({
         "allowed": d.allowed,
         "remaining": d.remaining,

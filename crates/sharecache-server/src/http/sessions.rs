@@ -74,8 +74,12 @@ pub async fn create(
         Duration::from_secs(b.absolute_ttl),
     );
     let new = match &b.user {
-        Some(user) => n.session_create_for(user, b.data, idle, absolute).await?,
-        None => n.session_create(b.data, idle, absolute).await?,
+        Some(user) => {
+            n.sessions()
+                .create_for(user, b.data, idle, absolute)
+                .await?
+        }
+        None => n.sessions().create(b.data, idle, absolute).await?,
     };
     let body = serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms});
     Ok(OpInfo::attach(
@@ -95,7 +99,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let sessions = n.session_list(&q.user).await?;
+    let sessions = n.sessions().list(&q.user).await?;
     Ok(OpInfo::attach(
         "session_list",
         &ns,
@@ -117,7 +121,7 @@ pub async fn end_all(
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let ended = n.session_end_all(&q.user).await?;
+    let ended = n.sessions().end_all(&q.user).await?;
     Ok(OpInfo::attach(
         "session_end_all",
         &ns,
@@ -140,7 +144,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     // Reading renews the session, so it needs write.
     let n = caller.write(&s, &ns)?;
-    let resp = match n.session_get(&id).await? {
+    let resp = match n.sessions().get(&id).await? {
         Some(d) => (StatusCode::OK, axum::Json(d)).into_response(),
         None => not_found(),
     };
@@ -159,7 +163,7 @@ pub async fn update(
     ApiJson(b): ApiJson<UpdateBody>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let resp = if n.session_update(&id, b.data).await? {
+    let resp = if n.sessions().update(&id, b.data).await? {
         StatusCode::NO_CONTENT.into_response()
     } else {
         not_found()
@@ -177,7 +181,7 @@ pub async fn end(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let resp = if n.session_end(&id).await? {
+    let resp = if n.sessions().end(&id).await? {
         StatusCode::NO_CONTENT.into_response()
     } else {
         not_found()
@@ -195,7 +199,7 @@ pub async fn rotate(
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let n = caller.write(&s, &ns)?;
-    let resp = match n.session_rotate(&id).await? {
+    let resp = match n.sessions().rotate(&id).await? {
         Some(new) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms})),
