@@ -16,24 +16,37 @@
 //!
 //! # Layout
 //!
-//! * [`key`]: namespace and key validation, key building, glob patterns confined to a
-//!   namespace.
-//! * [`codec`]: value encoding (JSON or MessagePack), LZ4 compression, the format header.
-//! * `store`: [`Store`], one public type over a private backend trait; `store/memory.rs`
-//!   (bounded in-memory store) and `store/redis.rs` (Redis standalone).
-//! * `fallback`: degrade to memory while Redis is down, reconcile on recovery
-//!   ([`Fallback`]).
-//! * `tier`: the in-process L1 tier over Redis ([`LocalTier`]), kept coherent by Redis
-//!   client tracking (RESP3 BCAST invalidations).
-//! * `load`: single-flight for [`Namespace::remember`] ([`RememberError`]).
-//! * `cache`: [`Cache`], [`CacheBuilder`] and [`Namespace`], the typed API.
-//! * [`ratelimit`]: GCRA rate limits ([`Namespace::rate_limit`]).
-//! * [`lock`]: locks with fencing tokens ([`Namespace::lock`]).
-//! * [`session`]: encrypted sessions with idle and absolute timeouts.
-//! * [`events`]: namespaced publish/subscribe ([`Namespace::subscribe`]).
-//! * presence: heartbeats in sorted sets ([`Namespace::presence_beat`]).
-//! * [`queue`]: at-least-once work queues on Redis Streams ([`Namespace::queue_claim`]).
-//! * `error`: [`Error`] with an [`ErrorKind`] and predicates.
+//! The key-value core:
+//!
+//! * `cache/`: [`Cache`] and [`Namespace`] (`mod.rs`: the key-value calls),
+//!   [`CacheBuilder`] (`builder.rs`), the one read path through L1 with its hit and
+//!   miss accounting (`read.rs`, [`Source`]), tags (`tags.rs`) and
+//!   [`remember`](Namespace::remember) (`remember.rs`, with single-flight in `load.rs`).
+//! * `ttl.rs`: [`Ttl`] and its bounds. [`key`]: namespace, key and pattern validation,
+//!   stored keys, and the internal key kinds of the primitives. [`codec`]: value
+//!   formats (JSON, MessagePack, LZ4, the header) and [`RawJson`].
+//! * `tier.rs`: the in-process L1 ([`LocalTier`]), kept coherent by Redis client
+//!   tracking.
+//! * `store/`: the storage behind a namespace: one [`Store`] type over the memory and
+//!   Redis (standalone, Sentinel, Cluster) backends, and the memory fallback
+//!   ([`Fallback`]) during an outage.
+//! * `error.rs`: [`Error`], its [`ErrorKind`] and predicates. `random.rs`: the one CSPRNG
+//!   behind every token.
+//!
+//! One module per primitive, holding its handle (got from a [`Namespace`]), its types,
+//! its rules and its guarantees:
+//!
+//! | primitive | handle | module |
+//! | --- | --- | --- |
+//! | locks with fencing tokens | [`Namespace::locks`] | [`lock`] |
+//! | encrypted sessions | [`Namespace::sessions`] | [`session`] |
+//! | rate limits (GCRA, sliding window) | [`Namespace::rate_limits`] | [`ratelimit`] |
+//! | presence | [`Namespace::presence`] | [`presence`] |
+//! | publish/subscribe, durable events | [`Namespace::channel`] | [`events`] |
+//! | work queues | [`Namespace::queue`] | [`queue`] |
+//!
+//! Imports run one way: primitives -> `cache` -> `store`, with `key`, `codec`, `ttl`
+//! and `error` at the bottom.
 //!
 //! # Guarantees
 //!
