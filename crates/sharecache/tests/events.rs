@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::Case;
+
 use std::time::{Duration, Instant};
 
 use sharecache::{Cache, Fallback};
@@ -198,7 +200,8 @@ async fn subscriptions_survive_a_killed_link() {
     );
 }
 
-async fn durable(cache: Cache) {
+async fn durable(case: Case<'_>) {
+    let cache = case.cache.clone();
     let ch = cache.namespace("audit").unwrap();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -253,21 +256,4 @@ async fn durable(cache: Cache) {
     );
 }
 
-#[tokio::test]
-async fn durable_events_memory() {
-    durable(Cache::builder().memory().build().await.unwrap()).await;
-}
-
-#[tokio::test]
-async fn durable_events_redis() {
-    let s = RedisServer::start();
-    durable(
-        Cache::builder()
-            .redis(s.url())
-            .fallback(Fallback::Fail)
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
-}
+every_backend!(durable);

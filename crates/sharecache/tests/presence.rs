@@ -5,10 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use sharecache::{Cache, ErrorKind, Fallback};
-use sharecache_testkit::RedisServer;
+use sharecache::ErrorKind;
+use support::Case;
 
-async fn behaviour(cache: Cache) {
+async fn behaviour(case: Case<'_>) {
+    let cache = case.cache.clone();
     let chat = cache.namespace("chat").unwrap();
     chat.presence("room:1")
         .unwrap()
@@ -102,31 +103,16 @@ async fn behaviour(cache: Cache) {
             .kind(),
         ErrorKind::InvalidTtl
     );
+    if let Some(s) = case.server() {
+        // The set key itself expires with its last member: nothing immortal is left behind.
+        let ttl: i64 = s
+            .cmd(&["PTTL", "#presence:chat:room:2"])
+            .text()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 5000, "PTTL {ttl}");
+    }
 }
 
-#[tokio::test]
-async fn memory() {
-    behaviour(Cache::builder().memory().build().await.unwrap()).await;
-}
-
-#[tokio::test]
-async fn redis() {
-    let s = RedisServer::start();
-    behaviour(
-        Cache::builder()
-            .redis(s.url())
-            .fallback(Fallback::Fail)
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
-    // The set key itself expires with its last member: nothing immortal is left behind.
-    let ttl: i64 = s
-        .cmd(&["PTTL", "#presence:chat:room:2"])
-        .text()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(ttl > 0 && ttl <= 5000, "PTTL {ttl}");
-}
+every_backend!(behaviour);

@@ -9,8 +9,10 @@ use std::time::Duration;
 use sharecache::queue::ClaimOptions;
 use sharecache::{Cache, ErrorKind, Fallback};
 use sharecache_testkit::RedisServer;
+use support::Case;
 
-async fn behaviour(cache: Cache) {
+async fn behaviour(case: Case<'_>) {
+    let cache = case.cache.clone();
     let jobs = cache.namespace("notify").unwrap();
     let opts = ClaimOptions {
         visibility: Duration::from_millis(200),
@@ -173,24 +175,7 @@ async fn behaviour(cache: Cache) {
     );
 }
 
-#[tokio::test]
-async fn memory() {
-    behaviour(Cache::builder().memory().build().await.unwrap()).await;
-}
-
-#[tokio::test]
-async fn redis() {
-    let s = RedisServer::start();
-    behaviour(
-        Cache::builder()
-            .redis(s.url())
-            .fallback(Fallback::Fail)
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
-}
+every_backend!(behaviour);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_fail_closed_while_redis_is_down() {

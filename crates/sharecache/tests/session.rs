@@ -6,15 +6,22 @@ mod support;
 use std::time::Duration;
 
 use sharecache::session::SessionKeys;
-use sharecache::{Cache, ErrorKind, Fallback};
+use sharecache::{Cache, ErrorKind};
 use sharecache_testkit::{RedisServer, RespReply};
+use support::Case;
+
+/// Gives every cache of a case the same session keys.
+fn with_keys(b: sharecache::CacheBuilder) -> sharecache::CacheBuilder {
+    b.session_keys(SessionKeys::new(&[[7u8; 32]]).unwrap())
+}
 
 fn keys() -> (SessionKeys, [u8; 32]) {
     let k = SessionKeys::generate();
     (SessionKeys::new(&[k]).unwrap(), k)
 }
 
-async fn behaviour(cache: Cache) {
+async fn behaviour(case: Case<'_>) {
+    let cache = case.cache.clone();
     let auth = cache.namespace("auth").unwrap();
     let s = auth
         .sessions()
@@ -140,58 +147,34 @@ async fn behaviour(cache: Cache) {
             .kind(),
         ErrorKind::ValueTooLarge
     );
-}
-
-#[tokio::test]
-async fn memory() {
-    behaviour(
-        Cache::builder()
-            .memory()
-            .session_keys(keys().0)
-            .build()
+    if let Some(s) = case.server() {
+        // At rest: no id and no plaintext in Redis; a tampered value is not accepted.
+        let auth = cache.namespace("auth").unwrap();
+        let new = auth
+            .sessions()
+            .create(
+                serde_json::json!({"secret": "hunter2"}),
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )
             .await
-            .unwrap(),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn redis() {
-    let s = RedisServer::start();
-    let cache = Cache::builder()
-        .redis(s.url())
-        .fallback(Fallback::Fail)
-        .session_keys(keys().0)
-        .build()
-        .await
-        .unwrap();
-    behaviour(cache.clone()).await;
-    // At rest: no id and no plaintext in Redis; a tampered value is not accepted.
-    let auth = cache.namespace("auth").unwrap();
-    let new = auth
-        .sessions()
-        .create(
-            serde_json::json!({"secret": "hunter2"}),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    let RespReply::Array(keys_in_redis) = s.cmd(&["KEYS", "*"]) else {
-        panic!()
-    };
-    assert_eq!(keys_in_redis.len(), 1);
-    let key = keys_in_redis[0].text().unwrap().to_owned();
-    assert!(!key.contains(&new.id), "the id itself must not be stored");
-    let raw = s.cmd(&["GET", &key]).text().unwrap().to_owned();
-    assert!(!raw.contains("hunter2"), "data must be encrypted at rest");
-    let RespReply::Value(_) = s.cmd(&["SETRANGE", &key, "40", "X"]) else {
-        panic!()
-    };
-    assert!(
-        auth.sessions().get(&new.id).await.unwrap().is_none(),
-        "a tampered session must not open"
-    );
+            .unwrap();
+        let RespReply::Array(keys_in_redis) = s.cmd(&["KEYS", "*"]) else {
+            panic!()
+        };
+        assert_eq!(keys_in_redis.len(), 1);
+        let key = keys_in_redis[0].text().unwrap().to_owned();
+        assert!(!key.contains(&new.id), "the id itself must not be stored");
+        let raw = s.cmd(&["GET", &key]).text().unwrap().to_owned();
+        assert!(!raw.contains("hunter2"), "data must be encrypted at rest");
+        let RespReply::Value(_) = s.cmd(&["SETRANGE", &key, "40", "X"]) else {
+            panic!()
+        };
+        assert!(
+            auth.sessions().get(&new.id).await.unwrap().is_none(),
+            "a tampered session must not open"
+        );
+    }
 }
 
 #[tokio::test]
@@ -245,7 +228,8 @@ async fn key_rotation_keeps_old_sessions_open() {
     assert_eq!(e.kind(), ErrorKind::Config);
 }
 
-async fn per_user(cache: Cache) {
+async fn per_user(case: Case<'_>) {
+    let cache = case.cache.clone();
     let auth = cache.namespace("auth").unwrap();
     let day = Duration::from_secs(86_400);
     let a = auth
@@ -286,30 +270,4 @@ async fn per_user(cache: Cache) {
     );
 }
 
-#[tokio::test]
-async fn per_user_memory() {
-    per_user(
-        Cache::builder()
-            .memory()
-            .session_keys(keys().0)
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn per_user_redis() {
-    let s = RedisServer::start();
-    per_user(
-        Cache::builder()
-            .redis(s.url())
-            .fallback(Fallback::Fail)
-            .session_keys(keys().0)
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
-}
+every_backend!(configure = with_keys; behaviour, per_user);

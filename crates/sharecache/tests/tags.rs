@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use sharecache::{Cache, ErrorKind, LocalTier, Ttl};
 use sharecache_testkit::{RedisServer, RespReply};
+use support::Case;
 use support::eventually;
 
-async fn behaviour(cache: Cache) {
+async fn behaviour(case: Case<'_>) {
+    let cache = case.cache.clone();
     let ns = cache.namespace("tg").unwrap();
     ns.set_tagged("p:1", &1u64, Ttl::secs(60), &["user:42", "org:1"])
         .await
@@ -94,16 +96,7 @@ async fn behaviour(cache: Cache) {
     assert!(!ns.exists("bad").await.unwrap());
 }
 
-#[tokio::test]
-async fn memory() {
-    behaviour(Cache::builder().memory().build().await.unwrap()).await;
-}
-
-#[tokio::test]
-async fn redis() {
-    let s = RedisServer::start();
-    behaviour(Cache::builder().redis(s.url()).build().await.unwrap()).await;
-}
+every_backend!(behaviour);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_l1() {
@@ -122,7 +115,7 @@ async fn redis_with_l1() {
             .link_up)
         .await
     );
-    behaviour(c).await;
+    behaviour(Case::of(c)).await;
 }
 
 fn commands(server: &RedisServer, name: &str) -> u64 {
