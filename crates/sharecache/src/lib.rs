@@ -49,7 +49,6 @@ mod cache;
 pub mod codec;
 mod error;
 pub mod events;
-mod fallback;
 pub mod key;
 mod load;
 pub mod lock;
@@ -65,8 +64,7 @@ pub use cache::{
 };
 pub use codec::{Codec, Format};
 pub use error::{Error, ErrorKind, Result};
-pub use fallback::Fallback;
 pub use key::NamespaceName;
 pub use load::RememberError;
-pub use store::{BackendState, MemoryLimits, Store, StoreStats};
+pub use store::{BackendState, Fallback, MemoryLimits, Store, StoreStats};
 pub use tier::LocalTier;

@@ -1,5 +1,6 @@
 //! The connection to Redis for each topology, shared by the store, the L1 tracking task
-//! and the events hub.
+//! and the events hub. Below the command layer: it knows nodes, slots and masters, never
+//! which command is sent.
 //!
 //! * **Standalone**: one redis-rs `ConnectionManager` (multiplexed, reconnects itself).
 //! * **Cluster** (`ClusterLink`): one redis-rs `ClusterConnection` (it follows `MOVED`
@@ -25,8 +26,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
-use super::redis::RedisOptions;
-use super::topology::{NodeAddr, Topology};
+use super::url::{
+    ClusterTopo, NodeAddr, RedisOptions, SentinelTopo, Topology, key_slot, redact_url,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// One connection handle, cheap to clone; what a command runs on.
@@ -146,21 +148,21 @@ impl Link {
                     conn,
                 })
             }
-            Topology::Cluster { seeds, .. } => Ok(Self::Cluster(Arc::new(ClusterLink {
-                topo: topo.clone(),
+            Topology::Cluster(cluster) => Ok(Self::Cluster(Arc::new(ClusterLink {
+                topo: cluster.clone(),
                 opts,
                 conn: ArcSwapOption::empty(),
                 connecting: tokio::sync::Mutex::new(()),
                 seen: parking_lot::Mutex::new(ClusterView {
                     ranges: Vec::new(),
-                    nodes: seeds.clone(),
+                    nodes: cluster.seeds.clone(),
                 }),
                 watcher: AtomicBool::new(false),
                 routes: ArcSwapOption::empty(),
                 recheck: tokio::sync::Notify::new(),
             }))),
-            Topology::Sentinel { .. } => Ok(Self::Sentinel(Arc::new(SentinelLink {
-                topo: topo.clone(),
+            Topology::Sentinel(sentinel) => Ok(Self::Sentinel(Arc::new(SentinelLink {
+                topo: sentinel.clone(),
                 opts,
                 current: ArcSwapOption::empty(),
                 resolving: tokio::sync::Mutex::new(()),
@@ -229,37 +231,6 @@ impl Link {
         }
     }
 
-    /// Runs `cmd` on one cluster shard's master (by a slot it serves).
-    pub(crate) async fn on_slot<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-        slot: u16,
-    ) -> Result<T> {
-        let Self::Cluster(cl) = self else {
-            unreachable!("on_slot on a non-cluster link")
-        };
-        let mut c = cl.conn().await?;
-        let v = c
-            .route_command(
-                cmd.clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-                    slot,
-                    SlotAddr::Master,
-                ))),
-            )
-            .await?;
-        redis::from_redis_value(v).map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))
-    }
-
-    /// The cluster's shards, ordered by first slot, as the topology watcher last saw them
-    /// (it asks the first known node that answers, every 500 ms).
-    pub(crate) async fn shards(&self) -> Result<Vec<Shard>> {
-        let Self::Cluster(cl) = self else {
-            unreachable!("shards on a non-cluster link")
-        };
-        Ok(cl.view().await?.shards())
-    }
-
     /// Something looked wrong (a tracked node, the pub/sub node): check the cluster's
     /// topology now rather than at the watcher's next tick.
     pub(crate) fn recheck(&self) {
@@ -274,7 +245,7 @@ impl Link {
             Self::Standalone { url, .. } => Ok(vec![url.clone()]),
             Self::Cluster(cl) => {
                 let topo = &cl.topo;
-                let mut urls: Vec<String> = self
+                let mut urls: Vec<String> = cl
                     .shards()
                     .await?
                     .iter()
@@ -328,7 +299,7 @@ impl Link {
                     e.code().unwrap_or("authentication failed"),
                     "the user and password in the URL",
                 )),
-                Err(e) => Err(Error::from(e)),
+                Err(e) => Err(Error::from_redis(e)),
             }
         };
         match attempt.await {
@@ -349,7 +320,7 @@ impl Link {
 
     pub(crate) fn display(&self) -> String {
         match self {
-            Self::Standalone { url, .. } => super::redis::redact_url(url),
+            Self::Standalone { url, .. } => redact_url(url),
             Self::Cluster(cl) => cl.topo.display(),
             Self::Sentinel(s) => s.topo.display(),
         }
@@ -487,7 +458,7 @@ impl ClusterView {
 /// connection was built on, it opens a new connection seeded with the live masters and
 /// swaps it in.
 pub(crate) struct ClusterLink {
-    pub(crate) topo: Topology,
+    pub(crate) topo: ClusterTopo,
     opts: RedisOptions,
     conn: ArcSwapOption<ClusterConnection>,
     connecting: tokio::sync::Mutex<()>,
@@ -522,11 +493,7 @@ impl ClusterLink {
         if let Some(c) = self.conn.load_full() {
             return Ok((*c).clone());
         }
-        let seeds = match &self.topo {
-            Topology::Cluster { seeds, .. } => seeds.clone(),
-            _ => unreachable!("cluster link over a non-cluster topology"),
-        };
-        let c = self.connect(&seeds).await?;
+        let c = self.connect(&self.topo.seeds).await?;
         self.conn.store(Some(Arc::new(c.clone())));
         if !self.watcher.swap(true, Ordering::AcqRel) {
             tokio::spawn(watch_cluster(Arc::downgrade(self)));
@@ -536,11 +503,37 @@ impl ClusterLink {
         Ok(c)
     }
 
+    /// Runs `cmd` on one shard's master (by a slot it serves).
+    pub(crate) async fn on_slot<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        cmd: &redis::Cmd,
+        slot: u16,
+    ) -> Result<T> {
+        let mut c = self.conn().await?;
+        let v = c
+            .route_command(
+                cmd.clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                    slot,
+                    SlotAddr::Master,
+                ))),
+            )
+            .await
+            .map_err(Error::from_redis)?;
+        redis::from_redis_value(v).map_err(|e| Error::new(ErrorKind::Backend, e.to_string()))
+    }
+
+    /// The shards, ordered by first slot, as the topology watcher last saw them (it asks
+    /// the first known node that answers, every 500 ms).
+    pub(crate) async fn shards(self: &Arc<Self>) -> Result<Vec<Shard>> {
+        Ok(self.view().await?.shards())
+    }
+
     /// The direct connection for `key`'s slot, if the route is known.
     fn route(&self, key: &[u8]) -> Option<MultiplexedConnection> {
         let routes = self.routes.load();
         let r = routes.as_ref()?;
-        let node = r.slot_node[usize::from(super::topology::key_slot(key))];
+        let node = r.slot_node[usize::from(key_slot(key))];
         (node != NO_NODE).then(|| r.nodes[usize::from(node)].clone())
     }
 
@@ -551,7 +544,7 @@ impl ClusterLink {
         let mut per_node: Vec<std::collections::HashMap<u16, Vec<usize>>> =
             vec![std::collections::HashMap::new(); r.nodes.len()];
         for (i, k) in keys.iter().enumerate() {
-            let slot = super::topology::key_slot(k.as_bytes());
+            let slot = key_slot(k.as_bytes());
             let node = r.slot_node[usize::from(slot)];
             if node == NO_NODE {
                 return None;
@@ -644,7 +637,7 @@ impl ClusterLink {
                 e.code().unwrap_or("authentication failed"),
                 "the user and password in the URL",
             )),
-            Ok(Err(e)) => Err(Error::from(e)),
+            Ok(Err(e)) => Err(Error::from_redis(e)),
             Err(_) => Err(unavailable(format!(
                 "no node of {display} answered within {:?}",
                 self.opts.connect_timeout
@@ -686,7 +679,7 @@ impl ClusterLink {
                         return Ok(view);
                     }
                 }
-                Ok(Err(e)) => last = Some(Error::from(e)),
+                Ok(Err(e)) => last = Some(Error::from_redis(e)),
                 Err(_) => {
                     last = Some(unavailable(format!(
                         "node {n} did not answer CLUSTER SLOTS"
@@ -775,7 +768,7 @@ async fn watch_cluster(link: std::sync::Weak<ClusterLink>) {
 /// * A poll every second asks every sentinel (`SENTINEL MASTER`) and believes the
 ///   answer with the highest config epoch, for a missed message.
 pub(crate) struct SentinelLink {
-    pub(crate) topo: Topology,
+    pub(crate) topo: SentinelTopo,
     opts: RedisOptions,
     current: ArcSwapOption<Master>,
     /// One resolution at a time; the others wait for its result.
@@ -801,12 +794,7 @@ const FAILOVER_EVENTS: [&str; 4] = [
 
 impl SentinelLink {
     fn sentinels(&self) -> (&[NodeAddr], &str) {
-        match &self.topo {
-            Topology::Sentinel {
-                sentinels, master, ..
-            } => (sentinels, master),
-            _ => unreachable!("sentinel link over a non-sentinel topology"),
-        }
+        (&self.topo.sentinels, &self.topo.master)
     }
 
     async fn conn(self: &Arc<Self>) -> Result<Conn> {
@@ -909,7 +897,9 @@ impl SentinelLink {
             Some(a) => a,
             None => self.ask().await?,
         };
-        let mut conn = connect_node(&self.topo.node_url(&addr), self.opts).await?;
+        let mut conn = connect_node(&self.topo.node_url(&addr), self.opts)
+            .await
+            .map_err(Error::from_redis)?;
         let role = node_role(&mut conn).await?;
         if role != "master" {
             return Err(unavailable(format!(
@@ -946,7 +936,7 @@ impl SentinelLink {
 
     /// One sentinel's view: (config epoch, master address).
     async fn ask_one(&self, s: &NodeAddr, name: &str) -> Result<(u64, NodeAddr)> {
-        let url = self.topo.sentinel_url(s).expect("sentinel topology");
+        let url = self.topo.sentinel_url(s);
         let ask = async {
             let mut c = connect_node(&url, self.opts).await?;
             redis::cmd("SENTINEL")
@@ -973,7 +963,7 @@ impl SentinelLink {
                         format!("sentinel {s} does not monitor a master named {name:?}"),
                     ));
                 }
-                Ok(Err(e)) => return Err(e.into()),
+                Ok(Err(e)) => return Err(Error::from_redis(e)),
                 Err(_) => return Err(unavailable(format!("sentinel {s} did not answer"))),
             };
         let port = fields.get("port").and_then(|p| p.parse::<u16>().ok());
@@ -1009,7 +999,10 @@ pub(crate) async fn switched(switches: &mut Option<tokio::sync::watch::Receiver<
 
 /// The role a node reports (`master`, `slave`, `sentinel`).
 pub(crate) async fn node_role<C: redis::aio::ConnectionLike>(c: &mut C) -> Result<String> {
-    let v: redis::Value = redis::cmd("ROLE").query_async(c).await?;
+    let v: redis::Value = redis::cmd("ROLE")
+        .query_async(c)
+        .await
+        .map_err(Error::from_redis)?;
     match v {
         redis::Value::Array(parts) => match parts.into_iter().next() {
             Some(redis::Value::BulkString(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
@@ -1046,7 +1039,7 @@ async fn listen_sentinel(link: std::sync::Weak<SentinelLink>, idx: usize) {
         let (sentinels, name) = l.sentinels();
         let s = sentinels[idx].clone();
         let name = name.to_owned();
-        let url = l.topo.sentinel_url(&s).expect("sentinel topology");
+        let url = l.topo.sentinel_url(&s);
         drop(l);
         let r = async {
             let client = redis::Client::open(url.as_str())?;

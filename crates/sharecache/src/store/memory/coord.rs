@@ -1,0 +1,245 @@
+//! The memory store's coordination state: rate limits, locks and fences, presence sets,
+//! index sets, capped event streams and work queues.
+//!
+//! Each structure that lives in a map entry (rate-limit state, lock, fence, presence,
+//! index) is read and rewritten under the store's compare-and-set lock, so one step is
+//! atomic against every other step, as the Redis scripts are on the server. Streams and
+//! queues are kept beside the map (bounded per stream and per queue, outside the byte
+//! budget).
+//!
+//! **Guarantee**: every time reading here comes from the store's [`Clock`](super::Clock)
+//! (`wall_ms`), never from the system directly, so a manual clock drives expiry, rate
+//! limits, presence and ids alike.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::MemoryStore;
+use super::queue::MemQueue;
+use crate::error::{Error, ErrorKind, Result};
+
+/// `ms-seq` stream ids as a comparable pair.
+pub(crate) fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+impl MemoryStore {
+    /// One rate-limit step on the state kept at `key`, with the store clock's wall
+    /// reading (ms since the epoch, like Redis `TIME`, so a replay into Redis after an
+    /// outage stays meaningful).
+    pub(crate) fn rate_limit(
+        &self,
+        key: &str,
+        limit: &crate::ratelimit::Limit,
+    ) -> Result<crate::ratelimit::Decision> {
+        let now = self.clock.wall_ms();
+        let _g = self.cas.lock();
+        let stored = self.get(key);
+        let text = stored.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        let (decision, store) = match limit.algorithm {
+            crate::ratelimit::Algorithm::SlidingWindow => {
+                let state = text.and_then(|t| {
+                    let mut it = t.split(',').map(|p| p.parse::<u64>().ok());
+                    Some((it.next()??, it.next()??, it.next()??))
+                });
+                let (d, s) = crate::ratelimit::sliding_window(state, now, limit);
+                (d, s.map(|((w, p, c), ttl)| (format!("{w},{p},{c}"), ttl)))
+            }
+            _ => {
+                let tat = text.and_then(|t| t.parse::<u64>().ok());
+                let (d, s) = crate::ratelimit::gcra(tat, now, limit);
+                (d, s.map(|(t, ttl)| (t.to_string(), ttl)))
+            }
+        };
+        if let Some((value, ttl_ms)) = store {
+            self.set(key, Bytes::from(value), Some(Duration::from_millis(ttl_ms)))?;
+        }
+        Ok(decision)
+    }
+
+    /// Takes a lock and draws its next fence (see `Backend::lock_acquire`).
+    pub(crate) fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        let _g = self.cas.lock();
+        if self.get(key).is_some() {
+            return Ok(None);
+        }
+        let fence = self
+            .get(fence_key)
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        self.set(fence_key, Bytes::from(fence.to_string()), None)?;
+        self.set(key, token, Some(ttl))?;
+        Ok(Some(fence))
+    }
+
+    /// A presence set is one entry: a JSON map member -> expiry (wall ms). O(members) per
+    /// call, under the CAS lock: fine for the embedded store; Redis uses a sorted set.
+    fn presence_load(&self, key: &str) -> std::collections::BTreeMap<String, u64> {
+        self.get(key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn presence_store(
+        &self,
+        key: &str,
+        set: &std::collections::BTreeMap<String, u64>,
+        now: u64,
+    ) -> Result<()> {
+        match set.values().max() {
+            None => {
+                self.del(key);
+                Ok(())
+            }
+            Some(&last) => {
+                let bytes = serde_json::to_vec(set)
+                    .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+                self.set(
+                    key,
+                    Bytes::from(bytes),
+                    Some(Duration::from_millis(last.saturating_sub(now).max(1))),
+                )
+            }
+        }
+    }
+
+    pub(crate) fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        let _g = self.cas.lock();
+        let now = self.clock.wall_ms();
+        let mut set = self.presence_load(key);
+        set.retain(|_, exp| *exp > now);
+        set.insert(member.to_owned(), now + ttl.as_millis().max(1) as u64);
+        self.presence_store(key, &set, now)
+    }
+
+    pub(crate) fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+        let _g = self.cas.lock();
+        let now = self.clock.wall_ms();
+        let mut set = self.presence_load(key);
+        let was = set.remove(member).is_some_and(|exp| exp > now);
+        set.retain(|_, exp| *exp > now);
+        self.presence_store(key, &set, now)?;
+        Ok(was)
+    }
+
+    pub(crate) fn presence_list(&self, key: &str) -> Vec<(String, Duration)> {
+        let now = self.clock.wall_ms();
+        let mut v: Vec<(String, Duration)> = self
+            .presence_load(key)
+            .into_iter()
+            .filter(|(_, exp)| *exp > now)
+            .map(|(m, exp)| (m, Duration::from_millis(exp - now)))
+            .collect();
+        v.sort_by_key(|(m, left)| (*left, m.clone()));
+        v
+    }
+
+    /// An index set is one entry holding a JSON list, under the CAS lock.
+    pub(crate) fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+        let _g = self.cas.lock();
+        let (mut set, left) = match self.get_with_ttl(key) {
+            Some((b, left)) => (
+                serde_json::from_slice::<Vec<String>>(&b).unwrap_or_default(),
+                left,
+            ),
+            None => (Vec::new(), None),
+        };
+        if !set.iter().any(|m| m == member) {
+            set.push(member.to_owned());
+        }
+        let ttl = left.map_or(ttl, |l| l.max(ttl));
+        let bytes =
+            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.set(key, Bytes::from(bytes), Some(ttl))
+    }
+
+    pub(crate) fn index_members(&self, key: &str) -> Vec<String> {
+        self.get(key)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+        let _g = self.cas.lock();
+        let Some((b, left)) = self.get_with_ttl(key) else {
+            return Ok(());
+        };
+        let mut set: Vec<String> = serde_json::from_slice(&b).unwrap_or_default();
+        set.retain(|m| !members.contains(m));
+        if set.is_empty() {
+            self.del(key);
+            return Ok(());
+        }
+        let bytes =
+            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
+        self.set(key, Bytes::from(bytes), left)
+    }
+
+    /// Appends to the in-memory stream at `key`, keeping the last `max_len` entries.
+    /// Ids are `ms-seq`, increasing like Redis stream ids.
+    pub(crate) fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> String {
+        let mut streams = self.streams.lock();
+        let s = streams.entry(key.to_owned()).or_default();
+        let now = self.clock.wall_ms();
+        let (last_ms, last_seq) = s
+            .back()
+            .map_or((0, 0), |(id, _)| parse_stream_id(id).unwrap_or((0, 0)));
+        let id = if now > last_ms {
+            format!("{now}-0")
+        } else {
+            format!("{last_ms}-{}", last_seq + 1)
+        };
+        s.push_back((id.clone(), payload));
+        while s.len() > max_len {
+            s.pop_front();
+        }
+        id
+    }
+
+    pub(crate) fn stream_range(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Vec<(String, Bytes)> {
+        let after = after.and_then(parse_stream_id);
+        let streams = self.streams.lock();
+        let Some(s) = streams.get(key) else {
+            return Vec::new();
+        };
+        s.iter()
+            .filter(|(id, _)| after.is_none_or(|a| parse_stream_id(id).is_some_and(|i| i > a)))
+            .take(count)
+            .cloned()
+            .collect()
+    }
+
+    /// Runs `f` on the in-memory queue at `key` (created on first use).
+    pub(crate) fn queue<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut MemQueue, u64) -> Result<T>,
+    ) -> Result<T> {
+        let mut queues = self.queues.lock();
+        let q = queues.entry(key.to_owned()).or_default();
+        f(q, self.clock.wall_ms())
+    }
+
+    /// Extends a lock held by `token`.
+    pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
+        let _g = self.cas.lock();
+        match self.get(key) {
+            Some(v) if v[..] == *token => self.set(key, v, Some(ttl)).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+}
