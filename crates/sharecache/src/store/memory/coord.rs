@@ -243,3 +243,113 @@ impl MemoryStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::queue::ClaimOptions;
+    use crate::ratelimit::{Algorithm, Limit};
+    use crate::store::clock::Clock;
+    use crate::store::memory::MemoryLimits;
+
+    fn on_manual_clock() -> (MemoryStore, Arc<AtomicU64>) {
+        let (clock, t) = Clock::manual();
+        (
+            MemoryStore::with_clock(MemoryLimits::default(), clock).unwrap(),
+            t,
+        )
+    }
+
+    fn advance(t: &AtomicU64, d: Duration) {
+        t.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn gcra_refills_as_the_store_clock_advances() {
+        let (m, t) = on_manual_clock();
+        let l = Limit::per(2, Duration::from_secs(1));
+        assert!(m.rate_limit("rl", &l).unwrap().allowed);
+        assert!(m.rate_limit("rl", &l).unwrap().allowed);
+        let refused = m.rate_limit("rl", &l).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_millis(500));
+        advance(&t, Duration::from_millis(499));
+        assert!(!m.rate_limit("rl", &l).unwrap().allowed, "1 ms early");
+        advance(&t, Duration::from_millis(1));
+        assert!(m.rate_limit("rl", &l).unwrap().allowed, "refilled on time");
+    }
+
+    #[test]
+    fn sliding_window_slides_with_the_store_clock() {
+        let (m, t) = on_manual_clock();
+        let l = Limit::per(2, Duration::from_secs(1)).algorithm(Algorithm::SlidingWindow);
+        assert!(m.rate_limit("sw", &l).unwrap().allowed);
+        assert!(m.rate_limit("sw", &l).unwrap().allowed);
+        assert!(!m.rate_limit("sw", &l).unwrap().allowed);
+        // One window later the previous one still weighs fully; two windows later it is
+        // gone.
+        advance(&t, Duration::from_secs(1));
+        assert!(!m.rate_limit("sw", &l).unwrap().allowed);
+        advance(&t, Duration::from_secs(1));
+        assert!(m.rate_limit("sw", &l).unwrap().allowed);
+    }
+
+    #[test]
+    fn presence_expires_on_the_store_clock() {
+        let (m, t) = on_manual_clock();
+        m.presence_beat("p", "a", Duration::from_millis(100))
+            .unwrap();
+        m.presence_beat("p", "b", Duration::from_millis(300))
+            .unwrap();
+        assert_eq!(
+            m.presence_list("p"),
+            vec![
+                ("a".to_owned(), Duration::from_millis(100)),
+                ("b".to_owned(), Duration::from_millis(300))
+            ]
+        );
+        advance(&t, Duration::from_millis(100));
+        assert_eq!(
+            m.presence_list("p"),
+            vec![("b".to_owned(), Duration::from_millis(200))]
+        );
+        assert!(!m.presence_leave("p", "a").unwrap(), "a expired");
+        assert!(m.presence_leave("p", "b").unwrap());
+        assert!(m.presence_list("p").is_empty());
+    }
+
+    #[test]
+    fn queue_visibility_and_stream_ids_follow_the_store_clock() {
+        let (m, t) = on_manual_clock();
+        let opts = ClaimOptions {
+            visibility: Duration::from_secs(1),
+            max_deliveries: 5,
+        };
+        m.queue("q", |q, now| q.push(Bytes::from_static(b"job"), now))
+            .unwrap();
+        let first = m.queue("q", |q, now| Ok(q.claim(1, &opts, now))).unwrap();
+        assert_eq!(first[0].deliveries, 1);
+        advance(&t, Duration::from_millis(999));
+        assert!(
+            m.queue("q", |q, now| Ok(q.claim(1, &opts, now)))
+                .unwrap()
+                .is_empty()
+        );
+        advance(&t, Duration::from_millis(1));
+        let again = m.queue("q", |q, now| Ok(q.claim(1, &opts, now))).unwrap();
+        assert_eq!(
+            again[0].deliveries, 2,
+            "redelivered after the visibility timeout"
+        );
+
+        let a = m.stream_add("s", Bytes::from_static(b"1"), 10);
+        advance(&t, Duration::from_millis(5));
+        let b = m.stream_add("s", Bytes::from_static(b"2"), 10);
+        let (ams, _) = parse_stream_id(&a).unwrap();
+        let (bms, _) = parse_stream_id(&b).unwrap();
+        assert_eq!(bms - ams, 5, "{a} then {b}");
+    }
+}
