@@ -7,17 +7,24 @@
 //! queues are kept beside the map (bounded per stream and per queue, outside the byte
 //! budget).
 //!
+//! This is the memory store's [`Coord`] implementation itself: the fallback and the
+//! embedded backend both call it, so there is one copy of each step.
+//!
 //! **Guarantee**: every time reading here comes from the store's [`Clock`](super::Clock)
 //! (`wall_ms`), never from the system directly, so a manual clock drives expiry, rate
 //! limits, presence and ids alike.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::MemoryStore;
 use super::queue::MemQueue;
 use crate::error::{Error, ErrorKind, Result};
+use crate::queue::{ClaimOptions, QueueMessage};
+use crate::ratelimit::{Algorithm, Decision, Limit, gcra, sliding_window};
+use crate::store::Coord;
 
 /// `ms-seq` stream ids as a comparable pair.
 pub(crate) fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
@@ -26,61 +33,6 @@ pub(crate) fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
 }
 
 impl MemoryStore {
-    /// One rate-limit step on the state kept at `key`, with the store clock's wall
-    /// reading (ms since the epoch, like Redis `TIME`, so a replay into Redis after an
-    /// outage stays meaningful).
-    pub(crate) fn rate_limit(
-        &self,
-        key: &str,
-        limit: &crate::ratelimit::Limit,
-    ) -> Result<crate::ratelimit::Decision> {
-        let now = self.clock.wall_ms();
-        let _g = self.cas.lock();
-        let stored = self.get(key);
-        let text = stored.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-        let (decision, store) = match limit.algorithm {
-            crate::ratelimit::Algorithm::SlidingWindow => {
-                let state = text.and_then(|t| {
-                    let mut it = t.split(',').map(|p| p.parse::<u64>().ok());
-                    Some((it.next()??, it.next()??, it.next()??))
-                });
-                let (d, s) = crate::ratelimit::sliding_window(state, now, limit);
-                (d, s.map(|((w, p, c), ttl)| (format!("{w},{p},{c}"), ttl)))
-            }
-            _ => {
-                let tat = text.and_then(|t| t.parse::<u64>().ok());
-                let (d, s) = crate::ratelimit::gcra(tat, now, limit);
-                (d, s.map(|(t, ttl)| (t.to_string(), ttl)))
-            }
-        };
-        if let Some((value, ttl_ms)) = store {
-            self.set(key, Bytes::from(value), Some(Duration::from_millis(ttl_ms)))?;
-        }
-        Ok(decision)
-    }
-
-    /// Takes a lock and draws its next fence (see `Backend::lock_acquire`).
-    pub(crate) fn lock_acquire(
-        &self,
-        key: &str,
-        fence_key: &str,
-        token: Bytes,
-        ttl: Duration,
-    ) -> Result<Option<u64>> {
-        let _g = self.cas.lock();
-        if self.get(key).is_some() {
-            return Ok(None);
-        }
-        let fence = self
-            .get(fence_key)
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        self.set(fence_key, Bytes::from(fence.to_string()), None)?;
-        self.set(key, token, Some(ttl))?;
-        Ok(Some(fence))
-    }
-
     /// A presence set is one entry: a JSON map member -> expiry (wall ms). O(members) per
     /// call, under the CAS lock: fine for the embedded store; Redis uses a sorted set.
     fn presence_load(&self, key: &str) -> std::collections::BTreeMap<String, u64> {
@@ -112,7 +64,68 @@ impl MemoryStore {
         }
     }
 
-    pub(crate) fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+    /// Runs `f` on the in-memory queue at `key` (created on first use).
+    fn queue<T>(&self, key: &str, f: impl FnOnce(&mut MemQueue, u64) -> Result<T>) -> Result<T> {
+        let mut queues = self.queues.lock();
+        let q = queues.entry(key.to_owned()).or_default();
+        f(q, self.clock.wall_ms())
+    }
+}
+
+#[async_trait]
+impl Coord for MemoryStore {
+    /// One rate-limit step on the state kept at `key`, with the store clock's wall
+    /// reading (ms since the epoch, like Redis `TIME`, so a replay into Redis after an
+    /// outage stays meaningful).
+    async fn rate_limit(&self, key: &str, limit: &Limit) -> Result<Decision> {
+        let now = self.clock.wall_ms();
+        let _g = self.cas.lock();
+        let stored = self.get(key);
+        let text = stored.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        let (decision, store) = match limit.algorithm {
+            Algorithm::SlidingWindow => {
+                let state = text.and_then(|t| {
+                    let mut it = t.split(',').map(|p| p.parse::<u64>().ok());
+                    Some((it.next()??, it.next()??, it.next()??))
+                });
+                let (d, s) = sliding_window(state, now, limit);
+                (d, s.map(|((w, p, c), ttl)| (format!("{w},{p},{c}"), ttl)))
+            }
+            _ => {
+                let tat = text.and_then(|t| t.parse::<u64>().ok());
+                let (d, s) = gcra(tat, now, limit);
+                (d, s.map(|(t, ttl)| (t.to_string(), ttl)))
+            }
+        };
+        if let Some((value, ttl_ms)) = store {
+            self.set(key, Bytes::from(value), Some(Duration::from_millis(ttl_ms)))?;
+        }
+        Ok(decision)
+    }
+
+    /// Takes a lock and draws its next fence (see `Backend::lock_acquire`).
+    async fn lock_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
+        let _g = self.cas.lock();
+        if self.get(key).is_some() {
+            return Ok(None);
+        }
+        let fence = self
+            .get(fence_key)
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        self.set(fence_key, Bytes::from(fence.to_string()), None)?;
+        self.set(key, token, Some(ttl))?;
+        Ok(Some(fence))
+    }
+
+    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         let _g = self.cas.lock();
         let now = self.clock.wall_ms();
         let mut set = self.presence_load(key);
@@ -121,7 +134,7 @@ impl MemoryStore {
         self.presence_store(key, &set, now)
     }
 
-    pub(crate) fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
+    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
         let _g = self.cas.lock();
         let now = self.clock.wall_ms();
         let mut set = self.presence_load(key);
@@ -131,7 +144,7 @@ impl MemoryStore {
         Ok(was)
     }
 
-    pub(crate) fn presence_list(&self, key: &str) -> Vec<(String, Duration)> {
+    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
         let now = self.clock.wall_ms();
         let mut v: Vec<(String, Duration)> = self
             .presence_load(key)
@@ -140,11 +153,11 @@ impl MemoryStore {
             .map(|(m, exp)| (m, Duration::from_millis(exp - now)))
             .collect();
         v.sort_by_key(|(m, left)| (*left, m.clone()));
-        v
+        Ok(v)
     }
 
     /// An index set is one entry holding a JSON list, under the CAS lock.
-    pub(crate) fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
+    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         let _g = self.cas.lock();
         let (mut set, left) = match self.get_with_ttl(key) {
             Some((b, left)) => (
@@ -162,13 +175,14 @@ impl MemoryStore {
         self.set(key, Bytes::from(bytes), Some(ttl))
     }
 
-    pub(crate) fn index_members(&self, key: &str) -> Vec<String> {
-        self.get(key)
+    async fn index_members(&self, key: &str) -> Result<Vec<String>> {
+        Ok(self
+            .get(key)
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    pub(crate) fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
+    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
         let _g = self.cas.lock();
         let Some((b, left)) = self.get_with_ttl(key) else {
             return Ok(());
@@ -186,7 +200,7 @@ impl MemoryStore {
 
     /// Appends to the in-memory stream at `key`, keeping the last `max_len` entries.
     /// Ids are `ms-seq`, increasing like Redis stream ids.
-    pub(crate) fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> String {
+    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
         let mut streams = self.streams.lock();
         let s = streams.entry(key.to_owned()).or_default();
         let now = self.clock.wall_ms();
@@ -202,45 +216,63 @@ impl MemoryStore {
         while s.len() > max_len {
             s.pop_front();
         }
-        id
+        Ok(id)
     }
 
-    pub(crate) fn stream_range(
+    async fn stream_range(
         &self,
         key: &str,
         after: Option<&str>,
         count: usize,
-    ) -> Vec<(String, Bytes)> {
+    ) -> Result<Vec<(String, Bytes)>> {
         let after = after.and_then(parse_stream_id);
         let streams = self.streams.lock();
         let Some(s) = streams.get(key) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        s.iter()
+        Ok(s.iter()
             .filter(|(id, _)| after.is_none_or(|a| parse_stream_id(id).is_some_and(|i| i > a)))
             .take(count)
             .cloned()
-            .collect()
-    }
-
-    /// Runs `f` on the in-memory queue at `key` (created on first use).
-    pub(crate) fn queue<T>(
-        &self,
-        key: &str,
-        f: impl FnOnce(&mut MemQueue, u64) -> Result<T>,
-    ) -> Result<T> {
-        let mut queues = self.queues.lock();
-        let q = queues.entry(key.to_owned()).or_default();
-        f(q, self.clock.wall_ms())
+            .collect())
     }
 
     /// Extends a lock held by `token`.
-    pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
         let _g = self.cas.lock();
         match self.get(key) {
-            Some(v) if v[..] == *token => self.set(key, v, Some(ttl)).map(|()| true),
+            Some(v) if v == token => self.set(key, v, Some(ttl)).map(|()| true),
             _ => Ok(false),
         }
+    }
+
+    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
+        self.queue(key, |q, now| q.push(payload, now))
+    }
+
+    async fn queue_claim(
+        &self,
+        key: &str,
+        _dlq: &str,
+        _consumer: &str,
+        count: usize,
+        opts: &ClaimOptions,
+    ) -> Result<Vec<QueueMessage>> {
+        self.queue(key, |q, now| Ok(q.claim(count, opts, now)))
+    }
+
+    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64> {
+        self.queue(key, |q, _| Ok(q.ack(ids)))
+    }
+
+    async fn queue_dead(&self, key: &str, _dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
+        // In memory the dead letters live with their queue.
+        self.queue(key, |q, _| Ok(q.dead(count)))
+    }
+
+    async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {
+        // The memory store has no remote subscribers: the hub delivers locally.
+        Ok(0)
     }
 }
 
@@ -252,6 +284,7 @@ mod tests {
     use super::*;
     use crate::queue::ClaimOptions;
     use crate::ratelimit::{Algorithm, Limit};
+    use crate::store::Coord;
     use crate::store::clock::Clock;
     use crate::store::memory::MemoryLimits;
 
@@ -267,45 +300,50 @@ mod tests {
         t.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
     }
 
-    #[test]
-    fn gcra_refills_as_the_store_clock_advances() {
+    #[tokio::test]
+    async fn gcra_refills_as_the_store_clock_advances() {
         let (m, t) = on_manual_clock();
         let l = Limit::per(2, Duration::from_secs(1));
-        assert!(m.rate_limit("rl", &l).unwrap().allowed);
-        assert!(m.rate_limit("rl", &l).unwrap().allowed);
-        let refused = m.rate_limit("rl", &l).unwrap();
+        assert!(m.rate_limit("rl", &l).await.unwrap().allowed);
+        assert!(m.rate_limit("rl", &l).await.unwrap().allowed);
+        let refused = m.rate_limit("rl", &l).await.unwrap();
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after, Duration::from_millis(500));
         advance(&t, Duration::from_millis(499));
-        assert!(!m.rate_limit("rl", &l).unwrap().allowed, "1 ms early");
+        assert!(!m.rate_limit("rl", &l).await.unwrap().allowed, "1 ms early");
         advance(&t, Duration::from_millis(1));
-        assert!(m.rate_limit("rl", &l).unwrap().allowed, "refilled on time");
+        assert!(
+            m.rate_limit("rl", &l).await.unwrap().allowed,
+            "refilled on time"
+        );
     }
 
-    #[test]
-    fn sliding_window_slides_with_the_store_clock() {
+    #[tokio::test]
+    async fn sliding_window_slides_with_the_store_clock() {
         let (m, t) = on_manual_clock();
         let l = Limit::per(2, Duration::from_secs(1)).algorithm(Algorithm::SlidingWindow);
-        assert!(m.rate_limit("sw", &l).unwrap().allowed);
-        assert!(m.rate_limit("sw", &l).unwrap().allowed);
-        assert!(!m.rate_limit("sw", &l).unwrap().allowed);
+        assert!(m.rate_limit("sw", &l).await.unwrap().allowed);
+        assert!(m.rate_limit("sw", &l).await.unwrap().allowed);
+        assert!(!m.rate_limit("sw", &l).await.unwrap().allowed);
         // One window later the previous one still weighs fully; two windows later it is
         // gone.
         advance(&t, Duration::from_secs(1));
-        assert!(!m.rate_limit("sw", &l).unwrap().allowed);
+        assert!(!m.rate_limit("sw", &l).await.unwrap().allowed);
         advance(&t, Duration::from_secs(1));
-        assert!(m.rate_limit("sw", &l).unwrap().allowed);
+        assert!(m.rate_limit("sw", &l).await.unwrap().allowed);
     }
 
-    #[test]
-    fn presence_expires_on_the_store_clock() {
+    #[tokio::test]
+    async fn presence_expires_on_the_store_clock() {
         let (m, t) = on_manual_clock();
         m.presence_beat("p", "a", Duration::from_millis(100))
+            .await
             .unwrap();
         m.presence_beat("p", "b", Duration::from_millis(300))
+            .await
             .unwrap();
         assert_eq!(
-            m.presence_list("p"),
+            m.presence_list("p").await.unwrap(),
             vec![
                 ("a".to_owned(), Duration::from_millis(100)),
                 ("b".to_owned(), Duration::from_millis(300))
@@ -313,24 +351,24 @@ mod tests {
         );
         advance(&t, Duration::from_millis(100));
         assert_eq!(
-            m.presence_list("p"),
+            m.presence_list("p").await.unwrap(),
             vec![("b".to_owned(), Duration::from_millis(200))]
         );
-        assert!(!m.presence_leave("p", "a").unwrap(), "a expired");
-        assert!(m.presence_leave("p", "b").unwrap());
-        assert!(m.presence_list("p").is_empty());
+        assert!(!m.presence_leave("p", "a").await.unwrap(), "a expired");
+        assert!(m.presence_leave("p", "b").await.unwrap());
+        assert!(m.presence_list("p").await.unwrap().is_empty());
     }
 
-    #[test]
-    fn queue_visibility_and_stream_ids_follow_the_store_clock() {
+    #[tokio::test]
+    async fn queue_visibility_and_stream_ids_follow_the_store_clock() {
         let (m, t) = on_manual_clock();
         let opts = ClaimOptions {
             visibility: Duration::from_secs(1),
             max_deliveries: 5,
         };
-        m.queue("q", |q, now| q.push(Bytes::from_static(b"job"), now))
-            .unwrap();
-        let first = m.queue("q", |q, now| Ok(q.claim(1, &opts, now))).unwrap();
+        m.queue_push("q", Bytes::from_static(b"job")).await.unwrap();
+        let claim = || m.queue_claim("q", "dlq", "c", 1, &opts);
+        let first = claim().await.unwrap();
         assert_eq!(first[0].deliveries, 1);
         advance(&t, Duration::from_millis(999));
         assert!(
@@ -339,15 +377,21 @@ mod tests {
                 .is_empty()
         );
         advance(&t, Duration::from_millis(1));
-        let again = m.queue("q", |q, now| Ok(q.claim(1, &opts, now))).unwrap();
+        let again = claim().await.unwrap();
         assert_eq!(
             again[0].deliveries, 2,
             "redelivered after the visibility timeout"
         );
 
-        let a = m.stream_add("s", Bytes::from_static(b"1"), 10);
+        let a = m
+            .stream_add("s", Bytes::from_static(b"1"), 10)
+            .await
+            .unwrap();
         advance(&t, Duration::from_millis(5));
-        let b = m.stream_add("s", Bytes::from_static(b"2"), 10);
+        let b = m
+            .stream_add("s", Bytes::from_static(b"2"), 10)
+            .await
+            .unwrap();
         let (ams, _) = parse_stream_id(&a).unwrap();
         let (bms, _) = parse_stream_id(&b).unwrap();
         assert_eq!(bms - ams, 5, "{a} then {b}");

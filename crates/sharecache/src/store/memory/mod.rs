@@ -2,9 +2,10 @@
 //! the backend of `Cache::builder().memory()` and as the Redis fallback.
 //!
 //! * this module: the map (values, TTLs, eviction, listing);
-//! * `coord`: rate limits, locks, presence and index sets, streams, queue access;
+//! * `coord`: [`Coord`](super::Coord): rate limits, locks, presence and index sets,
+//!   streams, queues;
 //! * `queue`: the in-memory work queue;
-//! * `backend`: [`Kv`](super::Kv) and [`Coord`](super::Coord) over the above.
+//! * `kv`: [`Kv`](super::Kv) over the map.
 //!
 //! Built on `quick_cache` (S3-FIFO-like CLOCK eviction, sharded, lock per shard): get and
 //! set are O(1) and never walk other entries. `docs/decisions/0001-memory-engine.md`
@@ -15,8 +16,8 @@
 //! walking the map. Both bounds hold at all times: each entry weighs at least
 //! `max_bytes / max_entries`, so the byte budget also caps the number of entries.
 
-mod backend;
 mod coord;
+mod kv;
 mod queue;
 
 use std::collections::BinaryHeap;

@@ -56,6 +56,45 @@ impl RedisStore {
     }
 }
 
+/// Stream entries: id and fields.
+type StreamRows = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+impl RedisStore {
+    /// Up to `count` entries of the stream at `key` from `start` (`-`, or `(id` exclusive).
+    async fn xrange(&self, key: &str, start: &str, count: usize) -> Result<StreamRows> {
+        self.exec
+            .run(
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await
+    }
+}
+
+/// `XADD key [MAXLEN ~ cap] * data payload`.
+fn xadd(key: &str, cap: Option<usize>, payload: &[u8]) -> redis::Cmd {
+    let mut c = redis::cmd("XADD");
+    c.arg(key);
+    if let Some(cap) = cap {
+        c.arg("MAXLEN").arg("~").arg(cap);
+    }
+    c.arg("*").arg("data").arg(payload);
+    c
+}
+
+/// A field of a stream entry (empty when absent).
+fn field(fields: &[(String, Vec<u8>)], name: &str) -> Vec<u8> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
     let mut c = redis::cmd("SET");
     c.arg(key).arg(value);
@@ -308,18 +347,7 @@ impl Coord for RedisStore {
     }
 
     async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
-        self.exec
-            .run(
-                redis::cmd("XADD")
-                    .arg(key)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(max_len)
-                    .arg("*")
-                    .arg("data")
-                    .arg(&payload[..]),
-            )
-            .await
+        self.exec.run(&xadd(key, Some(max_len), &payload)).await
     }
 
     async fn stream_range(
@@ -329,40 +357,15 @@ impl Coord for RedisStore {
         count: usize,
     ) -> Result<Vec<(String, Bytes)>> {
         let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = self
-            .exec
-            .run(
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg(start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count),
-            )
-            .await?;
+        let rows = self.xrange(key, &start, count).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, fields)| {
-                let data = fields
-                    .into_iter()
-                    .find(|(k, _)| k == "data")
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                (id, Bytes::from(data))
-            })
+            .map(|(id, fields)| (id, Bytes::from(field(&fields, "data"))))
             .collect())
     }
 
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
-        self.exec
-            .run(
-                redis::cmd("XADD")
-                    .arg(key)
-                    .arg("*")
-                    .arg("data")
-                    .arg(&payload[..]),
-            )
-            .await
+        self.exec.run(&xadd(key, None, &payload)).await
     }
 
     async fn queue_claim(
@@ -405,34 +408,15 @@ impl Coord for RedisStore {
     }
 
     async fn queue_dead(&self, _key: &str, dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
-        let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = self
-            .exec
-            .run(
-                redis::cmd("XRANGE")
-                    .arg(dlq)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(count),
-            )
-            .await?;
+        let rows = self.xrange(dlq, "-", count).await?;
         Ok(rows
             .into_iter()
-            .map(|(_, fields)| {
-                let get = |name: &str| {
-                    fields
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
-                };
-                QueueMessage {
-                    id: String::from_utf8_lossy(&get("id")).into_owned(),
-                    payload: Bytes::from(get("data")),
-                    deliveries: String::from_utf8_lossy(&get("deliveries"))
-                        .parse()
-                        .unwrap_or(0),
-                }
+            .map(|(_, fields)| QueueMessage {
+                id: String::from_utf8_lossy(&field(&fields, "id")).into_owned(),
+                payload: Bytes::from(field(&fields, "data")),
+                deliveries: String::from_utf8_lossy(&field(&fields, "deliveries"))
+                    .parse()
+                    .unwrap_or(0),
             })
             .collect())
     }

@@ -76,13 +76,37 @@ mod tests {
         cmd.query_async(c).await.unwrap()
     }
 
+    /// Runs `script` with `keys` and `args` (numbers as text, as Lua's `tonumber` and
+    /// Redis take them).
+    async fn run<T: redis::FromRedisValue>(
+        c: &mut MultiplexedConnection,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> T {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        inv.invoke_async(c).await.unwrap()
+    }
+
     #[tokio::test]
     async fn every_script_loads() {
         let (_s, mut c) = redis().await;
         for (file, script) in ALL {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("src/store/redis/lua")
+                    .join(file),
+            )
+            .unwrap();
             let sha: String = redis::cmd("SCRIPT")
                 .arg("LOAD")
-                .arg(include_lua(file))
+                .arg(text)
                 .query_async(&mut c)
                 .await
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -90,109 +114,64 @@ mod tests {
         }
     }
 
-    /// The text of a script by file name (for `SCRIPT LOAD`).
-    fn include_lua(file: &str) -> String {
-        std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/store/redis/lua")
-                .join(file),
-        )
-        .unwrap()
-    }
-
     #[tokio::test]
     async fn del_if_eq_deletes_only_the_expected_value() {
         let (_s, mut c) = redis().await;
         cmd::<()>(&mut c, &["SET", "k", "v"]).await;
-        let n: i64 = DEL_IF_EQ
-            .key("k")
-            .arg("other")
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!(run::<i64>(&mut c, &DEL_IF_EQ, &["k"], &["other"]).await, 0);
         assert_eq!(
             cmd::<Option<String>>(&mut c, &["GET", "k"])
                 .await
                 .as_deref(),
             Some("v")
         );
-        let n: i64 = DEL_IF_EQ
-            .key("k")
-            .arg("v")
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(run::<i64>(&mut c, &DEL_IF_EQ, &["k"], &["v"]).await, 1);
         assert_eq!(cmd::<Option<String>>(&mut c, &["GET", "k"]).await, None);
     }
 
     #[tokio::test]
     async fn lock_acquire_draws_increasing_fences() {
         let (_s, mut c) = redis().await;
-        let take = |tok: &'static str| {
-            let mut inv = LOCK_ACQUIRE.key("{l}lock");
-            inv.key("{l}fence").arg(tok).arg(10_000);
-            inv
+        let keys = ["{l}lock", "{l}fence"];
+        let take = async |c: &mut MultiplexedConnection, tok: &str| -> Option<u64> {
+            run(c, &LOCK_ACQUIRE, &keys, &[tok, "10000"]).await
         };
-        let f: Option<u64> = take("a").invoke_async(&mut c).await.unwrap();
-        assert_eq!(f, Some(1));
-        let f: Option<u64> = take("b").invoke_async(&mut c).await.unwrap();
-        assert_eq!(f, None, "held");
+        assert_eq!(take(&mut c, "a").await, Some(1));
+        assert_eq!(take(&mut c, "b").await, None, "held");
         assert!(cmd::<i64>(&mut c, &["PTTL", "{l}lock"]).await > 0);
         assert_eq!(cmd::<i64>(&mut c, &["PTTL", "{l}fence"]).await, -1);
         cmd::<()>(&mut c, &["DEL", "{l}lock"]).await;
-        let f: Option<u64> = take("b").invoke_async(&mut c).await.unwrap();
-        assert_eq!(f, Some(2));
+        assert_eq!(take(&mut c, "b").await, Some(2));
     }
 
     #[tokio::test]
     async fn lock_extend_only_for_the_holder() {
         let (_s, mut c) = redis().await;
         cmd::<()>(&mut c, &["SET", "lock", "tok", "PX", "1000"]).await;
-        let n: i64 = LOCK_EXTEND
-            .key("lock")
-            .arg("other")
-            .arg(60_000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(n, 0);
+        let extend = async |c: &mut MultiplexedConnection, key: &str, tok: &str| -> i64 {
+            run(c, &LOCK_EXTEND, &[key], &[tok, "60000"]).await
+        };
+        assert_eq!(extend(&mut c, "lock", "other").await, 0);
         assert!(cmd::<i64>(&mut c, &["PTTL", "lock"]).await <= 1000);
-        let n: i64 = LOCK_EXTEND
-            .key("lock")
-            .arg("tok")
-            .arg(60_000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(extend(&mut c, "lock", "tok").await, 1);
         assert!(cmd::<i64>(&mut c, &["PTTL", "lock"]).await > 1000);
-        let n: i64 = LOCK_EXTEND
-            .key("gone")
-            .arg("tok")
-            .arg(60_000)
-            .invoke_async(&mut c)
-            .await
-            .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!(extend(&mut c, "gone", "tok").await, 0);
     }
 
+    /// A rate-limit step's reply: allowed, remaining, retry after ms, reset after ms.
     type Step = (u64, u64, u64, u64);
 
     #[tokio::test]
     async fn gcra_allows_a_burst_then_refuses() {
         let (_s, mut c) = redis().await;
-        let step = |cost: u64| {
-            let mut inv = GCRA.key("rl");
-            inv.arg(2).arg(60_000).arg(cost);
-            inv
+        let step = async |c: &mut MultiplexedConnection, cost: &str| -> Step {
+            run(c, &GCRA, &["rl"], &["2", "60000", cost]).await
         };
-        let (a, rem, retry, _): Step = step(1).invoke_async(&mut c).await.unwrap();
+        let (a, rem, retry, _) = step(&mut c, "1").await;
         assert_eq!((a, rem, retry), (1, 1, 0));
-        let (a, rem, _, _): Step = step(1).invoke_async(&mut c).await.unwrap();
+        let (a, rem, _, _) = step(&mut c, "1").await;
         assert_eq!((a, rem), (1, 0));
-        let (a, rem, retry, reset): Step = step(1).invoke_async(&mut c).await.unwrap();
+        let (a, rem, retry, reset) = step(&mut c, "1").await;
         assert_eq!((a, rem), (0, 0));
         assert!(retry > 0 && retry <= 30_000, "retry {retry}");
         assert!(reset > 30_000 && reset <= 60_000, "reset {reset}");
@@ -201,7 +180,7 @@ mod tests {
         assert!(pttl > 30_000 && pttl <= 60_000, "pttl {pttl}");
         // Cost 0 peeks without spending.
         let tat: String = cmd(&mut c, &["GET", "rl"]).await;
-        let (a, rem, _, _): Step = step(0).invoke_async(&mut c).await.unwrap();
+        let (a, rem, _, _) = step(&mut c, "0").await;
         assert_eq!((a, rem), (1, 0), "a peek is allowed and spends nothing");
         assert_eq!(cmd::<String>(&mut c, &["GET", "rl"]).await, tat);
     }
@@ -209,16 +188,13 @@ mod tests {
     #[tokio::test]
     async fn sliding_window_counts_in_its_window() {
         let (_s, mut c) = redis().await;
-        let step = || {
-            let mut inv = SLIDING_WINDOW.key("sw");
-            inv.arg(2).arg(60_000).arg(1);
-            inv
+        let step = async |c: &mut MultiplexedConnection| -> Step {
+            run(c, &SLIDING_WINDOW, &["sw"], &["2", "60000", "1"]).await
         };
-        let (a, rem, _, _): Step = step().invoke_async(&mut c).await.unwrap();
+        let (a, rem, _, _) = step(&mut c).await;
         assert_eq!((a, rem), (1, 1));
-        let (a, _, _, _): Step = step().invoke_async(&mut c).await.unwrap();
-        assert_eq!(a, 1);
-        let (a, rem, retry, reset): Step = step().invoke_async(&mut c).await.unwrap();
+        assert_eq!(step(&mut c).await.0, 1);
+        let (a, rem, retry, reset) = step(&mut c).await;
         assert_eq!((a, rem), (0, 0));
         assert!(retry > 0 && retry == reset);
         let state: String = cmd(&mut c, &["GET", "sw"]).await;
@@ -229,18 +205,16 @@ mod tests {
         assert!(pttl > 60_000 && pttl <= 120_000, "kept two windows: {pttl}");
     }
 
-    async fn beat(c: &mut MultiplexedConnection, member: &str, ttl_ms: u64) {
-        let _: i64 = PRESENCE_BEAT
-            .key("p")
-            .arg(member)
-            .arg(ttl_ms)
-            .invoke_async(c)
-            .await
-            .unwrap();
+    /// Beats "a" (60 s), "b" (5 s) and "gone" (1 ms), then waits for "gone" to expire.
+    async fn three_beats(c: &mut MultiplexedConnection) {
+        for (member, ttl) in [("a", "60000"), ("b", "5000"), ("gone", "1")] {
+            run::<i64>(c, &PRESENCE_BEAT, &["p"], &[member, ttl]).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     async fn list(c: &mut MultiplexedConnection) -> Vec<(String, u64)> {
-        let flat: Vec<String> = PRESENCE_LIST.key("p").invoke_async(c).await.unwrap();
+        let flat: Vec<String> = run(c, &PRESENCE_LIST, &["p"], &[]).await;
         flat.chunks(2)
             .map(|p| (p[0].clone(), p[1].parse::<f64>().unwrap() as u64))
             .collect()
@@ -249,14 +223,16 @@ mod tests {
     #[tokio::test]
     async fn presence_beat_keeps_the_set_as_long_as_its_last_member() {
         let (_s, mut c) = redis().await;
-        beat(&mut c, "a", 60_000).await;
-        beat(&mut c, "b", 5_000).await;
+        three_beats(&mut c).await;
         let pttl = cmd::<i64>(&mut c, &["PTTL", "p"]).await;
         assert!(pttl > 5_000 && pttl <= 60_000, "pttl {pttl}");
         // A beat prunes members whose expiry passed.
-        beat(&mut c, "gone", 1).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        beat(&mut c, "a", 60_000).await;
+        assert!(
+            cmd::<Option<f64>>(&mut c, &["ZSCORE", "p", "gone"])
+                .await
+                .is_some()
+        );
+        run::<i64>(&mut c, &PRESENCE_BEAT, &["p"], &["a", "60000"]).await;
         assert_eq!(
             cmd::<Option<f64>>(&mut c, &["ZSCORE", "p", "gone"]).await,
             None
@@ -266,10 +242,7 @@ mod tests {
     #[tokio::test]
     async fn presence_list_returns_live_members_soonest_first() {
         let (_s, mut c) = redis().await;
-        beat(&mut c, "a", 60_000).await;
-        beat(&mut c, "b", 5_000).await;
-        beat(&mut c, "gone", 1).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        three_beats(&mut c).await;
         let l = list(&mut c).await;
         assert_eq!(
             l.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
@@ -282,72 +255,61 @@ mod tests {
     #[tokio::test]
     async fn presence_leave_says_whether_the_member_was_alive() {
         let (_s, mut c) = redis().await;
-        beat(&mut c, "a", 60_000).await;
-        beat(&mut c, "gone", 1).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let leave = |m: &'static str| {
-            let mut inv = PRESENCE_LEAVE.key("p");
-            inv.arg(m);
-            inv
-        };
-        assert_eq!(leave("a").invoke_async::<i64>(&mut c).await.unwrap(), 1);
-        assert_eq!(leave("a").invoke_async::<i64>(&mut c).await.unwrap(), 0);
-        assert_eq!(leave("gone").invoke_async::<i64>(&mut c).await.unwrap(), 0);
+        three_beats(&mut c).await;
+        for (member, was_alive) in [("a", 1), ("a", 0), ("gone", 0), ("b", 1)] {
+            let n: i64 = run(&mut c, &PRESENCE_LEAVE, &["p"], &[member]).await;
+            assert_eq!(n, was_alive, "{member}");
+        }
         assert!(list(&mut c).await.is_empty());
     }
 
+    /// Claimed messages: id, payload, deliveries.
     type Claimed = Vec<(String, String, u64)>;
 
-    fn claim(consumer: &str, idle_ms: u64) -> redis::ScriptInvocation<'static> {
-        let mut inv = QUEUE_CLAIM.key("{q}s");
-        inv.key("{q}dlq").arg(consumer).arg(10).arg(idle_ms).arg(2);
-        inv
+    /// Claims up to 10 messages of `{q}s` for `consumer` (2 deliveries at most).
+    async fn claim(c: &mut MultiplexedConnection, consumer: &str, idle_ms: &str) -> Claimed {
+        run(
+            c,
+            &QUEUE_CLAIM,
+            &["{q}s", "{q}dlq"],
+            &[consumer, "10", idle_ms, "2"],
+        )
+        .await
     }
 
     #[tokio::test]
     async fn queue_claim_redelivers_then_dead_letters() {
         let (_s, mut c) = redis().await;
-        let none: Claimed = claim("c1", 1).invoke_async(&mut c).await.unwrap();
-        assert!(none.is_empty(), "no stream, nothing to claim");
+        assert!(claim(&mut c, "c1", "1").await.is_empty(), "no stream yet");
         let id: String = cmd(&mut c, &["XADD", "{q}s", "*", "data", "m1"]).await;
-        let first: Claimed = claim("c1", 1).invoke_async(&mut c).await.unwrap();
+        let first = claim(&mut c, "c1", "1").await;
         assert_eq!(first, vec![(id.clone(), "m1".to_owned(), 1)]);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let again: Claimed = claim("c2", 1).invoke_async(&mut c).await.unwrap();
+        let again = claim(&mut c, "c2", "1").await;
         assert_eq!(again, vec![(id.clone(), "m1".to_owned(), 2)], "redelivered");
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let dead: Claimed = claim("c1", 1).invoke_async(&mut c).await.unwrap();
-        assert!(dead.is_empty(), "max deliveries reached: dead-lettered");
+        assert!(claim(&mut c, "c1", "1").await.is_empty(), "dead-lettered");
         assert_eq!(cmd::<u64>(&mut c, &["XLEN", "{q}s"]).await, 0);
         let dlq: Vec<(String, Vec<(String, String)>)> =
             cmd(&mut c, &["XRANGE", "{q}dlq", "-", "+"]).await;
         assert_eq!(dlq.len(), 1);
         let fields = &dlq[0].1;
-        assert!(
-            fields.contains(&("data".to_owned(), "m1".to_owned())),
-            "{fields:?}"
-        );
-        assert!(fields.contains(&("id".to_owned(), id)), "{fields:?}");
-        assert!(
-            fields.contains(&("deliveries".to_owned(), "2".to_owned())),
-            "{fields:?}"
-        );
+        for (k, v) in [("data", "m1"), ("id", id.as_str()), ("deliveries", "2")] {
+            assert!(
+                fields.contains(&(k.to_owned(), v.to_owned())),
+                "{k}: {fields:?}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn queue_ack_removes_pending_messages() {
         let (_s, mut c) = redis().await;
         let id: String = cmd(&mut c, &["XADD", "{q}s", "*", "data", "m1"]).await;
-        let _: Claimed = claim("c1", 60_000).invoke_async(&mut c).await.unwrap();
-        let ack = || {
-            let mut inv = QUEUE_ACK.key("{q}s");
-            inv.arg(&id);
-            inv
-        };
-        assert_eq!(ack().invoke_async::<u64>(&mut c).await.unwrap(), 1);
-        assert_eq!(ack().invoke_async::<u64>(&mut c).await.unwrap(), 0);
+        assert_eq!(claim(&mut c, "c1", "60000").await.len(), 1);
+        assert_eq!(run::<u64>(&mut c, &QUEUE_ACK, &["{q}s"], &[&id]).await, 1);
+        assert_eq!(run::<u64>(&mut c, &QUEUE_ACK, &["{q}s"], &[&id]).await, 0);
         assert_eq!(cmd::<u64>(&mut c, &["XLEN", "{q}s"]).await, 0);
-        let gone: Claimed = claim("c1", 0).invoke_async(&mut c).await.unwrap();
-        assert!(gone.is_empty());
+        assert!(claim(&mut c, "c1", "0").await.is_empty());
     }
 }

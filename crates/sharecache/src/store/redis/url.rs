@@ -296,15 +296,15 @@ fn hosts(h: &[NodeAddr]) -> String {
         .join(",")
 }
 
+/// `redis` or `rediss` (TLS), with a `+kind` suffix.
+fn scheme(tls: bool, kind: &str) -> String {
+    format!("{}+{kind}", if tls { "rediss" } else { "redis" })
+}
+
 impl ClusterTopo {
     /// The URL without credentials.
     pub(crate) fn display(&self) -> String {
-        let scheme = if self.tls {
-            "rediss+cluster"
-        } else {
-            "redis+cluster"
-        };
-        format!("{scheme}://{}", hosts(&self.seeds))
+        format!("{}://{}", scheme(self.tls, "cluster"), hosts(&self.seeds))
     }
 
     /// The URL of one cluster node, with the data nodes' credentials.
@@ -316,12 +316,8 @@ impl ClusterTopo {
 impl SentinelTopo {
     /// The URL without credentials.
     pub(crate) fn display(&self) -> String {
-        let scheme = if self.tls {
-            "rediss+sentinel"
-        } else {
-            "redis+sentinel"
-        };
-        format!("{scheme}://{}/{}", hosts(&self.sentinels), self.master)
+        let hosts = hosts(&self.sentinels);
+        format!("{}://{hosts}/{}", scheme(self.tls, "sentinel"), self.master)
     }
 
     /// The URL of the master at `addr`, with the data nodes' credentials and database.

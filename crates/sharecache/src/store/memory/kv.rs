@@ -1,5 +1,5 @@
-//! [`Kv`] and [`Coord`] for the memory store: the async face of its synchronous
-//! operations (see the parent module and `coord`).
+//! [`Kv`] for the memory store: the async face of the map's synchronous operations
+//! (the parent module). [`Coord`](crate::store::Coord) is in `coord`.
 //!
 //! **Guarantee**: a memory call never returns `Pending` on its own, so the hot ones
 //! (get, get with TTL, set) spend cooperative budget: a caller's tight loop yields now
@@ -12,9 +12,7 @@ use bytes::Bytes;
 
 use super::MemoryStore;
 use crate::error::Result;
-use crate::queue::{ClaimOptions, QueueMessage};
-use crate::ratelimit::{Decision, Limit};
-use crate::store::{BackendState, Coord, Kv, ScanPage, StoreStats};
+use crate::store::{BackendState, Kv, ScanPage, StoreStats};
 
 #[async_trait]
 impl Kv for MemoryStore {
@@ -87,77 +85,5 @@ impl Kv for MemoryStore {
     }
     fn state(&self) -> BackendState {
         BackendState::Memory
-    }
-}
-
-#[async_trait]
-impl Coord for MemoryStore {
-    async fn rate_limit(&self, key: &str, limit: &Limit) -> Result<Decision> {
-        MemoryStore::rate_limit(self, key, limit)
-    }
-    async fn lock_acquire(
-        &self,
-        key: &str,
-        fence_key: &str,
-        token: Bytes,
-        ttl: Duration,
-    ) -> Result<Option<u64>> {
-        MemoryStore::lock_acquire(self, key, fence_key, token, ttl)
-    }
-    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
-        MemoryStore::lock_extend(self, key, &token, ttl)
-    }
-    async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
-        MemoryStore::index_add(self, key, member, ttl)
-    }
-    async fn index_members(&self, key: &str) -> Result<Vec<String>> {
-        Ok(MemoryStore::index_members(self, key))
-    }
-    async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
-        MemoryStore::index_remove(self, key, members)
-    }
-    async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
-        Ok(MemoryStore::stream_add(self, key, payload, max_len))
-    }
-    async fn stream_range(
-        &self,
-        key: &str,
-        after: Option<&str>,
-        count: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
-        Ok(MemoryStore::stream_range(self, key, after, count))
-    }
-    async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
-        MemoryStore::queue(self, key, |q, now| q.push(payload, now))
-    }
-    async fn queue_claim(
-        &self,
-        key: &str,
-        _dlq: &str,
-        _consumer: &str,
-        count: usize,
-        opts: &ClaimOptions,
-    ) -> Result<Vec<QueueMessage>> {
-        MemoryStore::queue(self, key, |q, now| Ok(q.claim(count, opts, now)))
-    }
-    async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64> {
-        MemoryStore::queue(self, key, |q, _| Ok(q.ack(ids)))
-    }
-    async fn queue_dead(&self, key: &str, _dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
-        // In memory the dead letters live with their queue.
-        MemoryStore::queue(self, key, |q, _| Ok(q.dead(count)))
-    }
-    async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {
-        // The memory store has no remote subscribers: the hub delivers locally.
-        Ok(0)
-    }
-    async fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
-        MemoryStore::presence_beat(self, key, member, ttl)
-    }
-    async fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
-        MemoryStore::presence_leave(self, key, member)
-    }
-    async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
-        Ok(MemoryStore::presence_list(self, key))
     }
 }
