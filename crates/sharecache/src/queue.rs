@@ -1,5 +1,6 @@
 //! Work queues: at-least-once delivery with a visibility timeout and a dead-letter queue,
-//! on Redis Streams with a consumer group (or in memory on the embedded store).
+//! on Redis Streams with a consumer group (`store/redis/lua/queue_claim.lua`,
+//! `queue_ack.lua`), or in memory on the embedded store (`store/memory/queue.rs`).
 //!
 //! * `push` appends a message (JSON).
 //! * `claim` hands a consumer up to `count` messages: first those another consumer took

@@ -5,13 +5,15 @@
 //! time* (TAT, milliseconds since the Unix epoch), stored with a TTL that ends when the
 //! bucket would be full again: a key left behind by a crash mid-request expires by itself.
 //!
-//! On Redis the step is one Lua script using the server's clock (`TIME`), so every
-//! instance agrees and the decision is exact under any concurrency; redis-rs retries a
-//! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`) by sending the script again. On the
-//! memory store, and in the memory fallback while Redis is down, the same arithmetic
-//! ([`gcra`]) runs under the store's compare-and-set lock with the local clock: the
-//! limiter keeps answering (fail-open with a local limit) and never answers a refusal it
-//! did not compute; with `Fallback::Fail` it returns `Unavailable` instead.
+//! On Redis the step is one Lua script (`store/redis/lua/gcra.lua`,
+//! `sliding_window.lua`) using the server's clock (`TIME`), so every instance agrees and
+//! the decision is exact under any concurrency; redis-rs retries a `NOSCRIPT` (after a
+//! restart or `SCRIPT FLUSH`) by sending the script again. On the memory store, and in
+//! the memory fallback while Redis is down, the same arithmetic ([`gcra`],
+//! [`sliding_window`]) runs under the store's compare-and-set lock with the store's
+//! clock (injectable, so tests drive it): the limiter keeps answering (fail-open with a
+//! local limit) and never answers a refusal it did not compute; with `Fallback::Fail` it
+//! returns `Unavailable` instead.
 
 use std::time::Duration;
 
