@@ -9,8 +9,8 @@
 //!   per-slot pipelines, SCAN over every master).
 //! * `exec`: one request under the command timeout, routed to its slot's master on a
 //!   cluster, its failure reported to the link.
-//! * `link`: the connections of each topology (see there), shared with the L1 tracking
-//!   task and the events hub.
+//! * `link/`: the connections of each topology (`cluster`, `sentinel`, `node`), shared
+//!   with the L1 tracking task and the events hub.
 //! * `url`: backend URLs, node addresses, key slots, options, redaction.
 //!
 //! One multiplexed connection per node is shared by every task: the commands of
