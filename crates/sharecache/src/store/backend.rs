@@ -11,6 +11,9 @@
 //!
 //! Every backend implements both ([`Backend`]); the cache layer reaches them only
 //! through [`Store::kv`](super::Store::kv) and [`Store::coord`](super::Store::coord).
+//!
+//! **Guarantee**: every backend gives the same answers to the same calls
+//! (`tests/store_suite.rs` runs one behaviour suite on memory, Redis and Cluster).
 
 use std::fmt;
 use std::time::Duration;

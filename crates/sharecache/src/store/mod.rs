@@ -14,6 +14,9 @@
 //! the cache layer reaches a store only through [`Store::kv`] and [`Store::coord`].
 //! Imports run one way: `fallback -> memory, redis`; nothing below imports what sits
 //! above it.
+//!
+//! **Guarantee**: a Redis store is always built behind its fallback policy
+//! ([`Store::redis`]), so no caller ever holds a bare Redis backend.
 
 mod backend;
 pub(crate) mod clock;

@@ -20,6 +20,10 @@
 //! `sentinel` (the sentinel link: resolution, failover events, poll), `node` (one node's
 //! connection, role and credential checks, shared by both). This module holds the
 //! `Link` the layers above use and the `Conn` a command runs on.
+//!
+//! **Guarantee**: on Sentinel a connection is only used once its node reports `ROLE`
+//! master, and one reported failed ([`Link::failed`]) is dropped; on Cluster a direct
+//! route is only used while the slot map it was built from is current.
 
 mod cluster;
 mod node;
