@@ -4,8 +4,13 @@
 //! (`is_invalid_input`, `is_unavailable`, ...), so a caller decides to retry, fall back
 //! or report without matching on message strings. Every message says what was wrong and,
 //! where there is one, what to do about it.
+//!
+//! **Guarantee**: the public API names no redis-rs type. A failure that came from Redis
+//! or the network keeps that error as its [`source()`](std::error::Error::source), so a
+//! caller can log the whole chain; the conversion from redis-rs is crate-private.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, coarsely: enough to decide what to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,11 +44,14 @@ pub enum ErrorKind {
     Config,
 }
 
-/// The library's error: a kind and a message that says what to do.
-#[derive(Debug, Clone, thiserror::Error)]
+/// The library's error: a kind, a message that says what to do, and the underlying
+/// error (Redis, IO) where there is one.
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// Shared so the error stays `Clone` (single-flight hands one error to every waiter).
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Shorthand for `Result<T, sharecache::Error>`.
@@ -54,6 +62,23 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A Redis (or network) failure: `Unavailable` for connection-class errors, `Backend`
+    /// for a refused command; the redis-rs error is kept as the source. Credentials never
+    /// appear in redis-rs error texts, and URLs are not included either.
+    pub(crate) fn from_redis(e: redis::RedisError) -> Self {
+        let (kind, what) = if is_connection_class(&e) {
+            (ErrorKind::Unavailable, "redis unavailable")
+        } else {
+            (ErrorKind::Backend, "redis error")
+        };
+        Self {
+            kind,
+            message: format!("{what}: {e}"),
+            source: Some(Arc::new(e)),
         }
     }
 
@@ -100,14 +125,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        // Credentials never appear in redis-rs error texts; URLs are not included either.
-        if is_connection_class(&e) {
-            Error::new(ErrorKind::Unavailable, format!("redis unavailable: {e}"))
-        } else {
-            Error::new(ErrorKind::Backend, format!("redis error: {e}"))
-        }
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -127,4 +149,29 @@ pub(crate) fn is_connection_class(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
                 | redis::ErrorKind::ClusterConnectionNotFound
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_redis_failure_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::from_redis(redis::RedisError::from(io));
+        assert!(e.is_unavailable());
+        let source = e.source().expect("the redis error is the source");
+        assert!(source.to_string().contains("refused"), "{source}");
+        assert!(e.clone().source().is_some(), "clones keep it");
+
+        let refused = Error::from_redis(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "WRONGTYPE",
+        )));
+        assert_eq!(refused.kind(), ErrorKind::Backend);
+        assert!(refused.source().is_some());
+        assert!(Error::new(ErrorKind::Config, "x").source().is_none());
+    }
 }

@@ -33,7 +33,7 @@ pub(crate) struct Hub {
     started: std::sync::atomic::AtomicBool,
     /// True while the link is up (every channel known at connect time subscribed).
     up: tokio::sync::watch::Sender<bool>,
-    link: Option<Arc<crate::store::link::Link>>,
+    link: Option<Arc<crate::store::redis::link::Link>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(link: Option<Arc<crate::store::link::Link>>) -> Arc<Self> {
+    pub(crate) fn new(link: Option<Arc<crate::store::redis::link::Link>>) -> Arc<Self> {
         Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
             sink: Mutex::new(None),
@@ -135,8 +135,11 @@ async fn run(hub: Weak<Hub>) {
         let mut switches = link.switches();
         let conn = async {
             let url = link.pubsub_url().await?;
-            let client = redis::Client::open(url.as_str())?;
-            Ok::<_, crate::Error>(client.get_async_pubsub().await?)
+            let client = redis::Client::open(url.as_str()).map_err(crate::Error::from_redis)?;
+            client
+                .get_async_pubsub()
+                .await
+                .map_err(crate::Error::from_redis)
         };
         match tokio::time::timeout(Duration::from_secs(2), conn)
             .await
@@ -166,7 +169,7 @@ async fn run(hub: Weak<Hub>) {
                     let msg = tokio::select! {
                         m = stream.next() => m,
                         // Sentinel: the master changed; subscribe on the new one.
-                        () = crate::store::link::switched(&mut switches) => None,
+                        () = crate::store::redis::link::switched(&mut switches) => None,
                         _ = alive.tick() => {
                             let Some(h) = hub.upgrade() else { return };
                             let sink = h.sink.lock().clone();

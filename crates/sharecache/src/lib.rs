@@ -62,7 +62,6 @@ mod cache;
 pub mod codec;
 mod error;
 pub mod events;
-mod fallback;
 pub mod key;
 mod load;
 pub mod lock;
@@ -81,11 +80,10 @@ pub use cache::{
 };
 pub use codec::{Codec, Format, RawJson};
 pub use error::{Error, ErrorKind, Result};
-pub use fallback::Fallback;
 pub use key::NamespaceName;
 pub use load::RememberError;
 #[doc(hidden)]
 pub use store::Store;
-pub use store::{BackendState, MemoryLimits, StoreStats};
+pub use store::{BackendState, Fallback, MemoryLimits, StoreStats};
 pub use tier::LocalTier;
 pub use ttl::{MAX_TTL, Ttl};

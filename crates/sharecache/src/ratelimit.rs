@@ -5,13 +5,15 @@
 //! time* (TAT, milliseconds since the Unix epoch), stored with a TTL that ends when the
 //! bucket would be full again: a key left behind by a crash mid-request expires by itself.
 //!
-//! On Redis the step is one Lua script using the server's clock (`TIME`), so every
-//! instance agrees and the decision is exact under any concurrency; redis-rs retries a
-//! `NOSCRIPT` (after a restart or `SCRIPT FLUSH`) by sending the script again. On the
-//! memory store, and in the memory fallback while Redis is down, the same arithmetic
-//! ([`gcra`]) runs under the store's compare-and-set lock with the local clock: the
-//! limiter keeps answering (fail-open with a local limit) and never answers a refusal it
-//! did not compute; with `Fallback::Fail` it returns `Unavailable` instead.
+//! On Redis the step is one Lua script (`store/redis/lua/gcra.lua`,
+//! `sliding_window.lua`) using the server's clock (`TIME`), so every instance agrees and
+//! the decision is exact under any concurrency; redis-rs retries a `NOSCRIPT` (after a
+//! restart or `SCRIPT FLUSH`) by sending the script again. On the memory store, and in
+//! the memory fallback while Redis is down, the same arithmetic ([`gcra`],
+//! [`sliding_window`]) runs under the store's compare-and-set lock with the store's
+//! clock (injectable, so tests drive it): the limiter keeps answering (fail-open with a
+//! local limit) and never answers a refusal it did not compute; with `Fallback::Fail` it
+//! returns `Unavailable` instead.
 
 use std::time::Duration;
 
@@ -190,60 +192,6 @@ pub fn sliding_window(
     let store = (limit.cost > 0).then_some(((w, prev, cur), 2 * period));
     (decision, store)
 }
-
-/// The sliding-window step as a Redis script: KEYS[1] = state key ("w,prev,cur");
-/// ARGV = limit, period ms, cost. Returns {allowed, remaining, retry_after_ms, reset_ms}.
-pub(crate) const SLIDING_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local w = math.floor(now / period)
-local elapsed = now - w * period
-local prev, cur = 0, 0
-local s = redis.call('GET', KEYS[1])
-if s then
-  local sw, sp, sc = string.match(s, '^(%d+),(%d+),(%d+)$')
-  sw, sp, sc = tonumber(sw), tonumber(sp), tonumber(sc)
-  if sw == w then prev, cur = sp, sc elseif sw and sw + 1 == w then prev, cur = sc, 0 end
-end
-local weighted = prev * (period - elapsed) + cur * period
-local budget = limit * period
-local reset = period - elapsed
-if weighted + cost * period > budget then
-  return {0, math.floor(math.max(budget - weighted, 0) / period), reset, reset}
-end
-cur = cur + cost
-local used = prev * (period - elapsed) + cur * period
-if cost > 0 then
-  redis.call('SET', KEYS[1], string.format('%d,%d,%d', w, prev, cur), 'PX', 2 * period)
-end
-return {1, math.floor(math.max(budget - used, 0) / period), 0, reset}
-"#;
-
-/// The same step as a Redis script: KEYS[1] = state key; ARGV = limit, period ms, cost.
-/// Returns {allowed, remaining, retry_after_ms, reset_after_ms}.
-pub(crate) const GCRA_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local interval = math.max(math.floor(period / limit), 1)
-local capacity = interval * limit
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval * cost
-local allow_at = new_tat - capacity
-if now < allow_at then
-  local used = tat - now
-  return {0, math.floor(math.max(capacity - used, 0) / interval), allow_at - now, used}
-end
-local used = new_tat - now
-if cost > 0 then
-  redis.call('SET', KEYS[1], new_tat, 'PX', math.max(used, 1))
-end
-return {1, math.floor(math.max(capacity - used, 0) / interval), 0, used}
-"#;
 
 /// The rate limits of one namespace, got from
 /// [`Namespace::rate_limits`](crate::Namespace::rate_limits). Cheap to clone.

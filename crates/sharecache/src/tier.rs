@@ -33,8 +33,8 @@ use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache as QuickCache;
 
-use crate::store::link::Link;
-use crate::store::memory::Clock;
+use crate::store::clock::Clock;
+use crate::store::redis::link::Link;
 
 /// Stripes of invalidation versions; a key maps to one by hash.
 const STRIPES: usize = 4096;
@@ -416,7 +416,7 @@ async fn open_tracking(
         .map_err(|_| {
             format!(
                 "tracking setup timed out on {}",
-                crate::store::redis::redact_url(url)
+                crate::store::redis::url::redact_url(url)
             )
         })?
 }
@@ -434,7 +434,7 @@ async fn alive(
             .map(|_| ())
             .map_err(|e| format!("ping failed: {e}"));
     }
-    match crate::store::link::node_role(conn).await {
+    match crate::store::redis::link::node_role(conn).await {
         Ok(r) if r == "master" => Ok(()),
         Ok(r) => Err(format!("tracked node is now {r:?}, not master")),
         Err(e) => Err(format!("role check failed: {e}")),
@@ -488,7 +488,7 @@ async fn track_once(
                     _ => {}
                 }
             }
-            () = crate::store::link::switched(&mut switches) => {
+            () = crate::store::redis::link::switched(&mut switches) => {
                 return Err("the master changed (sentinel switch)".into());
             }
             _ = ping.tick() => {

@@ -9,11 +9,8 @@ use parking_lot::Mutex;
 use super::{Cache, DEFAULT_MAX_BATCH, Inner};
 use crate::codec::{Codec, Format};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fallback::{Fallback, FallbackStore};
 use crate::key::NamespaceName;
-use crate::store::memory::{MemoryLimits, MemoryStore};
-use crate::store::redis::{RedisOptions, RedisStore};
-use crate::store::{Backend, Store};
+use crate::store::{Fallback, MemoryLimits, RedisOptions, Store};
 use crate::tier::{LocalTier, Tier};
 
 /// Which store a cache runs on.
@@ -287,34 +284,17 @@ impl CacheBuilder {
             })?),
             None => None,
         };
-        let mut link = None;
-        let backend: Arc<dyn Backend> = match &self.backend {
-            BackendChoice::Memory => Arc::new(MemoryStore::new(self.memory)?),
+        let (store, link) = match &self.backend {
+            BackendChoice::Memory => (Store::memory(self.memory)?, None),
             BackendChoice::Redis(url) => {
-                let redis = RedisStore::open(
-                    url,
-                    RedisOptions {
-                        connect_timeout: self.connect_timeout,
-                        command_timeout: self.command_timeout,
-                    },
-                )?;
-                let label = redis.display_url().to_owned();
-                link = Some(redis.link());
-                let memory = match self.fallback {
-                    Fallback::Memory => Some(MemoryStore::new(self.memory)?),
-                    Fallback::Fail => None,
+                let opts = RedisOptions {
+                    connect_timeout: self.connect_timeout,
+                    command_timeout: self.command_timeout,
                 };
-                let first = redis.check().await?;
-                let store =
-                    FallbackStore::new(Arc::new(redis), memory, self.probe_interval, label.clone());
-                match first {
-                    Ok(()) => tracing::info!(backend = %label, "connected to redis"),
-                    Err(e) if e.is_unavailable() && self.fallback == Fallback::Memory => {
-                        store.start_degraded(&e);
-                    }
-                    Err(e) => return Err(e),
-                }
-                store
+                let (store, link) =
+                    Store::redis(url, opts, self.fallback, self.memory, self.probe_interval)
+                        .await?;
+                (store, Some(link))
             }
         };
         let tier = match (&link, self.local_tier) {
@@ -335,7 +315,7 @@ impl CacheBuilder {
             inner: Arc::new(Inner {
                 hub: crate::events::Hub::new(link),
                 session_keys: self.session_keys,
-                store: Store(backend),
+                store,
                 flights: crate::load::Flights::default(),
                 tier,
                 codec: self.codec,

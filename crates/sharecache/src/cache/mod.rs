@@ -37,7 +37,7 @@ pub use remember::RememberOptions;
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{KeySpace, NamespaceName, validate_namespace};
-use crate::store::{Backend, BackendState, Store, StoreStats};
+use crate::store::{BackendState, Coord, Kv, Store, StoreStats};
 use crate::tier::Tier;
 use crate::ttl::Ttl;
 
@@ -416,12 +416,12 @@ impl Namespace {
 /// Crate-internal plumbing shared by the key-value core and the primitives' handles.
 impl Namespace {
     /// Key-value operations on stored keys.
-    pub(crate) fn kv(&self) -> &dyn Backend {
+    pub(crate) fn kv(&self) -> &dyn Kv {
         self.inner.store.kv()
     }
 
     /// Coordination operations (rate limits, locks, indexes, streams, queues, presence).
-    pub(crate) fn coord(&self) -> &dyn Backend {
+    pub(crate) fn coord(&self) -> &dyn Coord {
         self.inner.store.coord()
     }
 

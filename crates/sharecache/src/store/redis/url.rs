@@ -1,4 +1,9 @@
-//! Redis backend URLs: standalone, Cluster and Sentinel.
+//! Where Redis is: backend URLs (standalone, Cluster, Sentinel), node addresses, key
+//! slots, connection options and URL redaction. The bottom of the Redis backend: it
+//! imports nothing from the layers above.
+//!
+//! **Guarantee**: nothing here ever prints a password: parse errors, `Debug` and
+//! `display()` go through [`redact_url`] or leave the userinfo out.
 //!
 //! * `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS): one server.
 //! * `redis+cluster://[user:password@]host:port[,host:port...]` (or `rediss+cluster://`):
@@ -12,7 +17,34 @@
 //! A node's URL is rebuilt from the parts (`node_url`) with the userinfo exactly as the
 //! caller wrote it, so percent-encoded passwords stay encoded.
 
+use std::time::Duration;
+
 use crate::error::{Error, ErrorKind, Result};
+
+/// Connection settings for a Redis backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RedisOptions {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+}
+
+/// Returns `url` with any password replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://***@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
 
 /// Default ports when a host has none.
 const REDIS_PORT: u16 = 6379;
@@ -38,24 +70,30 @@ impl std::fmt::Display for NodeAddr {
 /// How to reach Redis, parsed from a backend URL.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Topology {
-    Standalone {
-        url: String,
-    },
-    Cluster {
-        seeds: Vec<NodeAddr>,
-        /// `user:password` or `:password`, as written (percent-encoded).
-        userinfo: Option<String>,
-        tls: bool,
-    },
-    Sentinel {
-        sentinels: Vec<NodeAddr>,
-        master: String,
-        userinfo: Option<String>,
-        db: i64,
-        sentinel_username: Option<String>,
-        sentinel_password: Option<String>,
-        tls: bool,
-    },
+    Standalone { url: String },
+    Cluster(ClusterTopo),
+    Sentinel(SentinelTopo),
+}
+
+/// A Redis Cluster, from its seed nodes.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ClusterTopo {
+    pub(crate) seeds: Vec<NodeAddr>,
+    /// `user:password` or `:password`, as written (percent-encoded).
+    pub(crate) userinfo: Option<String>,
+    pub(crate) tls: bool,
+}
+
+/// The sentinels that monitor one master.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SentinelTopo {
+    pub(crate) sentinels: Vec<NodeAddr>,
+    pub(crate) master: String,
+    pub(crate) userinfo: Option<String>,
+    pub(crate) db: i64,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<String>,
+    pub(crate) tls: bool,
 }
 
 impl std::fmt::Debug for Topology {
@@ -119,7 +157,7 @@ fn parse_hosts(list: &str, default_port: u16, display: &str) -> Result<Vec<NodeA
 impl Topology {
     /// Parses a backend URL. Errors are [`ErrorKind::Config`] and never echo a password.
     pub(crate) fn parse(url: &str) -> Result<Self> {
-        let display = crate::store::redis::redact_url(url);
+        let display = redact_url(url);
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(config_err(
                 &display,
@@ -188,11 +226,11 @@ impl Topology {
                     "Redis Cluster has only database 0; remove the /db part",
                 ));
             }
-            return Ok(Self::Cluster {
+            return Ok(Self::Cluster(ClusterTopo {
                 seeds: parse_hosts(hosts, REDIS_PORT, &display)?,
                 userinfo,
                 tls,
-            });
+            }));
         }
         let path = path.unwrap_or("");
         let (master, db) = match path.split_once('/') {
@@ -219,7 +257,7 @@ impl Topology {
                 .filter(|d| *d >= 0)
                 .ok_or_else(|| config_err(&display, format!("bad database index {d:?}")))?,
         };
-        Ok(Self::Sentinel {
+        Ok(Self::Sentinel(SentinelTopo {
             sentinels: parse_hosts(hosts, SENTINEL_PORT, &display)?,
             master: master.to_owned(),
             userinfo,
@@ -227,70 +265,70 @@ impl Topology {
             sentinel_username,
             sentinel_password,
             tls,
-        })
+        }))
     }
 
     /// The URL without credentials, for logs and errors.
     pub(crate) fn display(&self) -> String {
-        let hosts = |h: &[NodeAddr]| {
-            h.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         match self {
-            Self::Standalone { url } => crate::store::redis::redact_url(url),
-            Self::Cluster { seeds, tls, .. } => format!(
-                "{}://{}",
-                if *tls {
-                    "rediss+cluster"
-                } else {
-                    "redis+cluster"
-                },
-                hosts(seeds)
-            ),
-            Self::Sentinel {
-                sentinels,
-                master,
-                tls,
-                ..
-            } => format!(
-                "{}://{}/{master}",
-                if *tls {
-                    "rediss+sentinel"
-                } else {
-                    "redis+sentinel"
-                },
-                hosts(sentinels)
-            ),
+            Self::Standalone { url } => redact_url(url),
+            Self::Cluster(c) => c.display(),
+            Self::Sentinel(s) => s.display(),
         }
     }
 
     /// The URL of one data node (cluster node or sentinel-named master), with the data
     /// nodes' credentials.
+    #[cfg(test)]
     pub(crate) fn node_url(&self, addr: &NodeAddr) -> String {
         match self {
             Self::Standalone { url } => url.clone(),
-            Self::Cluster { userinfo, tls, .. } => build_url(*tls, userinfo.as_deref(), addr, 0),
-            Self::Sentinel {
-                userinfo, tls, db, ..
-            } => build_url(*tls, userinfo.as_deref(), addr, *db),
+            Self::Cluster(c) => c.node_url(addr),
+            Self::Sentinel(s) => s.node_url(addr),
         }
+    }
+}
+
+fn hosts(h: &[NodeAddr]) -> String {
+    h.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `redis` or `rediss` (TLS), with a `+kind` suffix.
+fn scheme(tls: bool, kind: &str) -> String {
+    format!("{}+{kind}", if tls { "rediss" } else { "redis" })
+}
+
+impl ClusterTopo {
+    /// The URL without credentials.
+    pub(crate) fn display(&self) -> String {
+        format!("{}://{}", scheme(self.tls, "cluster"), hosts(&self.seeds))
+    }
+
+    /// The URL of one cluster node, with the data nodes' credentials.
+    pub(crate) fn node_url(&self, addr: &NodeAddr) -> String {
+        build_url(self.tls, self.userinfo.as_deref(), addr, 0)
+    }
+}
+
+impl SentinelTopo {
+    /// The URL without credentials.
+    pub(crate) fn display(&self) -> String {
+        let hosts = hosts(&self.sentinels);
+        format!("{}://{hosts}/{}", scheme(self.tls, "sentinel"), self.master)
+    }
+
+    /// The URL of the master at `addr`, with the data nodes' credentials and database.
+    pub(crate) fn node_url(&self, addr: &NodeAddr) -> String {
+        build_url(self.tls, self.userinfo.as_deref(), addr, self.db)
     }
 
     /// The URL of one sentinel, with the sentinels' credentials.
-    pub(crate) fn sentinel_url(&self, addr: &NodeAddr) -> Option<String> {
-        let Self::Sentinel {
-            sentinel_username,
-            sentinel_password,
-            tls,
-            ..
-        } = self
-        else {
-            return None;
-        };
+    pub(crate) fn sentinel_url(&self, addr: &NodeAddr) -> String {
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let userinfo = match (sentinel_username, sentinel_password) {
+        let userinfo = match (&self.sentinel_username, &self.sentinel_password) {
             (None, None) => None,
             (u, p) => Some(format!(
                 "{}{}",
@@ -300,7 +338,7 @@ impl Topology {
                     .unwrap_or_default()
             )),
         };
-        Some(build_url(*tls, userinfo.as_deref(), addr, 0))
+        build_url(self.tls, userinfo.as_deref(), addr, 0)
     }
 }
 
@@ -333,6 +371,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("redis://u:secret@h:6379/1"),
+            "redis://u:***@h:6379/1"
+        );
+        assert_eq!(redact_url("redis://:secret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("rediss://token@h"), "rediss://***@h");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact_url("redis://u:p@ss@h"), "redis://u:***@h");
+    }
+
+    #[test]
     fn slots_match_redis() {
         // Values from CLUSTER KEYSLOT.
         assert_eq!(key_slot(b"foo"), 12182);
@@ -358,11 +408,11 @@ mod tests {
     fn cluster_urls() {
         let t =
             Topology::parse("redis+cluster://:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7002").unwrap();
-        let Topology::Cluster {
+        let Topology::Cluster(ClusterTopo {
             ref seeds,
             ref userinfo,
             tls,
-        } = t
+        }) = t
         else {
             panic!("not a cluster: {t:?}")
         };
@@ -396,15 +446,10 @@ mod tests {
             "redis+sentinel://app:pw@s1:26379,s2/mymaster/3?sentinel_password=sp%26x&sentinel_username=sen",
         )
         .unwrap();
-        let Topology::Sentinel {
-            ref sentinels,
-            ref master,
-            db,
-            ..
-        } = t
-        else {
+        let Topology::Sentinel(ref st) = t else {
             panic!("not sentinel")
         };
+        let (sentinels, master, db) = (&st.sentinels, &st.master, st.db);
         assert_eq!(master, "mymaster");
         assert_eq!(db, 3);
         assert_eq!(sentinels[1].port, 26379);
@@ -416,7 +461,7 @@ mod tests {
             "redis://app:pw@m:6380/3"
         );
         assert_eq!(
-            t.sentinel_url(&sentinels[0]).unwrap(),
+            st.sentinel_url(&sentinels[0]),
             "redis://sen:sp%26x@s1:26379"
         );
         assert_eq!(t.display(), "redis+sentinel://s1:26379,s2:26379/mymaster");

@@ -1,6 +1,10 @@
 //! Degrade to memory while Redis is down; reconcile on recovery.
 //!
-//! `FallbackStore` wraps the Redis backend. While Redis answers, every call goes to it.
+//! `FallbackStore` wraps two backends: the Redis one (the primary) and, with
+//! [`Fallback::Memory`], a memory one. It decides *which* answers a call and what to
+//! record for the replay; the answer itself always comes from a backend's own
+//! [`Kv`]/[`Coord`] implementation, never from code of its own. While Redis answers,
+//! every call goes to it.
 //! The first call that fails with a connection-class error (refused, reset, timed out)
 //! opens the circuit: from then on calls do not touch Redis at all (so none waits a full
 //! timeout) and are answered by an in-memory store ([`Fallback::Memory`]) or fail at once
@@ -32,9 +36,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::RwLock;
 
+use super::memory::MemoryStore;
+use super::{Backend, BackendState, Coord, Kv, ScanPage, StoreStats};
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::memory::MemoryStore;
-use crate::store::{Backend, BackendState, ScanPage, StoreStats};
+use crate::queue::{ClaimOptions, QueueMessage};
+use crate::ratelimit::{Decision, Limit};
 
 /// What to do while Redis is unreachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,14 +156,17 @@ impl FallbackStore {
         }
     }
 
-    /// Runs `f` against the memory store with the gate held; records `touched` keys.
+    /// Runs `f` against the memory backend with the gate held; records `touched` keys.
     /// Returns `None` if the store switched back to Redis meanwhile (the caller retries).
-    async fn on_memory<T>(
-        &self,
+    async fn on_memory<'s, T, Fut>(
+        &'s self,
         touched: &[&str],
         pattern: Option<&str>,
-        f: impl FnOnce(&MemoryStore) -> Result<T>,
-    ) -> Option<Result<T>> {
+        f: impl FnOnce(&'s dyn Backend) -> Fut,
+    ) -> Option<Result<T>>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let Some(memory) = &self.memory else {
             return Some(Err(Error::new(
                 ErrorKind::Unavailable,
@@ -171,7 +180,7 @@ impl FallbackStore {
         if self.mode() == HEALTHY {
             return None;
         }
-        let out = f(memory);
+        let out = f(memory as &dyn Backend).await;
         if out.is_ok() && (!touched.is_empty() || pattern.is_some()) {
             let mut d = self.dirty.lock();
             d.keys.extend(touched.iter().map(|k| (*k).to_owned()));
@@ -277,9 +286,9 @@ impl FallbackStore {
         let mut dels = Vec::new();
         let mut sets = Vec::new();
         for k in &batch.keys {
-            match memory.get_with_ttl(k) {
-                Some((v, ttl)) => sets.push((k.clone(), v, ttl)),
-                None => dels.push(k.clone()),
+            match Kv::get_with_ttl(memory, k).await? {
+                (Some(v), ttl) => sets.push((k.clone(), v, ttl)),
+                (None, _) => dels.push(k.clone()),
             }
         }
         // Many SETs in flight at once: the multiplexed connection pipelines them.
@@ -316,19 +325,19 @@ macro_rules! serve {
     };
 }
 
+/// Not replayed: Redis keeps presence and index sets as sets, memory as JSON; an outage's
+/// presence and session-index changes stay local (heartbeats redo presence).
+const NOT_REPLAYED: &[&str] = &[];
+
 #[async_trait]
-impl Backend for FallbackStore {
+impl Kv for FallbackStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        serve!(self, self.primary.get(key), &[], None, |m| Ok(m.get(key)))
+        serve!(self, self.primary.get(key), &[], None, |m| m.get(key))
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
-        serve!(self, self.primary.get_with_ttl(key), &[], None, |m| {
-            Ok(match m.get_with_ttl(key) {
-                Some((v, ttl)) => (Some(v), ttl),
-                None => (None, None),
-            })
-        })
+        serve!(self, self.primary.get_with_ttl(key), &[], None, |m| m
+            .get_with_ttl(key))
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
@@ -342,17 +351,24 @@ impl Backend for FallbackStore {
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        serve!(self, self.primary.mget(keys), &[], None, |m| Ok(keys
-            .iter()
-            .map(|k| m.get(k))
-            .collect()))
+        serve!(self, self.primary.mget(keys), &[], None, |m| m.mget(keys))
     }
 
     async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
         let touched: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
-        serve!(self, self.primary.mset(items, ttl), &touched, None, |m| {
-            items.iter().try_for_each(|(k, v)| m.set(k, v.clone(), ttl))
-        })
+        serve!(self, self.primary.mset(items, ttl), &touched, None, |m| m
+            .mset(items, ttl))
+    }
+
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
+        serve!(
+            self,
+            self.primary.get_or_init(keys, inits),
+            &touched,
+            None,
+            |m| m.get_or_init(keys, inits)
+        )
     }
 
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
@@ -371,15 +387,84 @@ impl Backend for FallbackStore {
             self.primary.del_if_eq(key, value.clone()),
             &[key],
             None,
-            |m| Ok(m.del_if_eq(key, &value))
+            |m| m.del_if_eq(key, value.clone())
         )
     }
 
-    async fn rate_limit(
-        &self,
-        key: &str,
-        limit: &crate::ratelimit::Limit,
-    ) -> Result<crate::ratelimit::Decision> {
+    async fn del(&self, keys: &[String]) -> Result<u64> {
+        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
+        serve!(self, self.primary.del(keys), &touched, None, |m| m
+            .del(keys))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        serve!(self, self.primary.exists(key), &[], None, |m| m.exists(key))
+    }
+
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        // A cursor from Redis means nothing to memory and vice versa: a listing that spans
+        // a switch restarts from the start of the other store (keys may repeat, none lost).
+        let memory_cursor = cursor.filter(|c| c.parse::<u64>().is_err());
+        serve!(
+            self,
+            self.primary.scan(pattern, cursor, count),
+            &[],
+            None,
+            |m| m.scan(pattern, memory_cursor, count)
+        )
+    }
+
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        serve!(
+            self,
+            self.primary.delete_matching(pattern),
+            &[],
+            Some(pattern),
+            |m| m.delete_matching(pattern)
+        )
+    }
+
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
+        serve!(self, self.primary.sizes(keys), &[], None, |m| m.sizes(keys))
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        // Ping always asks Redis itself: it is how callers learn the real state.
+        self.primary.ping().await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        let state = self.state();
+        if state == BackendState::Connected
+            && let Ok(s) = self.primary.stats().await
+        {
+            return Ok(s);
+        }
+        let mut stats = match &self.memory {
+            Some(m) => Kv::stats(m).await?,
+            None => StoreStats {
+                keys: 0,
+                bytes: 0,
+                evictions: 0,
+                state,
+            },
+        };
+        stats.state = state;
+        Ok(stats)
+    }
+
+    fn state(&self) -> BackendState {
+        match self.mode() {
+            HEALTHY => BackendState::Connected,
+            DEGRADED => BackendState::Degraded,
+            _ => BackendState::Recovering,
+        }
+    }
+}
+
+#[async_trait]
+impl Coord for FallbackStore {
+    async fn rate_limit(&self, key: &str, limit: &Limit) -> Result<Decision> {
         serve!(
             self,
             self.primary.rate_limit(key, limit),
@@ -403,36 +488,38 @@ impl Backend for FallbackStore {
             .await
     }
 
+    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
+        self.primary_only(self.primary.lock_extend(key, token, ttl))
+            .await
+    }
+
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         serve!(
             self,
             self.primary.index_add(key, member, ttl),
-            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
-            // presence and session-index changes stay local (heartbeats redo presence).
-            &[],
+            NOT_REPLAYED,
             None,
             |m| m.index_add(key, member, ttl)
         )
     }
 
     async fn index_members(&self, key: &str) -> Result<Vec<String>> {
-        serve!(self, self.primary.index_members(key), &[], None, |m| Ok(
-            m.index_members(key)
-        ))
+        serve!(self, self.primary.index_members(key), &[], None, |m| m
+            .index_members(key))
     }
 
     async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
         serve!(
             self,
             self.primary.index_remove(key, members),
-            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
-            // presence and session-index changes stay local (heartbeats redo presence).
-            &[],
+            NOT_REPLAYED,
             None,
             |m| m.index_remove(key, members)
         )
     }
 
+    // Streams and queues have no memory fallback: a message accepted into one process's
+    // memory while Redis is down would be lost to every other consumer (see `queue`).
     async fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> Result<String> {
         self.primary_only(self.primary.stream_add(key, payload, max_len))
             .await
@@ -448,8 +535,6 @@ impl Backend for FallbackStore {
             .await
     }
 
-    // Queues have no memory fallback: a message accepted into one process's memory while
-    // Redis is down would be lost to every other consumer (see `queue`).
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {
         self.primary_only(self.primary.queue_push(key, payload))
             .await
@@ -461,8 +546,8 @@ impl Backend for FallbackStore {
         dlq: &str,
         consumer: &str,
         count: usize,
-        opts: &crate::queue::ClaimOptions,
-    ) -> Result<Vec<crate::queue::QueueMessage>> {
+        opts: &ClaimOptions,
+    ) -> Result<Vec<QueueMessage>> {
         self.primary_only(self.primary.queue_claim(key, dlq, consumer, count, opts))
             .await
     }
@@ -471,12 +556,7 @@ impl Backend for FallbackStore {
         self.primary_only(self.primary.queue_ack(key, ids)).await
     }
 
-    async fn queue_dead(
-        &self,
-        key: &str,
-        dlq: &str,
-        count: usize,
-    ) -> Result<Vec<crate::queue::QueueMessage>> {
+    async fn queue_dead(&self, key: &str, dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
         self.primary_only(self.primary.queue_dead(key, dlq, count))
             .await
     }
@@ -491,9 +571,7 @@ impl Backend for FallbackStore {
         serve!(
             self,
             self.primary.presence_beat(key, member, ttl),
-            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
-            // presence and session-index changes stay local (heartbeats redo presence).
-            &[],
+            NOT_REPLAYED,
             None,
             |m| m.presence_beat(key, member, ttl)
         )
@@ -503,123 +581,14 @@ impl Backend for FallbackStore {
         serve!(
             self,
             self.primary.presence_leave(key, member),
-            // Not replayed: Redis keeps these as sets, memory as JSON; an outage's
-            // presence and session-index changes stay local (heartbeats redo presence).
-            &[],
+            NOT_REPLAYED,
             None,
             |m| m.presence_leave(key, member)
         )
     }
 
     async fn presence_list(&self, key: &str) -> Result<Vec<(String, Duration)>> {
-        serve!(self, self.primary.presence_list(key), &[], None, |m| Ok(
-            m.presence_list(key)
-        ))
-    }
-
-    async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool> {
-        self.primary_only(self.primary.lock_extend(key, token, ttl))
-            .await
-    }
-
-    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
-        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
-        serve!(
-            self,
-            self.primary.get_or_init(keys, inits),
-            &touched,
-            None,
-            |m| {
-                keys.iter()
-                    .zip(inits)
-                    .map(|(k, init)| match m.get(k) {
-                        Some(v) => Ok(v),
-                        None => m.set(k, init.clone(), None).map(|()| init.clone()),
-                    })
-                    .collect()
-            }
-        )
-    }
-
-    async fn del(&self, keys: &[String]) -> Result<u64> {
-        let touched: Vec<&str> = keys.iter().map(String::as_str).collect();
-        serve!(self, self.primary.del(keys), &touched, None, |m| {
-            Ok(keys.iter().filter(|k| m.del(k)).count() as u64)
-        })
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        serve!(self, self.primary.exists(key), &[], None, |m| Ok(
-            m.exists(key)
-        ))
-    }
-
-    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
-        // A cursor from Redis means nothing to memory and vice versa: a listing that spans
-        // a switch restarts from the start of the other store (keys may repeat, none lost).
-        serve!(
-            self,
-            self.primary.scan(pattern, cursor, count),
-            &[],
-            None,
-            |m| {
-                let after = cursor.filter(|c| c.parse::<u64>().is_err());
-                let (keys, cursor) = m.scan(pattern, after, count);
-                Ok(ScanPage { keys, cursor })
-            }
-        )
-    }
-
-    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
-        serve!(
-            self,
-            self.primary.delete_matching(pattern),
-            &[],
-            Some(pattern),
-            |m| Ok(m.delete_matching(pattern))
-        )
-    }
-
-    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
-        serve!(self, self.primary.sizes(keys), &[], None, |m| Ok(keys
-            .iter()
-            .map(|k| m.size_of(k))
-            .collect()))
-    }
-
-    async fn ping(&self) -> Result<Duration> {
-        // Ping always asks Redis itself: it is how callers learn the real state.
-        self.primary.ping().await
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        let state = self.state();
-        if state == BackendState::Connected
-            && let Ok(s) = self.primary.stats().await
-        {
-            return Ok(s);
-        }
-        Ok(match &self.memory {
-            Some(m) => StoreStats {
-                keys: m.len(),
-                bytes: m.weight(),
-                evictions: m.evictions(),
-                state,
-            },
-            None => StoreStats {
-                keys: 0,
-                bytes: 0,
-                evictions: 0,
-                state,
-            },
-        })
-    }
-
-    fn state(&self) -> BackendState {
-        match self.mode() {
-            HEALTHY => BackendState::Connected,
-            DEGRADED => BackendState::Degraded,
-            _ => BackendState::Recovering,
-        }
+        serve!(self, self.primary.presence_list(key), &[], None, |m| m
+            .presence_list(key))
     }
 }

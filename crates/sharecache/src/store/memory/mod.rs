@@ -1,4 +1,11 @@
-//! The embedded in-memory store: bounded by bytes and by entries, per-entry TTL.
+//! The embedded in-memory store: bounded by bytes and by entries, per-entry TTL. Used as
+//! the backend of `Cache::builder().memory()` and as the Redis fallback.
+//!
+//! * this module: the map (values, TTLs, eviction, listing);
+//! * `coord`: [`Coord`](super::Coord): rate limits, locks, presence and index sets,
+//!   streams, queues;
+//! * `queue`: the in-memory work queue;
+//! * `kv`: [`Kv`](super::Kv) over the map.
 //!
 //! Built on `quick_cache` (S3-FIFO-like CLOCK eviction, sharded, lock per shard): get and
 //! set are O(1) and never walk other entries. `docs/decisions/0001-memory-engine.md`
@@ -9,11 +16,15 @@
 //! walking the map. Both bounds hold at all times: each entry weighs at least
 //! `max_bytes / max_entries`, so the byte budget also caps the number of entries.
 
+mod coord;
+mod kv;
+mod queue;
+
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use quick_cache::sync::Cache as QuickCache;
@@ -21,6 +32,9 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::glob_match;
+use crate::store::clock::Clock;
+
+pub(crate) use coord::parse_stream_id;
 
 /// Fixed per-entry overhead counted in the byte budget (map slot, header, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 64;
@@ -41,63 +55,6 @@ impl Default for MemoryLimits {
             max_entries: 1_000_000,
         }
     }
-}
-
-/// Time source: the system's monotonic clock, or a manual one for tests.
-///
-/// On Linux the system clock is `CLOCK_MONOTONIC_COARSE` (a vDSO read of the last tick,
-/// ~5 ns, 1-4 ms resolution) instead of `Instant::now()` (~27 ns here): every get reads
-/// the clock to check the deadline, and a TTL a few milliseconds early is fine for a
-/// cache (Redis' own expiry is no more precise).
-#[derive(Debug, Clone)]
-pub(crate) enum Clock {
-    System(u64),
-    #[cfg_attr(not(test), allow(dead_code))]
-    Manual(Arc<AtomicU64>),
-}
-
-impl Clock {
-    pub(crate) fn system() -> Self {
-        Clock::System(coarse_now_ms())
-    }
-
-    /// Milliseconds since the clock's origin, never 0 (0 means "no deadline").
-    #[inline]
-    pub(crate) fn now_ms(&self) -> u64 {
-        match self {
-            Clock::System(origin) => coarse_now_ms().saturating_sub(*origin) + 1,
-            Clock::Manual(ms) => ms.load(Ordering::Relaxed) + 1,
-        }
-    }
-}
-
-/// Monotonic milliseconds from an arbitrary origin.
-#[cfg(target_os = "linux")]
-#[inline]
-fn coarse_now_ms() -> u64 {
-    use nix::time::{ClockId, clock_gettime};
-    match clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE) {
-        Ok(t) => t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000,
-        Err(_) => fallback_now_ms(),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-#[inline]
-fn coarse_now_ms() -> u64 {
-    fallback_now_ms()
-}
-
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-fn fallback_now_ms() -> u64 {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// `ms-seq` stream ids as a comparable pair.
-pub(crate) fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 #[derive(Clone)]
@@ -161,7 +118,7 @@ pub(crate) struct MemoryStore {
         std::collections::HashMap<String, std::collections::VecDeque<(String, Bytes)>>,
     >,
     /// Work queues of the embedded store (not part of the byte budget: bounded per queue).
-    queues: parking_lot::Mutex<std::collections::HashMap<String, crate::queue::MemQueue>>,
+    queues: parking_lot::Mutex<std::collections::HashMap<String, queue::MemQueue>>,
     weighter: EntryWeighter,
     /// Largest weight one entry may have (a shard's capacity).
     max_entry_weight: u64,
@@ -297,230 +254,6 @@ impl MemoryStore {
         self.set(key, value, Some(ttl)).map(|()| true)
     }
 
-    /// One GCRA step on the TAT kept at `key`, with the wall clock (ms since the epoch,
-    /// like Redis `TIME`, so a replay into Redis after an outage stays meaningful).
-    pub(crate) fn rate_limit(
-        &self,
-        key: &str,
-        limit: &crate::ratelimit::Limit,
-    ) -> Result<crate::ratelimit::Decision> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let _g = self.cas.lock();
-        let stored = self.get(key);
-        let text = stored.as_deref().and_then(|b| std::str::from_utf8(b).ok());
-        let (decision, store) = match limit.algorithm {
-            crate::ratelimit::Algorithm::SlidingWindow => {
-                let state = text.and_then(|t| {
-                    let mut it = t.split(',').map(|p| p.parse::<u64>().ok());
-                    Some((it.next()??, it.next()??, it.next()??))
-                });
-                let (d, s) = crate::ratelimit::sliding_window(state, now, limit);
-                (d, s.map(|((w, p, c), ttl)| (format!("{w},{p},{c}"), ttl)))
-            }
-            _ => {
-                let tat = text.and_then(|t| t.parse::<u64>().ok());
-                let (d, s) = crate::ratelimit::gcra(tat, now, limit);
-                (d, s.map(|(t, ttl)| (t.to_string(), ttl)))
-            }
-        };
-        if let Some((value, ttl_ms)) = store {
-            self.set(key, Bytes::from(value), Some(Duration::from_millis(ttl_ms)))?;
-        }
-        Ok(decision)
-    }
-
-    /// Takes a lock and draws its next fence (see `Backend::lock_acquire`).
-    pub(crate) fn lock_acquire(
-        &self,
-        key: &str,
-        fence_key: &str,
-        token: Bytes,
-        ttl: Duration,
-    ) -> Result<Option<u64>> {
-        let _g = self.cas.lock();
-        if self.get(key).is_some() {
-            return Ok(None);
-        }
-        let fence = self
-            .get(fence_key)
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        self.set(fence_key, Bytes::from(fence.to_string()), None)?;
-        self.set(key, token, Some(ttl))?;
-        Ok(Some(fence))
-    }
-
-    fn wall_ms() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    /// A presence set is one entry: a JSON map member -> expiry (wall ms). O(members) per
-    /// call, under the CAS lock: fine for the embedded store; Redis uses a sorted set.
-    fn presence_load(&self, key: &str) -> std::collections::BTreeMap<String, u64> {
-        self.get(key)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn presence_store(
-        &self,
-        key: &str,
-        set: &std::collections::BTreeMap<String, u64>,
-        now: u64,
-    ) -> Result<()> {
-        match set.values().max() {
-            None => {
-                self.del(key);
-                Ok(())
-            }
-            Some(&last) => {
-                let bytes = serde_json::to_vec(set)
-                    .map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
-                self.set(
-                    key,
-                    Bytes::from(bytes),
-                    Some(Duration::from_millis(last.saturating_sub(now).max(1))),
-                )
-            }
-        }
-    }
-
-    pub(crate) fn presence_beat(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
-        let _g = self.cas.lock();
-        let now = Self::wall_ms();
-        let mut set = self.presence_load(key);
-        set.retain(|_, exp| *exp > now);
-        set.insert(member.to_owned(), now + ttl.as_millis().max(1) as u64);
-        self.presence_store(key, &set, now)
-    }
-
-    pub(crate) fn presence_leave(&self, key: &str, member: &str) -> Result<bool> {
-        let _g = self.cas.lock();
-        let now = Self::wall_ms();
-        let mut set = self.presence_load(key);
-        let was = set.remove(member).is_some_and(|exp| exp > now);
-        set.retain(|_, exp| *exp > now);
-        self.presence_store(key, &set, now)?;
-        Ok(was)
-    }
-
-    pub(crate) fn presence_list(&self, key: &str) -> Vec<(String, Duration)> {
-        let now = Self::wall_ms();
-        let mut v: Vec<(String, Duration)> = self
-            .presence_load(key)
-            .into_iter()
-            .filter(|(_, exp)| *exp > now)
-            .map(|(m, exp)| (m, Duration::from_millis(exp - now)))
-            .collect();
-        v.sort_by_key(|(m, left)| (*left, m.clone()));
-        v
-    }
-
-    /// An index set is one entry holding a JSON list, under the CAS lock.
-    pub(crate) fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
-        let _g = self.cas.lock();
-        let (mut set, left) = match self.get_with_ttl(key) {
-            Some((b, left)) => (
-                serde_json::from_slice::<Vec<String>>(&b).unwrap_or_default(),
-                left,
-            ),
-            None => (Vec::new(), None),
-        };
-        if !set.iter().any(|m| m == member) {
-            set.push(member.to_owned());
-        }
-        let ttl = left.map_or(ttl, |l| l.max(ttl));
-        let bytes =
-            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
-        self.set(key, Bytes::from(bytes), Some(ttl))
-    }
-
-    pub(crate) fn index_members(&self, key: &str) -> Vec<String> {
-        self.get(key)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
-        let _g = self.cas.lock();
-        let Some((b, left)) = self.get_with_ttl(key) else {
-            return Ok(());
-        };
-        let mut set: Vec<String> = serde_json::from_slice(&b).unwrap_or_default();
-        set.retain(|m| !members.contains(m));
-        if set.is_empty() {
-            self.del(key);
-            return Ok(());
-        }
-        let bytes =
-            serde_json::to_vec(&set).map_err(|e| Error::new(ErrorKind::Encode, e.to_string()))?;
-        self.set(key, Bytes::from(bytes), left)
-    }
-
-    /// Appends to the in-memory stream at `key`, keeping the last `max_len` entries.
-    /// Ids are `ms-seq`, increasing like Redis stream ids.
-    pub(crate) fn stream_add(&self, key: &str, payload: Bytes, max_len: usize) -> String {
-        let mut streams = self.streams.lock();
-        let s = streams.entry(key.to_owned()).or_default();
-        let now = Self::wall_ms();
-        let (last_ms, last_seq) = s
-            .back()
-            .map_or((0, 0), |(id, _)| parse_stream_id(id).unwrap_or((0, 0)));
-        let id = if now > last_ms {
-            format!("{now}-0")
-        } else {
-            format!("{last_ms}-{}", last_seq + 1)
-        };
-        s.push_back((id.clone(), payload));
-        while s.len() > max_len {
-            s.pop_front();
-        }
-        id
-    }
-
-    pub(crate) fn stream_range(
-        &self,
-        key: &str,
-        after: Option<&str>,
-        count: usize,
-    ) -> Vec<(String, Bytes)> {
-        let after = after.and_then(parse_stream_id);
-        let streams = self.streams.lock();
-        let Some(s) = streams.get(key) else {
-            return Vec::new();
-        };
-        s.iter()
-            .filter(|(id, _)| after.is_none_or(|a| parse_stream_id(id).is_some_and(|i| i > a)))
-            .take(count)
-            .cloned()
-            .collect()
-    }
-
-    /// Runs `f` on the in-memory queue at `key` (created on first use).
-    pub(crate) fn queue<T>(
-        &self,
-        key: &str,
-        f: impl FnOnce(&mut crate::queue::MemQueue, u64) -> Result<T>,
-    ) -> Result<T> {
-        let mut queues = self.queues.lock();
-        let q = queues.entry(key.to_owned()).or_default();
-        f(q, Self::wall_ms())
-    }
-
-    /// Extends a lock held by `token`.
-    pub(crate) fn lock_extend(&self, key: &str, token: &[u8], ttl: Duration) -> Result<bool> {
-        let _g = self.cas.lock();
-        match self.get(key) {
-            Some(v) if v[..] == *token => self.set(key, v, Some(ttl)).map(|()| true),
-            _ => Ok(false),
-        }
-    }
-
     /// Deletes `key` only if it holds `value`.
     pub(crate) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {
         let _g = self.cas.lock();
@@ -627,8 +360,7 @@ mod tests {
     use super::*;
 
     fn manual() -> (Clock, Arc<AtomicU64>) {
-        let t = Arc::new(AtomicU64::new(0));
-        (Clock::Manual(t.clone()), t)
+        Clock::manual()
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! [`Kv`] for the memory store: the async face of the map's synchronous operations
+//! (the parent module). [`Coord`](crate::store::Coord) is in `coord`.
+//!
+//! **Guarantee**: a memory call never returns `Pending` on its own, so the hot ones
+//! (get, get with TTL, set) spend cooperative budget: a caller's tight loop yields now
+//! and then instead of starving other tasks.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::MemoryStore;
+use crate::error::Result;
+use crate::store::{BackendState, Kv, ScanPage, StoreStats};
+
+#[async_trait]
+impl Kv for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        // Never Pending otherwise: let a tight loop of gets yield now and then.
+        tokio::task::consume_budget().await;
+        Ok(MemoryStore::get(self, key))
+    }
+    async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
+        tokio::task::consume_budget().await;
+        Ok(match MemoryStore::get_with_ttl(self, key) {
+            Some((v, ttl)) => (Some(v), ttl),
+            None => (None, None),
+        })
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        tokio::task::consume_budget().await;
+        MemoryStore::set(self, key, value, ttl)
+    }
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        Ok(keys.iter().map(|k| MemoryStore::get(self, k)).collect())
+    }
+    async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
+        for (k, v) in items {
+            MemoryStore::set(self, k, v.clone(), ttl)?;
+        }
+        Ok(())
+    }
+    async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
+        keys.iter()
+            .zip(inits)
+            .map(|(k, init)| match MemoryStore::get(self, k) {
+                Some(v) => Ok(v),
+                None => MemoryStore::set(self, k, init.clone(), None).map(|()| init.clone()),
+            })
+            .collect()
+    }
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+        MemoryStore::set_nx(self, key, value, ttl)
+    }
+    async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
+        Ok(MemoryStore::del_if_eq(self, key, &value))
+    }
+    async fn del(&self, keys: &[String]) -> Result<u64> {
+        Ok(keys.iter().filter(|k| MemoryStore::del(self, k)).count() as u64)
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(MemoryStore::exists(self, key))
+    }
+    async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
+        let (keys, cursor) = MemoryStore::scan(self, pattern, cursor, count);
+        Ok(ScanPage { keys, cursor })
+    }
+    async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        Ok(MemoryStore::delete_matching(self, pattern))
+    }
+    async fn sizes(&self, keys: &[String]) -> Result<Vec<u64>> {
+        Ok(keys.iter().map(|k| MemoryStore::size_of(self, k)).collect())
+    }
+    async fn ping(&self) -> Result<Duration> {
+        Ok(Duration::ZERO)
+    }
+    async fn stats(&self) -> Result<StoreStats> {
+        Ok(StoreStats {
+            keys: self.len(),
+            bytes: self.weight(),
+            evictions: self.evictions(),
+            state: BackendState::Memory,
+        })
+    }
+    fn state(&self) -> BackendState {
+        BackendState::Memory
+    }
+}
