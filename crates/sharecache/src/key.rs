@@ -187,6 +187,7 @@ pub fn escape_glob(literal: &str) -> String {
 ///
 /// Runs in O(len(pattern) * len(text)) at worst: on a mismatch it backtracks only to the
 /// most recent `*`, never recursively, so no pattern can make it exponential.
+#[doc(hidden)]
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;

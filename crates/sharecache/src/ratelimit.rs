@@ -9,8 +9,8 @@
 //! `sliding_window.lua`) using the server's clock (`TIME`), so every instance agrees and
 //! the decision is exact under any concurrency; redis-rs retries a `NOSCRIPT` (after a
 //! restart or `SCRIPT FLUSH`) by sending the script again. On the memory store, and in
-//! the memory fallback while Redis is down, the same arithmetic ([`gcra`],
-//! [`sliding_window`]) runs under the store's compare-and-set lock with the store's
+//! the memory fallback while Redis is down, the same arithmetic (`gcra`,
+//! `sliding_window`) runs under the store's compare-and-set lock with the store's
 //! clock (injectable, so tests drive it): the limiter keeps answering (fail-open with a
 //! local limit) and never answers a refusal it did not compute; with `Fallback::Fail` it
 //! returns `Unavailable` instead.
@@ -117,7 +117,7 @@ fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok,
 /// One GCRA step. `tat` is the stored theoretical arrival time (ms), `now` the clock
 /// (ms). Returns the decision and, when allowed with a cost, the TAT to store with its
 /// TTL (ms). All arithmetic is in integer milliseconds, exactly as the Lua script does.
-pub fn gcra(tat: Option<u64>, now: u64, limit: &Limit) -> (Decision, Option<(u64, u64)>) {
+pub(crate) fn gcra(tat: Option<u64>, now: u64, limit: &Limit) -> (Decision, Option<(u64, u64)>) {
     let period = limit.period.as_millis().max(1) as u64;
     // Emission interval: at least 1 ms so the arithmetic stays exact.
     let interval = (period / limit.limit).max(1);
@@ -153,7 +153,7 @@ pub type WindowState = (u64, u64, u64);
 
 /// One sliding-window step. `state` is `(window index, previous count, current count)`,
 /// `now` the clock (ms). Returns the decision and the state to store with its TTL (ms).
-pub fn sliding_window(
+pub(crate) fn sliding_window(
     state: Option<WindowState>,
     now: u64,
     limit: &Limit,
