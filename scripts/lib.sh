@@ -26,6 +26,14 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Installs a cargo subcommand from crates.io when it is missing: ensure_cargo_tool CRATE VERSION.
+# The first install compiles it (cargo-machete: about 3.5 min on one core); later runs skip it.
+ensure_cargo_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "$1 not found: installing $1 $2 with cargo install" >&2
+  cargo install --locked --quiet "$1" --version "$2"
+}
+
 # Prints a TCP port on 127.0.0.1 that is free right now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -3,7 +3,7 @@
 //! from `rand::rng()`, a ChaCha CSPRNG seeded from the operating system (and reseeded
 //! by `rand`), so none can be predicted from another or from the clock.
 
-use rand::RngCore;
+use rand::Rng;
 
 /// `N` random bytes.
 pub(crate) fn bytes<const N: usize>() -> [u8; N] {
