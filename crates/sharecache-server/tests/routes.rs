@@ -6,7 +6,8 @@
 #[macro_use]
 mod support;
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
 use serde_json::json;
 use support::routes::{Perm, Route, routes};
 use support::store::{Snap, assert_unchanged, snapshot};
@@ -158,8 +159,9 @@ async fn every_route_checks_namespace_and_key(b: Backend) {
     assert_unchanged(&app, &before, "400s").await;
 }
 
-/// A misspelt query option and a body that is not JSON are refused with the API's JSON
-/// error on every route (never axum's plain-text rejection), and change nothing.
+/// A misspelt query option, a body that is not JSON and a typed body sent without its
+/// content type are refused with the API's JSON error on every route (never axum's
+/// plain-text rejection), and change nothing that was stored.
 async fn every_route_answers_bad_input_in_json(b: Backend) {
     let app = TestApp::new(b).await;
     let before = seed(&app).await;
@@ -189,9 +191,32 @@ async fn every_route_answers_bad_input_in_json(b: Backend) {
                     .await;
                 assert_refused(&r, &route, StatusCode::BAD_REQUEST, "invalid_body", body);
             }
+            if route.body.is_some_and(|b| b.starts_with('{')) {
+                let r = without_content_type(&app, &route, &uri).await;
+                let (status, code) = (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+                assert_refused(&r, &route, status, code, "no content type");
+            }
         }
     }
     assert_unchanged(&app, &before, "bad input").await;
+    // A body that may be any JSON document is taken as sent, content type or not.
+    for route in routes() {
+        if route.body.is_some_and(|b| !b.starts_with('{')) {
+            let r = without_content_type(&app, &route, &route.uri("user", "k")).await;
+            expect(r.status.is_success(), &r, &route, "without a content type");
+        }
+    }
+}
+
+/// The route's sample request as the admin, with no `content-type`.
+async fn without_content_type(app: &TestApp, route: &Route, uri: &str) -> Resp {
+    let req = Request::builder()
+        .method(route.method.clone())
+        .uri(uri)
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::from(route.body.unwrap_or_default()))
+        .unwrap();
+    app.send(req).await
 }
 
 on_every_backend!(

@@ -5,8 +5,9 @@
 //! * `security`: the bearer token, on every operation but `/health`, `/ready`,
 //!   `/openapi.json` (and `/metrics` with `metrics_public`);
 //! * the error answers, all with the [`ErrorBody`] schema: 401 and 429 where a token is
-//!   checked; 400 and 403 under a namespace; 400 and 413 where a body is read; 500 and
-//!   503 wherever the backend is called. Handlers list only their own answers (404, 409).
+//!   checked; 400 and 403 under a namespace; 400 and 413 where a body is read, and 415
+//!   where it is read as a typed JSON body; 500 and 503 wherever the backend is called.
+//!   Handlers list only their own answers (404, 409).
 //!
 //! Tests check the rules against the router: `tests/openapi.rs` validates the served
 //! document and compares its routes and security with the route table of
@@ -142,12 +143,24 @@ pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi, opts: &HttpOptions) {
                     "the credential lacks the grant on this namespace (`forbidden`)",
                 );
             }
-            if op.request_body.is_some() {
+            if let Some(body) = &op.request_body {
+                // A body of a declared shape is read as JSON, which needs the content
+                // type; an "any JSON document" body is taken as sent.
+                let typed = body
+                    .content
+                    .values()
+                    .any(|c| matches!(c.schema, Some(RefOr::Ref(_))));
                 add(400, "invalid body (`invalid_body`)");
                 add(
                     413,
                     "body over `[server] max_body_bytes`, or a value over the library's limit",
                 );
+                if typed {
+                    add(
+                        415,
+                        "the body is not sent as `content-type: application/json` (`unsupported_media_type`)",
+                    );
+                }
             }
             if path.starts_with("/v1/") {
                 add(500, "internal error, detail in the server log (`internal`)");

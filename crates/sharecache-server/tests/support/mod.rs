@@ -202,6 +202,11 @@ impl TestApp {
                 .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
+        self.send(req).await
+    }
+
+    /// Any request through the router (no socket).
+    pub async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
