@@ -461,6 +461,9 @@ async fn operations_endpoints(b: Backend) {
     app.call(Method::GET, "/v1/cache/user/k", t, None).await;
     app.call(Method::GET, "/v1/cache/user/missing", t, None)
         .await;
+    // Refused before the grant check: the operation is the route's, the namespace unknown.
+    app.call(Method::GET, "/v1/cache/user/k", Some(&app.auth), None)
+        .await;
 
     let r = app
         .call(Method::GET, "/metrics", Some(&app.admin), None)
@@ -476,6 +479,12 @@ async fn operations_endpoints(b: Backend) {
     assert!(
         m.contains(
             r#"sharecache_http_requests_total{namespace="user",operation="get",status="404"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"sharecache_http_requests_total{namespace="-",operation="get",status="403"} 1"#
         ),
         "{m}"
     );

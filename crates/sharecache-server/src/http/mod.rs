@@ -228,12 +228,20 @@ impl OpLabels {
         Self(map)
     }
 
+    /// The operation of `method` on `path`; a HEAD that the route's GET serves is that
+    /// GET's operation.
     fn get(&self, path: &str, method: &axum::http::Method) -> Option<Arc<str>> {
-        self.0
-            .get(path)?
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, op)| op.clone())
+        let ops = self.0.get(path)?;
+        let find = |method: &axum::http::Method| {
+            ops.iter()
+                .find(|(m, _)| m == method)
+                .map(|(_, op)| op.clone())
+        };
+        find(method).or_else(|| {
+            (method == axum::http::Method::HEAD)
+                .then(|| find(&axum::http::Method::GET))
+                .flatten()
+        })
     }
 }
 

@@ -1,8 +1,11 @@
 //! The one table of every route of the API: method, path template (as in the OpenAPI
 //! document), the permission it needs and a sample request that is valid once the
-//! permission is held. `tests/routes.rs` drives the 401, 403 and 400 checks of every
-//! route from it; `tests/openapi.rs` compares it with the served document, so a route
-//! added to the router without a row here (or the reverse) fails a test.
+//! permission is held. `tests/routes.rs` drives the 403 and 400 checks of every route
+//! from it, `tests/isolation.rs` the 401s; `tests/openapi.rs` compares it with the served
+//! document (and probes the router for methods the document lacks on these paths), so a
+//! route added to `api()` without a row here, or a row without a route, fails a test.
+//! Outside the document and this table are only the dashboard's static files and POST on
+//! a cache key (a 404).
 
 use axum::http::Method;
 
