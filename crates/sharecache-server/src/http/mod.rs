@@ -8,7 +8,7 @@
 //! Each route is declared once, with its handler's `#[utoipa::path]`: [`api`] registers
 //! it with `utoipa_axum::routes!`, which adds it to the router and to the OpenAPI
 //! document together. The metrics' operation label is the matched route's operationId,
-//! looked up by a route layer, so handlers carry no accounting.
+//! looked up by the accounting layer from `MatchedPath`, so handlers carry no accounting.
 
 pub mod cache;
 pub mod dashboard;
@@ -187,31 +187,43 @@ impl AuthLimiter {
     }
 }
 
-/// What a request was, for accounting: set on the response by the route layer.
-/// Requests that matched no route are counted under `-`.
+/// What the accounting layer needs: the state (metrics) and the operation labels.
 #[derive(Debug, Clone)]
-struct OpInfo {
-    /// The route's operationId.
-    op: Arc<str>,
-    /// Namespace, only once the caller was authorized for it.
-    ns: Option<String>,
+struct Accounting {
+    state: AppState,
+    labels: Arc<OpLabels>,
 }
 
-async fn account(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Records every request by namespace, operation and status, with its latency. The
+/// operation is the matched route's operationId (`Router::layer` runs inside the route,
+/// after `MatchedPath` is known); `-` when no route matched. The namespace is the one a
+/// namespace extractor authorized, `-` otherwise, so unauthenticated traffic cannot
+/// create metric series.
+async fn account(State(acc): State<Accounting>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let op = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| acc.labels.get(p.as_str(), req.method()))
+        .unwrap_or_else(|| acc.labels.none.clone());
+    let authorized = AuthorizedNs::default();
+    req.extensions_mut().insert(authorized.clone());
     let resp = next.run(req).await;
     let took = start.elapsed();
-    let (op, ns) = match resp.extensions().get::<OpInfo>() {
-        Some(i) => (i.op.clone(), i.ns.as_deref().unwrap_or("-")),
-        None => (Arc::from("-"), "-"),
-    };
-    state.metrics.request(ns, op, resp.status().as_u16(), took);
+    let ns = authorized.get().unwrap_or("-");
+    acc.state
+        .metrics
+        .request(ns, op, resp.status().as_u16(), took);
     resp
 }
 
 /// The operationId of each documented (path, method), for the metrics' operation label.
-#[derive(Debug, Default)]
-struct OpLabels(HashMap<String, Vec<(axum::http::Method, Arc<str>)>>);
+#[derive(Debug)]
+struct OpLabels {
+    ops: HashMap<String, Vec<(axum::http::Method, Arc<str>)>>,
+    /// The label of a request that matched no documented operation.
+    none: Arc<str>,
+}
 
 impl OpLabels {
     fn new(doc: &utoipa::openapi::OpenApi) -> Self {
@@ -225,13 +237,16 @@ impl OpLabels {
                 }
             }
         }
-        Self(map)
+        Self {
+            ops: map,
+            none: Arc::from("-"),
+        }
     }
 
     /// The operation of `method` on `path`; a HEAD that the route's GET serves is that
     /// GET's operation.
     fn get(&self, path: &str, method: &axum::http::Method) -> Option<Arc<str>> {
-        let ops = self.0.get(path)?;
+        let ops = self.ops.get(path)?;
         let find = |method: &axum::http::Method| {
             ops.iter()
                 .find(|(m, _)| m == method)
@@ -243,22 +258,6 @@ impl OpLabels {
                 .flatten()
         })
     }
-}
-
-/// Route layer: labels the response with the matched route's operation and, once an
-/// extractor authorized one, the namespace.
-async fn label(State(labels): State<Arc<OpLabels>>, mut req: Request, next: Next) -> Response {
-    let op = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| labels.get(p.as_str(), req.method()))
-        .unwrap_or_else(|| Arc::from("-"));
-    let slot = AuthorizedNs::default();
-    req.extensions_mut().insert(slot.clone());
-    let mut resp = next.run(req).await;
-    let ns = slot.get().map(str::to_owned);
-    resp.extensions_mut().insert(OpInfo { op, ns });
-    resp
 }
 
 /// A response whose body is already JSON text (values are stored and served as sent).
@@ -385,14 +384,19 @@ pub fn router(state: AppState) -> Router {
     api
         // Not an operation, so not documented: answers 404 rather than 405 (see there).
         .route("/v1/cache/{ns}/{key}", post(cache::no_such_operation))
-        .route_layer(middleware::from_fn_with_state(labels, label))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .fallback(fallback_404)
         .layer(Extension(doc_json))
         .layer(middleware::from_fn(method_not_allowed))
-        .layer(middleware::from_fn_with_state(state.clone(), account))
+        .layer(middleware::from_fn_with_state(
+            Accounting {
+                state: state.clone(),
+                labels,
+            },
+            account,
+        ))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
