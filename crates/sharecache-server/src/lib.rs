@@ -6,8 +6,9 @@
 //! * [`serve`]: `sharecache serve`: config, cache, HTTP server, graceful shutdown.
 //! * [`config`]: `sharecache.toml` parsing and validation, environment overrides.
 //! * [`auth`]: tokens (SHA-256 hashes, constant-time comparison), grants per service.
-//! * [`http`]: the HTTP API v1: router, extractors, error policy, the cache, rate-limit,
-//!   lock, session, event and presence handlers, operations, and the dashboard.
+//! * [`http`]: the HTTP API v1: the routes (each declared once, with its OpenAPI entry),
+//!   the permission extractors, the error policy, one file per route family (cache, rate
+//!   limits, locks, sessions, events, queues, presence, operations), the dashboard.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`token`]: `sharecache token new|hash`.
 //! * [`bench`]: `sharecache bench`, a load generator that drives the library API.

@@ -1,9 +1,10 @@
 //! Prometheus metrics of the service (prometheus-client, text exposition format).
 //!
 //! Label values are bounded: `namespace` is only set after authentication and grant
-//! checks (otherwise `-`), and `operation` comes from a fixed list, so unauthenticated
-//! traffic cannot create new series.
+//! checks (otherwise `-`), and `operation` is the matched route's OpenAPI operationId
+//! (`-` for no route), so unauthenticated traffic cannot create new series.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,13 +17,13 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     namespace: String,
-    operation: &'static str,
+    operation: Arc<str>,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
-    operation: &'static str,
+    operation: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,11 +118,11 @@ impl Metrics {
     }
 
     /// Records one request.
-    pub fn request(&self, namespace: &str, operation: &'static str, status: u16, took: Duration) {
+    pub fn request(&self, namespace: &str, operation: Arc<str>, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
                 namespace: namespace.to_owned(),
-                operation,
+                operation: operation.clone(),
                 status,
             })
             .inc();

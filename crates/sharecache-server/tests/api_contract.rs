@@ -1,6 +1,7 @@
-//! The cache rows of the HTTP API v1 and the operational endpoints, on the memory and
-//! Redis backends, through the router (`oneshot`) and over a real socket.
+//! The cache rows of the HTTP API v1 and the operational endpoints, on the memory, Redis
+//! and Redis Cluster backends, through the router (`oneshot`) and over a real socket.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -230,6 +231,46 @@ async fn batches(b: Backend) {
     );
 }
 
+/// The batch operations are routes of their own; a key spelt like one is still a key,
+/// reached by percent-encoding its first character.
+async fn keys_named_like_operations(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    for op in ["_mget", "_mset", "_mdel", "_invalidate"] {
+        let uri = format!("/v1/cache/user/%5F{}", &op[1..]);
+        let r = app
+            .call(Method::PUT, &uri, t, Some(&format!("\"{op}\"")))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{op}: {}", r.text());
+        let r = app.call(Method::GET, &uri, t, None).await;
+        assert_eq!(r.json(), serde_json::json!(op), "{op}");
+        // Unencoded, the same segment is the operation.
+        let r = app
+            .call(Method::GET, &format!("/v1/cache/user/{op}"), t, None)
+            .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "GET {op}");
+    }
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mget",
+            t,
+            Some(r#"{"keys":["_mget","_mdel"]}"#),
+        )
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"values": ["_mget", "_mdel"]}));
+    let r = app
+        .call(Method::GET, "/v1/cache/user?match=_m*", t, None)
+        .await;
+    let mut keys: Vec<String> = serde_json::from_value(r.json()["keys"].clone()).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["_mdel", "_mget", "_mset"]);
+    let r = app
+        .call(Method::DELETE, "/v1/cache/user/%5Fmdel", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
 async fn patterns_listing_and_clear(b: Backend) {
     let app = TestApp::new(b).await;
     let t = Some(app.user.as_str());
@@ -420,6 +461,9 @@ async fn operations_endpoints(b: Backend) {
     app.call(Method::GET, "/v1/cache/user/k", t, None).await;
     app.call(Method::GET, "/v1/cache/user/missing", t, None)
         .await;
+    // Refused before the grant check: the operation is the route's, the namespace unknown.
+    app.call(Method::GET, "/v1/cache/user/k", Some(&app.auth), None)
+        .await;
 
     let r = app
         .call(Method::GET, "/metrics", Some(&app.admin), None)
@@ -435,6 +479,12 @@ async fn operations_endpoints(b: Backend) {
     assert!(
         m.contains(
             r#"sharecache_http_requests_total{namespace="user",operation="get",status="404"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"sharecache_http_requests_total{namespace="-",operation="get",status="403"} 1"#
         ),
         "{m}"
     );
@@ -506,7 +556,10 @@ async fn operations_endpoints(b: Backend) {
     for p in [
         "/v1/cache/{ns}/{key}",
         "/v1/cache/{ns}",
-        "/v1/cache/{ns}/{op}",
+        "/v1/cache/{ns}/_mget",
+        "/v1/cache/{ns}/_mset",
+        "/v1/cache/{ns}/_mdel",
+        "/v1/cache/{ns}/_invalidate",
         "/health",
         "/ready",
         "/metrics",
@@ -570,32 +623,12 @@ async fn over_a_real_socket(b: Backend) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
-        mod redis { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; })* }
-        /// The whole contract on one 6-node Redis Cluster, emptied between cases.
-        mod cluster {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn whole_contract() {
-                let cluster = tokio::task::spawn_blocking(sharecache_testkit::RedisCluster::start).await.unwrap();
-                let url: &'static str = Box::leak(cluster.url().into_boxed_str());
-                $(
-                    for m in cluster.masters() {
-                        m.cmd(&["FLUSHALL"]);
-                    }
-                    super::$name(super::Backend::Cluster(url)).await;
-                )*
-            }
-        }
-    };
-}
-
-both!(
+on_every_backend!(
     single_keys,
     ttl_expires,
     keys_with_every_kind_of_character,
     batches,
+    keys_named_like_operations,
     patterns_listing_and_clear,
     operations_endpoints,
     over_a_real_socket,

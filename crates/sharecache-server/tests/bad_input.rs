@@ -3,108 +3,16 @@
 //! error code, that the error body is `{"error":{"code","message"}}`, and that nothing
 //! was stored or deleted (the whole store is read below the API before and after).
 //!
-//! Every test runs on the memory backend and on a real Redis.
+//! Every test runs on the memory backend, on a real Redis and on a Redis Cluster (whose
+//! store is read through the library, as the memory one is).
 
+#[macro_use]
 mod support;
-
-use std::collections::BTreeMap;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use sharecache::BackendState;
-use sharecache_testkit::RespReply;
+use support::store::{Snap, assert_unchanged, snapshot, store_change};
 use support::{Backend, Resp, TestApp, enc};
-
-/// Stored key -> stored bytes, read below the API.
-type Snap = BTreeMap<String, Vec<u8>>;
-
-fn reply_array(r: RespReply, what: &str) -> Vec<RespReply> {
-    match r {
-        RespReply::Array(a) => a,
-        other => panic!("{what}: expected an array, got {other:?}"),
-    }
-}
-
-/// Every stored key and its bytes (raw Redis, or every opened namespace of the memory
-/// store checked against the store's entry count).
-async fn snapshot(app: &TestApp) -> Snap {
-    let mut out = Snap::new();
-    match &app.server {
-        Some(server) => {
-            assert_eq!(
-                app.cache.state(),
-                BackendState::Connected,
-                "redis must serve every call in these tests"
-            );
-            let keys: Vec<String> = reply_array(server.cmd(&["KEYS", "*"]), "KEYS")
-                .into_iter()
-                .map(|r| r.text().expect("key").to_owned())
-                .collect();
-            if keys.is_empty() {
-                return out;
-            }
-            let mut args = vec!["MGET"];
-            args.extend(keys.iter().map(String::as_str));
-            let values = reply_array(server.cmd(&args), "MGET");
-            for (k, v) in keys.into_iter().zip(values) {
-                let v = v
-                    .text()
-                    .unwrap_or_else(|| panic!("{k:?} vanished during the snapshot"))
-                    .as_bytes()
-                    .to_vec();
-                out.insert(k, v);
-            }
-        }
-        None => {
-            for ns in app.cache.namespaces() {
-                let n = app.cache.namespace(&ns).unwrap();
-                let mut cursor: Option<String> = None;
-                let mut done = false;
-                for _ in 0..1000 {
-                    let page = n.keys("*", cursor.as_deref(), 100).await.unwrap();
-                    for k in page.keys {
-                        let v = n
-                            .get::<sharecache::RawJson>(&k)
-                            .await
-                            .unwrap()
-                            .unwrap_or_else(|| panic!("{ns}:{k} listed but not readable"));
-                        out.insert(format!("{ns}:{k}"), v.as_bytes().to_vec());
-                    }
-                    match page.cursor {
-                        Some(c) => cursor = Some(c),
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    }
-                }
-                assert!(done, "listing {ns} did not finish");
-            }
-            let total = app.cache.stats().await.unwrap().keys;
-            assert_eq!(
-                total as usize,
-                out.len(),
-                "the store holds keys outside every opened namespace: {:?}",
-                out.keys()
-            );
-        }
-    }
-    out
-}
-
-async fn assert_unchanged(app: &TestApp, before: &Snap, ctx: &str) {
-    let after = snapshot(app).await;
-    if &after != before {
-        let gone: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
-        let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-        let changed: Vec<_> = before
-            .iter()
-            .filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v))
-            .map(|(k, _)| k)
-            .collect();
-        panic!("{ctx}: the store changed: gone {gone:?}, new {new:?}, changed {changed:?}");
-    }
-}
 
 /// A few keys in a few namespaces, so "nothing deleted" means something.
 async fn seed(app: &TestApp) -> Snap {
@@ -152,24 +60,6 @@ async fn restore(app: &TestApp, before: &Snap) {
     }
     let again = seed(app).await;
     assert_eq!(&again, before, "restore");
-}
-
-/// Describes how the store changed, or `None`.
-async fn store_change(app: &TestApp, before: &Snap) -> Option<String> {
-    let after = snapshot(app).await;
-    if &after == before {
-        return None;
-    }
-    let gone: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
-    let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-    let changed: Vec<_> = before
-        .iter()
-        .filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v))
-        .map(|(k, _)| k)
-        .collect();
-    Some(format!(
-        "store changed: gone {gone:?}, new {new:?}, changed {changed:?}"
-    ))
 }
 
 /// Checks one case that must be `status`/`code` and leave the store alone; returns a
@@ -1696,18 +1586,7 @@ async fn error_bodies_have_code_and_message(backend: Backend) {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod memory {
-            $( $(#[$attr])* #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; } )*
-        }
-        mod redis {
-            $( $(#[$attr])* #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+on_every_backend!(
     put_malformed_json_is_400,
     put_invalid_utf8_is_400,
     mset_invalid_utf8_is_400,

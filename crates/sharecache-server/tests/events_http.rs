@@ -1,6 +1,7 @@
-//! Events over HTTP: publish, Server-Sent Events over a real socket, across two service
-//! instances on one Redis, isolation and bad input.
+//! Events over HTTP on the memory, Redis and Redis Cluster backends: publish, Server-Sent
+//! Events over a real socket, durable replay, bad input.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -9,29 +10,27 @@ use axum::http::{Method, StatusCode};
 use futures_util::StreamExt;
 use support::{Backend, TestApp};
 
-/// Reads SSE `data:` lines from a streaming response until `n` arrived (bounded wait).
-async fn read_events(resp: reqwest::Response, n: usize) -> Vec<String> {
-    let mut body = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while out.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, body.next())
-            .await
-            .expect("events in time")
-            .expect("stream open")
-            .unwrap();
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(i) = buf.find("\n\n") {
-            let frame: String = buf.drain(..i + 2).collect();
-            for line in frame.lines() {
-                if let Some(d) = line.strip_prefix("data:") {
-                    out.push(d.trim().to_owned());
+/// Forwards the SSE `data:` lines of a streaming response, as they arrive.
+fn data_lines(resp: reqwest::Response) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find("\n\n") {
+                let frame: String = buf.drain(..i + 2).collect();
+                for line in frame.lines() {
+                    if let Some(d) = line.strip_prefix("data:")
+                        && tx.send(d.trim().to_owned()).is_err()
+                    {
+                        return;
+                    }
                 }
             }
         }
-    }
-    out
+    });
+    rx
 }
 
 async fn sse(b: Backend) {
@@ -52,26 +51,27 @@ async fn sse(b: Backend) {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    // Publish until the subscription is live, then three events in order.
+    let mut events = data_lines(resp);
+    // Publish until the subscription is live (an event comes through: on a Redis Cluster
+    // PUBLISH counts only the receivers on the node it ran on, so the count cannot tell),
+    // then three events in order.
     let t = Some(app.user.as_str());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let r = app
-            .call(
-                Method::POST,
-                "/v1/events/user/room%3A1",
-                t,
-                Some(r#"{"hello":0}"#),
-            )
-            .await;
-        if r.json()["receivers"].as_u64().unwrap() >= 1 {
+        app.call(
+            Method::POST,
+            "/v1/events/user/room%3A1",
+            t,
+            Some(r#"{"hello":0}"#),
+        )
+        .await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), events.recv()).await {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "subscription never went live"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for i in 1..=3 {
         app.call(
@@ -82,40 +82,25 @@ async fn sse(b: Backend) {
         )
         .await;
     }
-    let events = read_events(resp, 4).await;
-    assert_eq!(
-        &events[events.len() - 3..],
-        [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]
-    );
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let e = tokio::time::timeout_at(deadline + Duration::from_secs(5), events.recv())
+            .await
+            .expect("events in time")
+            .expect("stream open");
+        // Greetings published while the subscription was starting may still arrive.
+        if e != r#"{"hello":0}"# {
+            got.push(e);
+        }
+    }
+    assert_eq!(got, [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]);
 }
 
 async fn isolation_and_bad_input(b: Backend) {
     let app = TestApp::new(b).await;
     let t = Some(app.user.as_str());
-    // auth may read "shared" (subscribe) but not publish there; "user" is not its at all.
-    assert_eq!(
-        app.call(
-            Method::POST,
-            "/v1/events/shared/c",
-            Some(&app.auth),
-            Some("1")
-        )
-        .await
-        .status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.call(Method::GET, "/v1/events/user/c", Some(&app.auth), None)
-            .await
-            .status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.call(Method::POST, "/v1/events/user/c", None, Some("1"))
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    // Subscribing needs read, publishing write: the 401, 403 and invalid channels of
+    // every route are checked in tests/routes.rs.
     for (body, code) in [
         ("", "invalid_body"),
         ("{", "invalid_body"),
@@ -130,10 +115,6 @@ async fn isolation_and_bad_input(b: Backend) {
             "{body:?}"
         );
     }
-    let r = app
-        .call(Method::POST, "/v1/events/user/bad%0Achannel", t, Some("1"))
-        .await;
-    assert_eq!(r.code(), "invalid_key");
     let big = format!("\"{}\"", "x".repeat(70_000));
     assert_eq!(
         app.call(Method::POST, "/v1/events/user/c", t, Some(&big))
@@ -188,17 +169,6 @@ async fn durable(b: Backend) {
     assert_eq!(r.code(), "invalid_argument");
     assert_eq!(
         app.call(
-            Method::GET,
-            "/v1/events/user/audit/_since",
-            Some(&app.auth),
-            None
-        )
-        .await
-        .status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.call(
             Method::POST,
             "/v1/events/user/audit?durable=maybe",
             t,
@@ -210,32 +180,4 @@ async fn durable(b: Backend) {
     );
 }
 
-#[tokio::test]
-async fn durable_memory() {
-    durable(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn durable_redis() {
-    durable(Backend::Redis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sse_memory() {
-    sse(Backend::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sse_redis() {
-    sse(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn bad_input_memory() {
-    isolation_and_bad_input(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn bad_input_redis() {
-    isolation_and_bad_input(Backend::Redis).await;
-}
+on_every_backend!(durable, sse, isolation_and_bad_input);

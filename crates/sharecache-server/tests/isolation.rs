@@ -1,14 +1,15 @@
 //! Tenant isolation: no endpoint lets a service read, write, list, match or delete what it
 //! was not granted, whatever keys, patterns, cursors or credentials it sends.
 //!
-//! Every test runs on the memory backend and on a real Redis. After each attempt the
+//! Every test runs on the memory backend, a real Redis and a Redis Cluster. After each attempt the
 //! whole store is inspected below the API (raw `KEYS`/`MGET` on Redis; every opened
-//! namespace plus the store's key count on memory) to check that keys of other
+//! namespace plus the store's key count on the others) to check that keys of other
 //! namespaces are untouched and that no key appeared outside the caller's grants.
 
+#[macro_use]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -16,9 +17,9 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use sharecache::BackendState;
 use sharecache::key::glob_match;
-use sharecache_testkit::RespReply;
+use support::routes::{Perm, routes};
+use support::store::{Snap, assert_unchanged, snapshot};
 use support::{Backend, Resp, TestApp, enc};
 use tower::ServiceExt;
 
@@ -131,9 +132,6 @@ fn services(app: &TestApp) -> Vec<Svc<'_>> {
     ]
 }
 
-/// Stored key -> stored bytes, read below the API.
-type Snap = BTreeMap<String, Vec<u8>>;
-
 fn seeded_keys(ns: &str) -> Vec<String> {
     let mut keys = vec![format!("secret-{ns}-1"), format!("secret-{ns}-2")];
     keys.extend(HOSTILE_KEYS.iter().map(|k| (*k).to_owned()));
@@ -178,81 +176,6 @@ async fn seed(app: &TestApp) -> Snap {
     snap
 }
 
-fn reply_array(r: RespReply, what: &str) -> Vec<RespReply> {
-    match r {
-        RespReply::Array(a) => a,
-        other => panic!("{what}: expected an array, got {other:?}"),
-    }
-}
-
-/// Every stored key and its bytes, read below the HTTP API.
-async fn snapshot(app: &TestApp) -> Snap {
-    let mut out = Snap::new();
-    match &app.server {
-        Some(server) => {
-            assert_eq!(
-                app.cache.state(),
-                BackendState::Connected,
-                "redis must serve every call in these tests"
-            );
-            let keys: Vec<String> = reply_array(server.cmd(&["KEYS", "*"]), "KEYS")
-                .into_iter()
-                .map(|r| r.text().expect("key").to_owned())
-                .collect();
-            if keys.is_empty() {
-                return out;
-            }
-            let mut args = vec!["MGET"];
-            args.extend(keys.iter().map(String::as_str));
-            let values = reply_array(server.cmd(&args), "MGET");
-            assert_eq!(values.len(), keys.len());
-            for (k, v) in keys.into_iter().zip(values) {
-                let v = v
-                    .text()
-                    .unwrap_or_else(|| panic!("{k:?} vanished during the snapshot"))
-                    .as_bytes()
-                    .to_vec();
-                out.insert(k, v);
-            }
-        }
-        None => {
-            for ns in app.cache.namespaces() {
-                let n = app.cache.namespace(&ns).unwrap();
-                let mut cursor: Option<String> = None;
-                let mut done = false;
-                for _ in 0..1000 {
-                    let page = n.keys("*", cursor.as_deref(), 100).await.unwrap();
-                    for k in page.keys {
-                        let v = n
-                            .get::<sharecache::RawJson>(&k)
-                            .await
-                            .unwrap()
-                            .unwrap_or_else(|| panic!("{ns}:{k} listed but not readable"));
-                        out.insert(format!("{ns}:{k}"), v.as_bytes().to_vec());
-                    }
-                    match page.cursor {
-                        Some(c) => cursor = Some(c),
-                        None => {
-                            done = true;
-                            break;
-                        }
-                    }
-                }
-                assert!(done, "listing {ns} did not finish");
-            }
-            // Every entry of the store belongs to a namespace walked above.
-            let total = app.cache.stats().await.unwrap().keys;
-            assert_eq!(
-                total as usize,
-                out.len(),
-                "the store holds keys outside every opened namespace: {:?}",
-                out.keys()
-            );
-        }
-    }
-    out
-}
-
 fn in_namespaces(stored: &str, namespaces: &[&str]) -> bool {
     namespaces
         .iter()
@@ -277,20 +200,6 @@ fn assert_confined(before: &Snap, after: &Snap, writable: &[&str], ctx: &str) {
                 "{ctx}: key {k:?} was created outside {writable:?}"
             );
         }
-    }
-}
-
-async fn assert_unchanged(app: &TestApp, before: &Snap, ctx: &str) {
-    let after = snapshot(app).await;
-    if &after != before {
-        let gone: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
-        let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-        let changed: Vec<_> = before
-            .iter()
-            .filter(|(k, v)| after.get(*k).is_some_and(|w| w != *v))
-            .map(|(k, _)| k)
-            .collect();
-        panic!("{ctx}: the store changed: gone {gone:?}, new {new:?}, changed {changed:?}");
     }
 }
 
@@ -1387,7 +1296,8 @@ async fn metrics_is_admin_only(backend: Backend) {
 }
 
 /// Missing, empty, wrong-scheme, wrong-length, altered and garbage credentials are 401 on
-/// every endpoint, with a body that names nothing stored, and change nothing.
+/// every route of the route table, with a body that names nothing stored, and change
+/// nothing.
 async fn bad_credentials_are_401(backend: Backend) {
     let app = app_with_auth_budget(backend, 1_000_000).await;
     let before = seed(&app).await;
@@ -1454,53 +1364,22 @@ async fn bad_credentials_are_401(backend: Backend) {
             Some(HeaderValue::from_bytes(b"Bearer sc_\xff\xfe").unwrap()),
         ),
     ];
-    let endpoints: Vec<(Method, &str, Option<&str>, bool)> = vec![
-        (Method::GET, "/v1/cache/user/secret-user-1", None, false),
-        (Method::HEAD, "/v1/cache/user/secret-user-1", None, false),
-        (
-            Method::PUT,
-            "/v1/cache/user/new-key",
-            Some("{\"v\":1}"),
-            true,
-        ),
-        (Method::DELETE, "/v1/cache/user/secret-user-1", None, true),
-        (
-            Method::POST,
-            "/v1/cache/user/_mget",
-            Some("{\"keys\":[\"secret-user-1\"]}"),
-            false,
-        ),
-        (
-            Method::POST,
-            "/v1/cache/user/_mset",
-            Some("{\"items\":{\"secret-user-1\":0}}"),
-            true,
-        ),
-        (
-            Method::POST,
-            "/v1/cache/user/_mdel",
-            Some("{\"keys\":[\"secret-user-1\"]}"),
-            true,
-        ),
-        (
-            Method::POST,
-            "/v1/cache/user/_invalidate",
-            Some("{\"pattern\":\"*\"}"),
-            true,
-        ),
-        (Method::GET, "/v1/cache/user?match=*", None, false),
-        (Method::DELETE, "/v1/cache/user", None, true),
-        (Method::DELETE, "/v1/cache/a", None, true),
-        (Method::GET, "/v1/stats", None, false),
-        (Method::GET, "/metrics", None, false),
-        // Tokens in the query string are not credentials.
-        (
-            Method::GET,
-            "/v1/cache/user/secret-user-1?token=PLACEHOLDER",
-            None,
-            false,
-        ),
-    ];
+    // Every route of the table that needs a token, aimed at a stored key.
+    let mut endpoints: Vec<(Method, String, Option<&str>, bool)> = routes()
+        .into_iter()
+        .filter(|r| r.perm != Perm::Public)
+        .map(|r| {
+            let uri = r.uri("user", "secret-user-1");
+            (r.method, uri, r.body, r.perm == Perm::Write)
+        })
+        .collect();
+    // Tokens in the query string are not credentials.
+    endpoints.push((
+        Method::GET,
+        "/v1/cache/user/secret-user-1?token=PLACEHOLDER".to_owned(),
+        None,
+        false,
+    ));
     for (what, cred) in &creds {
         for (method, uri, body, writes) in &endpoints {
             let uri = uri.replace("PLACEHOLDER", &app.user);
@@ -1762,18 +1641,7 @@ async fn blocked_address_is_blocked_on_metrics(backend: Backend) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        mod memory {
-            $( $(#[$attr])* #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; } )*
-        }
-        mod redis {
-            $( $(#[$attr])* #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; } )*
-        }
-    };
-}
-
-on_both_backends!(
+on_every_backend!(
     single_key_ops_are_confined,
     namespace_spellings_are_confined,
     hostile_keys_stay_in_namespace,

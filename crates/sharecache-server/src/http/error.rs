@@ -10,6 +10,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sharecache::ErrorKind;
 
+/// The body of every error answer, for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `{"code":"...","message":"..."}`
+#[derive(Debug, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_found`, `invalid_key`, `forbidden`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {

@@ -5,45 +5,47 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-
-use super::error::ApiError;
 use serde::Deserialize;
 
-use super::extract::{ApiPath, ApiQuery, Caller};
-use super::{AppState, OpInfo};
-use crate::http::cache::NoQuery;
+use super::cache::NoQuery;
+use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
+use super::json;
+use super::params::{ChannelParam, NsParam};
 
 /// `?durable=true`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PublishQuery {
+    /// Also append the event to the channel's durable log (replayed by `_since`).
     durable: Option<bool>,
 }
 
 /// `?after=ID&count=N`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SinceQuery {
+    /// Id of the last event seen; omit for the oldest kept.
     after: Option<String>,
+    /// Most events returned (default 100).
+    #[param(minimum = 1)]
     count: Option<usize>,
 }
 
 /// Durable events after an id (replay what a subscriber missed).
-#[utoipa::path(get, path = "/v1/events/{ns}/{channel}/_since", tag = "events",
-    params(("ns" = String, Path), ("channel" = String, Path), ("after" = Option<String>, Query), ("count" = Option<u32>, Query)),
-    responses((status = 200, description = "{\"events\":[{\"id\",\"data\"}]}")))]
+#[utoipa::path(get, path = "/v1/events/{ns}/{channel}/_since", tag = "events", operation_id = "events_since",
+    params(NsParam, ChannelParam, SinceQuery),
+    responses((status = 200, description = "{\"events\":[{\"id\",\"data\"}]}", body = serde_json::Value)))]
 pub async fn since(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    ReadNs(n): ReadNs,
+    ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     ApiQuery(q): ApiQuery<SinceQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.read(&s, &ns)?;
     let events = n
         .channel(&channel)?
         .since(q.after.as_deref(), q.count.unwrap_or(100))
@@ -61,50 +63,39 @@ pub async fn since(
         ));
     }
     out.push_str("]}");
-    let resp = (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        out,
-    )
-        .into_response();
-    Ok(OpInfo::attach("events_since", &ns, resp))
+    Ok(json(StatusCode::OK, out))
 }
 
 /// Publish an event (any JSON document).
-#[utoipa::path(post, path = "/v1/events/{ns}/{channel}", tag = "events",
-    params(("ns" = String, Path), ("channel" = String, Path)),
+#[utoipa::path(post, path = "/v1/events/{ns}/{channel}", tag = "events", operation_id = "publish",
+    params(NsParam, ChannelParam, PublishQuery),
     request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 200, description = "{\"receivers\":n}")))]
+    responses((status = 200, description = "{\"receivers\":n} (and \"id\" when durable)", body = serde_json::Value)))]
 pub async fn publish(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     ApiQuery(q): ApiQuery<PublishQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonDoc(body): JsonDoc,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    let body = super::cache::json_body(body)?;
     let body = if q.durable == Some(true) {
         let (id, receivers) = n.channel(&channel)?.publish_durable(&body).await?;
         serde_json::json!({"receivers": receivers, "id": id})
     } else {
         serde_json::json!({"receivers": n.channel(&channel)?.publish(&body).await?})
     };
-    let resp = (StatusCode::OK, axum::Json(body)).into_response();
-    Ok(OpInfo::attach("publish", &ns, resp))
+    Ok(axum::Json(body).into_response())
 }
 
 /// Subscribe (Server-Sent Events): each event is a `data:` line with the JSON document.
-#[utoipa::path(get, path = "/v1/events/{ns}/{channel}", tag = "events",
-    params(("ns" = String, Path), ("channel" = String, Path)),
-    responses((status = 200, description = "text/event-stream")))]
+#[utoipa::path(get, path = "/v1/events/{ns}/{channel}", tag = "events", operation_id = "subscribe",
+    params(NsParam, ChannelParam),
+    responses((status = 200, description = "one `data:` line per event; heartbeat comments every 15 s",
+        content_type = "text/event-stream", body = String)))]
 pub async fn subscribe(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, channel)): ApiPath<(String, String)>,
+    ReadNs(n): ReadNs,
+    ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.read(&s, &ns)?;
     let sub = n.channel(&channel)?.subscribe().await?;
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         let b = sub.recv().await?;
@@ -116,5 +107,5 @@ pub async fn subscribe(
             .interval(Duration::from_secs(15))
             .text("heartbeat"),
     );
-    Ok(OpInfo::attach("subscribe", &ns, sse.into_response()))
+    Ok(sse.into_response())
 }

@@ -1,16 +1,24 @@
-//! Extractors: the caller's credential, and path, query and JSON extractors whose
-//! rejections use the API's error format.
+//! Extractors: who is calling, which namespace they may touch, and path, query and body
+//! extractors whose rejections use the API's error format.
+//!
+//! Permission lives here, not in handlers: a handler that takes [`ReadNs`] or [`WriteNs`]
+//! only runs once the caller is authenticated (401/429 otherwise), the `{ns}` of the path
+//! is a valid namespace (400) and the credential holds the grant (403). The check order is
+//! fixed for every route: authentication, namespace, grant, then the rest of the path, the
+//! query and the body, so a caller without the grant learns nothing from validation
+//! errors.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
-use sharecache::Namespace;
 use sharecache::key::validate_namespace;
+use sharecache::{Namespace, RawJson};
 
 use super::AppState;
 use super::error::ApiError;
@@ -71,114 +79,196 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    /// Whether this caller may read namespace `ns` (already validated).
-    pub fn may_read(&self, state: &AppState, ns: &str) -> bool {
-        match state.creds.grants(&self.principal) {
-            None => true,
-            Some(g) => g.can_read(ns),
-        }
-    }
-
-    fn check(&self, state: &AppState, ns: &str, write: bool) -> Result<Namespace, ApiError> {
-        validate_namespace(ns).map_err(ApiError::from)?;
-        let allowed = match state.creds.grants(&self.principal) {
-            None => true,
-            Some(g) if write => g.can_write(ns),
-            Some(g) => g.can_read(ns),
-        };
-        if !allowed {
-            let what = if write { "write" } else { "read" };
-            return Err(ApiError::forbidden(format!(
-                "this credential may not {what} namespace {ns:?}"
-            )));
-        }
-        Ok(state.namespace(ns)?)
-    }
-
-    /// The namespace handle if this caller may read it (403 otherwise).
-    pub fn read(&self, state: &AppState, ns: &str) -> Result<Namespace, ApiError> {
-        self.check(state, ns, false)
-    }
-
-    /// The namespace handle if this caller may write it (403 otherwise).
-    pub fn write(&self, state: &AppState, ns: &str) -> Result<Namespace, ApiError> {
-        self.check(state, ns, true)
-    }
-
     /// Name for logs and metrics.
     pub fn name<'a>(&self, state: &'a AppState) -> &'a str {
         state.creds.name(&self.principal)
     }
 }
 
-/// `Path` with API-format rejections.
-#[derive(Debug)]
-pub struct ApiPath<T>(pub T);
+/// Where the accounting layer learns the namespace a request was authorized for: set by
+/// the namespace extractors once the grant check passed, read after the handler ran, so
+/// metrics never carry a namespace the caller was refused (label values stay bounded).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuthorizedNs(Arc<OnceLock<String>>);
 
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(p) => Ok(ApiPath(p.0)),
-            Err(e) => Err(path_rejection(e)),
-        }
+impl AuthorizedNs {
+    /// The namespace, if the request was authorized for one.
+    pub(crate) fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
     }
 }
 
-fn path_rejection(e: PathRejection) -> ApiError {
-    ApiError::bad_request("invalid_path", format!("invalid path: {}", e.body_text()))
+/// Authenticates the caller and checks its grant on the path's `{ns}`.
+async fn authorize(
+    parts: &mut Parts,
+    state: &AppState,
+    write: bool,
+) -> Result<Namespace, ApiError> {
+    let caller = Caller::from_request_parts(parts, state).await?;
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| {
+            ApiError::bad_request("invalid_path", format!("invalid path: {}", e.body_text()))
+        })?;
+    let ns = params
+        .iter()
+        .find_map(|(name, value)| (name == "ns").then_some(value))
+        .ok_or_else(|| ApiError::not_found("no namespace in this route"))?;
+    validate_namespace(ns)?;
+    let allowed = match state.creds.grants(&caller.principal) {
+        None => true,
+        Some(g) if write => g.can_write(ns),
+        Some(g) => g.can_read(ns),
+    };
+    if !allowed {
+        let what = if write { "write" } else { "read" };
+        return Err(ApiError::forbidden(format!(
+            "this credential may not {what} namespace {ns:?}"
+        )));
+    }
+    let handle = state.namespace(ns)?;
+    if let Some(slot) = parts.extensions.get::<AuthorizedNs>() {
+        let _ = slot.0.set(ns.to_owned());
+    }
+    Ok(handle)
+}
+
+/// Declares a namespace extractor: a tuple struct of the path's [`Namespace`], built by
+/// [`authorize`] with the given access.
+macro_rules! namespace_extractor {
+    ($(#[$doc:meta])* $name:ident, write: $write:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(pub Namespace);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                authorize(parts, state, $write).await.map($name)
+            }
+        }
+    };
+}
+
+namespace_extractor!(
+    /// The namespace of the path, for a caller granted read (or write) on it.
+    ReadNs, write: false
+);
+namespace_extractor!(
+    /// The namespace of the path, for a caller granted write on it.
+    WriteNs, write: true
+);
+
+/// The admin credential.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.principal != Principal::Admin {
+            return Err(ApiError::forbidden(
+                "this endpoint needs the admin credential",
+            ));
+        }
+        Ok(Admin)
+    }
+}
+
+/// Who may scrape `/metrics`: anyone with `metrics_public`, else the admin (the same
+/// authentication, failed-authentication limit included, as every other route).
+#[derive(Debug)]
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !state.opts.metrics_public {
+            Admin::from_request_parts(parts, state).await?;
+        }
+        Ok(MetricsReader)
+    }
+}
+
+/// `Path` with API-format rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", format!("invalid path: {}", e.body_text()))
+    }
 }
 
 /// `Query` with API-format rejections.
-#[derive(Debug)]
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(q) => Ok(ApiQuery(q.0)),
-            Err(e) => Err(query_rejection(e)),
-        }
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("invalid query string: {}", e.body_text()),
+        )
     }
-}
-
-fn query_rejection(e: QueryRejection) -> ApiError {
-    ApiError::bad_request(
-        "invalid_query",
-        format!("invalid query string: {}", e.body_text()),
-    )
 }
 
 /// `Json` with API-format rejections (413 for bodies over the limit).
-#[derive(Debug)]
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "request body is over the size limit",
+    )
+}
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(j) => Ok(ApiJson(j.0)),
-            Err(e) => Err(json_rejection(e)),
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return too_large();
+        }
+        if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            return ApiError::new(e.status(), "unsupported_media_type", e.body_text());
+        }
+        // axum answers 422 for well-formed JSON of the wrong shape; the contract has one
+        // status for every bad body.
+        ApiError::bad_request("invalid_body", e.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
         }
     }
 }
 
-fn json_rejection(e: JsonRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body is over the size limit",
-        );
+/// A body that must be one JSON document, kept as the bytes sent (stored and served as
+/// they are): 413 over the size limit, 400 if it is empty, not UTF-8 or not JSON.
+#[derive(Debug)]
+pub struct JsonDoc(pub RawJson);
+
+impl<S: Send + Sync> FromRequest<S> for JsonDoc {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let body = Bytes::from_request(req, state).await?;
+        // The library checks it (UTF-8, one JSON document) and says what is wrong.
+        RawJson::from_bytes(body).map(JsonDoc).map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("the body: {}", e.message()))
+        })
     }
-    if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return ApiError::new(e.status(), "unsupported_media_type", e.body_text());
-    }
-    // axum answers 422 for well-formed JSON of the wrong shape; the contract has one
-    // status for every bad body.
-    ApiError::bad_request("invalid_body", e.body_text())
 }

@@ -1,8 +1,14 @@
 //! The HTTP API (v1): router, shared state and request accounting.
 //!
 //! `router(state)` is the whole application: tests drive it with `oneshot` and over a
-//! real socket; `serve` binds it. Handlers live in `cache.rs` (the cache contract) and
-//! `ops.rs` (health, readiness, metrics, stats, OpenAPI).
+//! real socket; `serve` binds it. One file per route family (`cache.rs`, `locks.rs`...,
+//! `ops.rs` for health, readiness, metrics, stats and the document); `extract.rs` owns
+//! authentication and namespace permission, `openapi.rs` the document's shared parts.
+//!
+//! Each route is declared once, with its handler's `#[utoipa::path]`: [`api`] registers
+//! it with `utoipa_axum::routes!`, which adds it to the router and to the OpenAPI
+//! document together. The metrics' operation label is the matched route's operationId,
+//! looked up by the accounting layer from `MatchedPath`, so handlers carry no accounting.
 
 pub mod cache;
 pub mod dashboard;
@@ -10,7 +16,9 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod locks;
+pub mod openapi;
 pub mod ops;
+pub mod params;
 pub mod presence;
 pub mod queues;
 pub mod ratelimit;
@@ -22,44 +30,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use parking_lot::Mutex;
 use sharecache::Cache;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Credentials;
 use crate::metrics::Metrics;
 use error::ApiError;
+use extract::AuthorizedNs;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// Largest request body (413 above).
     pub max_body_bytes: usize,
-    /// Most keys in one batch request.
+    /// `[server] max_batch`: the same value is given to the cache builder, whose
+    /// `too_many_keys` error answers batches over it; here it only bounds a listing's
+    /// `count`.
     pub max_batch: usize,
     /// Serve `/metrics` without a token.
     pub metrics_public: bool,
     /// Failed authentications per client address per minute before 429.
     pub auth_failures_per_minute: u32,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1 << 20,
-            max_batch: 1000,
-            metrics_public: false,
-            auth_failures_per_minute: 20,
-        }
-    }
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -184,37 +187,88 @@ impl AuthLimiter {
     }
 }
 
-/// Set by handlers on their response: what the request was, for accounting. Requests
-/// rejected before a handler ran (bad token, no route) are counted under `-`.
+/// What the accounting layer needs: the state (metrics) and the operation labels.
 #[derive(Debug, Clone)]
-pub struct OpInfo {
-    /// Operation name from a fixed list.
-    pub op: &'static str,
-    /// Namespace, only once the caller was authorized for it.
-    pub ns: String,
+struct Accounting {
+    state: AppState,
+    labels: Arc<OpLabels>,
 }
 
-impl OpInfo {
-    /// Attaches this info to a response.
-    pub fn attach(op: &'static str, ns: &str, mut resp: Response) -> Response {
-        resp.extensions_mut().insert(OpInfo {
-            op,
-            ns: ns.to_owned(),
-        });
-        resp
+/// Records every request by namespace, operation and status, with its latency. The
+/// operation is the matched route's operationId (`Router::layer` runs inside the route,
+/// after `MatchedPath` is known); `-` when no route matched. The namespace is the one a
+/// namespace extractor authorized, `-` otherwise, so unauthenticated traffic cannot
+/// create metric series.
+async fn account(State(acc): State<Accounting>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let op = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| acc.labels.get(p.as_str(), req.method()))
+        .unwrap_or_else(|| acc.labels.none.clone());
+    let authorized = AuthorizedNs::default();
+    req.extensions_mut().insert(authorized.clone());
+    let resp = next.run(req).await;
+    let took = start.elapsed();
+    let ns = authorized.get().unwrap_or("-");
+    acc.state
+        .metrics
+        .request(ns, op, resp.status().as_u16(), took);
+    resp
+}
+
+/// The operationId of each documented (path, method), for the metrics' operation label.
+#[derive(Debug)]
+struct OpLabels {
+    ops: HashMap<String, Vec<(axum::http::Method, Arc<str>)>>,
+    /// The label of a request that matched no documented operation.
+    none: Arc<str>,
+}
+
+impl OpLabels {
+    fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut map: HashMap<String, Vec<_>> = HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in openapi::operations(item) {
+                if let Some(id) = &op.operation_id {
+                    map.entry(path.clone())
+                        .or_default()
+                        .push((method, Arc::from(id.as_str())));
+                }
+            }
+        }
+        Self {
+            ops: map,
+            none: Arc::from("-"),
+        }
+    }
+
+    /// The operation of `method` on `path`; a HEAD that the route's GET serves is that
+    /// GET's operation.
+    fn get(&self, path: &str, method: &axum::http::Method) -> Option<Arc<str>> {
+        let ops = self.ops.get(path)?;
+        let find = |method: &axum::http::Method| {
+            ops.iter()
+                .find(|(m, _)| m == method)
+                .map(|(_, op)| op.clone())
+        };
+        find(method).or_else(|| {
+            (method == axum::http::Method::HEAD)
+                .then(|| find(&axum::http::Method::GET))
+                .flatten()
+        })
     }
 }
 
-async fn account(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let took = start.elapsed();
-    let (op, ns) = match resp.extensions().get::<OpInfo>() {
-        Some(i) => (i.op, i.ns.as_str()),
-        None => ("-", "-"),
-    };
-    state.metrics.request(ns, op, resp.status().as_u16(), took);
-    resp
+/// A response whose body is already JSON text (values are stored and served as sent).
+pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn fallback_404() -> ApiError {
@@ -272,45 +326,77 @@ fn log_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Every documented route, each declared once: its `#[utoipa::path]` gives the path, the
+/// method and the document entry. One `routes!` per path (the macro registers its
+/// handlers on one path).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::stats))
+        .routes(routes!(cache::list_keys, cache::clear))
+        .routes(routes!(
+            cache::get_key,
+            cache::head_key,
+            cache::put_key,
+            cache::delete_key
+        ))
+        .routes(routes!(cache::mget))
+        .routes(routes!(cache::mset))
+        .routes(routes!(cache::mdel))
+        .routes(routes!(cache::invalidate))
+        .routes(routes!(ratelimit::decide))
+        .routes(routes!(locks::acquire, locks::release))
+        .routes(routes!(locks::extend))
+        .routes(routes!(sessions::create, sessions::list, sessions::end_all))
+        .routes(routes!(sessions::read, sessions::update, sessions::end))
+        .routes(routes!(sessions::rotate))
+        .routes(routes!(events::subscribe, events::publish))
+        .routes(routes!(events::since))
+        .routes(routes!(queues::push))
+        .routes(routes!(queues::claim))
+        .routes(routes!(queues::ack))
+        .routes(routes!(queues::dead))
+        .routes(routes!(presence::list))
+        .routes(routes!(presence::beat, presence::leave))
+}
+
+/// The OpenAPI document as served with these options (for tests and tooling).
+pub fn openapi_document(opts: &HttpOptions) -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    openapi::finish(&mut doc, opts);
+    doc
+}
+
 /// The application.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let (api, mut doc) = api().split_for_parts();
+    openapi::finish(&mut doc, &state.opts);
+    let labels = Arc::new(OpLabels::new(&doc));
+    let doc_json = ops::OpenApiJson(
+        serde_json::to_vec(&doc)
+            .expect("the OpenAPI document serializes")
+            .into(),
+    );
+    api
+        // Not an operation, so not documented: answers 404 rather than 405 (see there).
+        .route("/v1/cache/{ns}/{key}", post(cache::no_such_operation))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route("/v1/stats", get(ops::stats))
-        .route("/v1/cache/{ns}", get(cache::list_keys).delete(cache::clear))
-        .route(
-            "/v1/cache/{ns}/{key}",
-            get(cache::get_key).put(cache::put_key).delete(cache::delete_key).head(cache::head_key).post(cache::batch),
-        )
-        .route("/v1/ratelimit/{ns}/{key}", axum::routing::post(ratelimit::decide))
-        .route("/v1/locks/{ns}/{name}", axum::routing::post(locks::acquire).delete(locks::release))
-        .route("/v1/locks/{ns}/{name}/_extend", axum::routing::post(locks::extend))
-        .route(
-            "/v1/sessions/{ns}",
-            axum::routing::post(sessions::create).get(sessions::list).delete(sessions::end_all),
-        )
-        .route(
-            "/v1/sessions/{ns}/{id}",
-            get(sessions::read).patch(sessions::update).delete(sessions::end),
-        )
-        .route("/v1/sessions/{ns}/{id}/_rotate", axum::routing::post(sessions::rotate))
-        .route("/v1/events/{ns}/{channel}", get(events::subscribe).post(events::publish))
-        .route("/v1/events/{ns}/{channel}/_since", get(events::since))
-        .route("/v1/queues/{ns}/{queue}", axum::routing::post(queues::push))
-        .route("/v1/queues/{ns}/{queue}/_dead", get(queues::dead))
-        .route("/v1/queues/{ns}/{queue}/{op}", axum::routing::post(queues::op))
-        .route("/v1/presence/{ns}", get(presence::list))
-        .route("/v1/presence/{ns}/{member}", axum::routing::put(presence::beat).delete(presence::leave))
         .fallback(fallback_404)
+        .layer(Extension(doc_json))
         .layer(middleware::from_fn(method_not_allowed))
-        .layer(middleware::from_fn_with_state(state.clone(), account))
+        .layer(middleware::from_fn_with_state(
+            Accounting {
+                state: state.clone(),
+                labels,
+            },
+            account,
+        ))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

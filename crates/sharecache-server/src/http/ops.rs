@@ -3,17 +3,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde::Serialize;
 use sharecache::BackendState;
-use utoipa::OpenApi;
 
 use super::AppState;
-use super::error::ApiError;
-use super::extract::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Caller, MetricsReader};
 use crate::auth::Principal;
 
 /// Keys counted per namespace by `/v1/stats` before it reports "more".
@@ -22,24 +21,32 @@ const STATS_KEY_LIMIT: u64 = 100_000;
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "{\"status\":\"ok\"}")))]
+#[utoipa::path(get, path = "/health", tag = "ops", operation_id = "health",
+    responses((status = 200, description = "{\"status\":\"ok\"}", body = serde_json::Value)))]
 pub async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-#[derive(Serialize)]
-struct Ready {
+/// Readiness and the backend's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Requests can be served (maybe from the memory fallback).
     ready: bool,
+    /// `memory`, `connected`, `degraded` or `recovering`.
+    #[schema(value_type = String)]
     backend: BackendState,
+    /// The backend answered a ping.
     reachable: bool,
+    /// Round trip of that ping.
     latency_ms: Option<f64>,
+    /// Requests are served from the memory fallback.
     fallback: bool,
 }
 
 /// Readiness: can requests be served, is the backend reachable, how fast.
-#[utoipa::path(get, path = "/ready", tag = "ops", responses(
-    (status = 200, description = "requests can be served (maybe from the memory fallback)"),
-    (status = 503, description = "requests cannot be served")))]
+#[utoipa::path(get, path = "/ready", tag = "ops", operation_id = "ready", responses(
+    (status = 200, description = "requests can be served (maybe from the memory fallback)", body = Ready),
+    (status = 503, description = "requests cannot be served", body = Ready)))]
 pub async fn ready(State(s): State<AppState>) -> Response {
     let ping = s.cache.ping().await;
     let state = s.cache.state();
@@ -64,24 +71,10 @@ pub async fn ready(State(s): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics (admin token unless `metrics_public`).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(
-    State(s): State<AppState>,
-    mut parts: axum::http::request::Parts,
-) -> Result<Response, ApiError> {
-    if !s.opts.metrics_public {
-        // The whole request's parts, so the failed-authentication limit sees the client
-        // address exactly as on every other route.
-        let caller = <Caller as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-            &mut parts, &s,
-        )
-        .await?;
-        if caller.principal != Principal::Admin {
-            return Err(ApiError::forbidden(
-                "this endpoint needs the admin credential",
-            ));
-        }
-    }
+#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics",
+    responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
+        (status = 403, description = "not the admin credential", body = ErrorBody)))]
+pub async fn metrics(State(s): State<AppState>, _: MetricsReader) -> Response {
     let ping = s.cache.ping().await.ok();
     let text = s
         .metrics
@@ -91,7 +84,7 @@ pub async fn metrics(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
-    Ok(r)
+    r
 }
 
 /// Remembers operation totals to turn them into rates.
@@ -141,7 +134,8 @@ struct NsStats {
 
 /// Per-namespace figures: keys, memory, hit ratio, ops/s. An admin sees every namespace
 /// in use or granted; a service sees the namespaces it may read.
-#[utoipa::path(get, path = "/v1/stats", tag = "ops", responses((status = 200, description = "backend and per-namespace figures")))]
+#[utoipa::path(get, path = "/v1/stats", tag = "ops", operation_id = "stats",
+    responses((status = 200, description = "backend and per-namespace figures", body = serde_json::Value)))]
 pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let names: BTreeSet<String> = match s.creds.grants(&caller.principal) {
         Some(g) => g.readable().into_iter().collect(),
@@ -185,52 +179,13 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
     Ok(axum::Json(body).into_response())
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "sharecache", description = "Shared, namespaced cache over HTTP. Every /v1 request carries Authorization: Bearer <token>. Errors are {\"error\":{\"code\",\"message\"}}."),
-    paths(
-        super::cache::get_key, super::cache::head_key, super::cache::put_key, super::cache::delete_key,
-        super::cache::batch, super::cache::list_keys, super::cache::clear,
-        super::ratelimit::decide,
-        super::locks::acquire, super::locks::extend, super::locks::release,
-        super::presence::beat, super::presence::leave, super::presence::list,
-        super::sessions::create, super::sessions::read, super::sessions::update, super::sessions::end,
-        super::sessions::rotate, super::sessions::list, super::sessions::end_all,
-        super::events::publish, super::events::subscribe, super::events::since,
-        super::queues::push, super::queues::op, super::queues::dead,
-        health, ready, metrics, stats, openapi
-    ),
-    components(schemas(super::cache::KeysBody, super::cache::MsetBody, super::cache::InvalidateBody,
-        super::ratelimit::RateLimitBody, super::locks::AcquireBody, super::locks::ExtendBody,
-        super::sessions::CreateBody, super::sessions::UpdateBody)),
-    modifiers(&BearerAuth)
-)]
-struct ApiDoc;
+/// The OpenAPI document, rendered once when the router is built.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub axum::body::Bytes);
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
-    }
-}
-
-/// The OpenAPI document of this API, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi() -> impl IntoResponse {
-    axum::Json(ApiDoc::openapi())
-}
-
-/// The OpenAPI document as a value (for tests and tooling).
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI document of this API, generated from the routes.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = serde_json::Value)))]
+pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
+    super::json(StatusCode::OK, doc.0)
 }

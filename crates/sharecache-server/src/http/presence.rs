@@ -3,44 +3,48 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error::ApiError;
-use super::extract::{ApiPath, ApiQuery, Caller};
-use super::{AppState, OpInfo};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery, ReadNs, WriteNs};
+use super::params::{MemberParam, NsParam};
 
 const DEFAULT_SET: &str = "default";
 
 /// `?ttl=SECONDS&set=NAME`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BeatQuery {
+    /// Seconds online, 1..=86400 (default 60).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 86_400)]
     ttl: Option<String>,
+    /// Presence set (default `default`), 1..=1024 bytes.
+    #[param(min_length = 1, max_length = 1024)]
     set: Option<String>,
 }
 
 /// `?set=NAME`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SetQuery {
+    /// Presence set (default `default`), 1..=1024 bytes.
+    #[param(min_length = 1, max_length = 1024)]
     set: Option<String>,
 }
 
 /// Heartbeat: `member` is online for `ttl` seconds (default 60).
-#[utoipa::path(put, path = "/v1/presence/{ns}/{member}", tag = "presence",
-    params(("ns" = String, Path), ("member" = String, Path), ("ttl" = Option<u64>, Query, description = "seconds, default 60"),
-        ("set" = Option<String>, Query, description = "presence set, default \"default\"")),
+#[utoipa::path(put, path = "/v1/presence/{ns}/{member}", tag = "presence", operation_id = "presence_beat",
+    params(NsParam, MemberParam, BeatQuery),
     responses((status = 204, description = "online")))]
 pub async fn beat(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, member)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(MemberParam { member }): ApiPath<MemberParam>,
     ApiQuery(q): ApiQuery<BeatQuery>,
-) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
+) -> Result<StatusCode, ApiError> {
     let ttl = match q.ttl.as_deref() {
         None => 60,
         Some(t) => t
@@ -57,44 +61,34 @@ pub async fn beat(
     n.presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?
         .beat(&member, Duration::from_secs(ttl))
         .await?;
-    Ok(OpInfo::attach(
-        "presence_beat",
-        &ns,
-        StatusCode::NO_CONTENT.into_response(),
-    ))
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `member` goes offline now.
-#[utoipa::path(delete, path = "/v1/presence/{ns}/{member}", tag = "presence",
-    params(("ns" = String, Path), ("member" = String, Path), ("set" = Option<String>, Query)),
-    responses((status = 204, description = "left"), (status = 404, description = "was not online")))]
+#[utoipa::path(delete, path = "/v1/presence/{ns}/{member}", tag = "presence", operation_id = "presence_leave",
+    params(NsParam, MemberParam, SetQuery),
+    responses((status = 204, description = "left"), (status = 404, description = "was not online", body = ErrorBody)))]
 pub async fn leave(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, member)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(MemberParam { member }): ApiPath<MemberParam>,
     ApiQuery(q): ApiQuery<SetQuery>,
-) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
+) -> Result<StatusCode, ApiError> {
     let set = n.presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?;
-    let resp = if set.leave(&member).await? {
-        StatusCode::NO_CONTENT.into_response()
+    if set.leave(&member).await? {
+        Ok(StatusCode::NO_CONTENT)
     } else {
-        ApiError::not_found("member is not online").into_response()
-    };
-    Ok(OpInfo::attach("presence_leave", &ns, resp))
+        Err(ApiError::not_found("member is not online"))
+    }
 }
 
 /// Who is online.
-#[utoipa::path(get, path = "/v1/presence/{ns}", tag = "presence",
-    params(("ns" = String, Path), ("set" = Option<String>, Query)),
-    responses((status = 200, description = "{\"members\":[{\"member\",\"expires_in_ms\"}],\"count\":n}")))]
+#[utoipa::path(get, path = "/v1/presence/{ns}", tag = "presence", operation_id = "presence_list",
+    params(NsParam, SetQuery),
+    responses((status = 200, description = "{\"members\":[{\"member\",\"expires_in_ms\"}],\"count\":n}", body = serde_json::Value)))]
 pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(ns): ApiPath<String>,
+    ReadNs(n): ReadNs,
     ApiQuery(q): ApiQuery<SetQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.read(&s, &ns)?;
     let members = n
         .presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?
         .list()
@@ -104,9 +98,5 @@ pub async fn list(
         .map(|(m, left)| serde_json::json!({"member": m, "expires_in_ms": left.as_millis() as u64}))
         .collect();
     let body = serde_json::json!({"count": list.len(), "members": list});
-    Ok(OpInfo::attach(
-        "presence_list",
-        &ns,
-        (StatusCode::OK, axum::Json(body)).into_response(),
-    ))
+    Ok(axum::Json(body).into_response())
 }

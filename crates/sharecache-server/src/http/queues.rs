@@ -3,17 +3,16 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sharecache::queue::{ClaimOptions, QueueMessage};
 
+use super::cache::NoQuery;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use super::{AppState, OpInfo};
-use crate::http::cache::NoQuery;
+use super::extract::{ApiJson, ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
+use super::json;
+use super::params::{NsParam, QueueParam};
 
 /// `{"consumer":"w1","count":10,"wait_ms":0,"visibility_ms":30000,"max_deliveries":5}`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -23,15 +22,18 @@ pub struct ClaimBody {
     consumer: String,
     /// Most messages to claim (1..=1000, default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000)]
     count: usize,
     /// How long to wait for a message, ms (default 0).
     #[serde(default)]
     wait_ms: u64,
     /// Redeliver messages unacknowledged for this long, ms (default 30000).
     #[serde(default = "thirty_s")]
+    #[schema(minimum = 1)]
     visibility_ms: u64,
     /// Dead-letter after this many deliveries (default 5).
     #[serde(default = "five")]
+    #[schema(minimum = 1)]
     max_deliveries: u64,
 }
 
@@ -49,7 +51,26 @@ fn five() -> u64 {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
+    /// Ids of claimed messages; at most `[server] max_batch` (default 1000).
     ids: Vec<String>,
+}
+
+/// `{"messages":[{"id","deliveries","payload"}]}`
+#[derive(Debug, utoipa::ToSchema)]
+pub struct Messages {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+}
+
+/// One queue message.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct Message {
+    /// Id, to acknowledge it.
+    pub id: String,
+    /// How many times it was delivered, this time included.
+    pub deliveries: u64,
+    /// The JSON document pushed.
+    pub payload: serde_json::Value,
 }
 
 fn messages_json(msgs: &[QueueMessage]) -> String {
@@ -70,110 +91,76 @@ fn messages_json(msgs: &[QueueMessage]) -> String {
     out
 }
 
-fn json(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
-}
-
 /// Push a message (any JSON document).
-#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}", tag = "queues",
-    params(("ns" = String, Path), ("queue" = String, Path)),
+#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}", tag = "queues", operation_id = "queue_push",
+    params(NsParam, QueueParam),
     request_body(content = serde_json::Value, content_type = "application/json"),
-    responses((status = 201, description = "{\"id\":\"...\"}"), (status = 503, description = "Redis down: not accepted")))]
+    responses((status = 201, description = "{\"id\":\"...\"}", body = serde_json::Value)))]
 pub async fn push(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, queue)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(QueueParam { queue }): ApiPath<QueueParam>,
     _q: ApiQuery<NoQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    JsonDoc(body): JsonDoc,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    let body = super::cache::json_body(body)?;
     let id = n.queue(&queue)?.push(&body).await?;
-    Ok(OpInfo::attach(
-        "queue_push",
-        &ns,
-        (
-            StatusCode::CREATED,
-            axum::Json(serde_json::json!({"id": id})),
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"id": id})),
+    )
+        .into_response())
+}
+
+/// Claim messages for a consumer (consumer group, visibility timeout, dead-letter).
+#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}/_claim", tag = "queues", operation_id = "queue_claim",
+    params(NsParam, QueueParam),
+    request_body(content = ClaimBody, content_type = "application/json"),
+    responses((status = 200, description = "the claimed messages (maybe none)", body = Messages)))]
+pub async fn claim(
+    WriteNs(n): WriteNs,
+    ApiPath(QueueParam { queue }): ApiPath<QueueParam>,
+    _q: ApiQuery<NoQuery>,
+    ApiJson(b): ApiJson<ClaimBody>,
+) -> Result<Response, ApiError> {
+    let opts = ClaimOptions {
+        visibility: Duration::from_millis(b.visibility_ms),
+        max_deliveries: b.max_deliveries,
+    };
+    let msgs = n
+        .queue(&queue)?
+        .claim(
+            &b.consumer,
+            b.count,
+            Duration::from_millis(b.wait_ms),
+            &opts,
         )
-            .into_response(),
-    ))
+        .await?;
+    Ok(json(StatusCode::OK, messages_json(&msgs)))
 }
 
-/// `_claim`, `_ack`.
-#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}/{op}", tag = "queues",
-    params(("ns" = String, Path), ("queue" = String, Path), ("op" = String, Path, description = "_claim | _ack")),
-    request_body(content = serde_json::Value, description = "_claim: ClaimBody; _ack: AckBody"),
-    responses((status = 200, description = "_claim: {\"messages\":[{\"id\",\"deliveries\",\"payload\"}]}; _ack: {\"acked\":n}")))]
-pub async fn op(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, queue, op)): ApiPath<(String, String, String)>,
+/// Acknowledge claimed messages: they are done and not redelivered.
+#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}/_ack", tag = "queues", operation_id = "queue_ack",
+    params(NsParam, QueueParam),
+    request_body(content = AckBody, content_type = "application/json"),
+    responses((status = 200, description = "{\"acked\":n}: how many were pending", body = serde_json::Value)))]
+pub async fn ack(
+    WriteNs(n): WriteNs,
+    ApiPath(QueueParam { queue }): ApiPath<QueueParam>,
     _q: ApiQuery<NoQuery>,
-    req: axum::extract::Request,
+    ApiJson(b): ApiJson<AckBody>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    match op.as_str() {
-        "_claim" => {
-            let ApiJson(b) =
-                <ApiJson<ClaimBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s)
-                    .await?;
-            let opts = ClaimOptions {
-                visibility: Duration::from_millis(b.visibility_ms),
-                max_deliveries: b.max_deliveries,
-            };
-            let msgs = n
-                .queue(&queue)?
-                .claim(
-                    &b.consumer,
-                    b.count,
-                    Duration::from_millis(b.wait_ms),
-                    &opts,
-                )
-                .await?;
-            Ok(OpInfo::attach(
-                "queue_claim",
-                &ns,
-                json(StatusCode::OK, messages_json(&msgs)),
-            ))
-        }
-        "_ack" => {
-            let ApiJson(b) =
-                <ApiJson<AckBody> as axum::extract::FromRequest<AppState>>::from_request(req, &s)
-                    .await?;
-            let acked = n.queue(&queue)?.ack(&b.ids).await?;
-            Ok(OpInfo::attach(
-                "queue_ack",
-                &ns,
-                json(StatusCode::OK, format!("{{\"acked\":{acked}}}")),
-            ))
-        }
-        _ => Err(ApiError::not_found(
-            "queue operations are _claim and _ack; GET .../_dead lists dead letters",
-        )),
-    }
+    let acked = n.queue(&queue)?.ack(&b.ids).await?;
+    Ok(json(StatusCode::OK, format!("{{\"acked\":{acked}}}")))
 }
 
-/// Dead-lettered messages.
-#[utoipa::path(get, path = "/v1/queues/{ns}/{queue}/_dead", tag = "queues",
-    params(("ns" = String, Path), ("queue" = String, Path)),
-    responses((status = 200, description = "{\"messages\":[...]}")))]
+/// Dead-lettered messages (the oldest 100).
+#[utoipa::path(get, path = "/v1/queues/{ns}/{queue}/_dead", tag = "queues", operation_id = "queue_dead",
+    params(NsParam, QueueParam),
+    responses((status = 200, description = "the dead letters", body = Messages)))]
 pub async fn dead(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, queue)): ApiPath<(String, String)>,
+    ReadNs(n): ReadNs,
+    ApiPath(QueueParam { queue }): ApiPath<QueueParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.read(&s, &ns)?;
     let msgs = n.queue(&queue)?.dead_letters(100).await?;
-    Ok(OpInfo::attach(
-        "queue_dead",
-        &ns,
-        json(StatusCode::OK, messages_json(&msgs)),
-    ))
+    Ok(json(StatusCode::OK, messages_json(&msgs)))
 }

@@ -3,27 +3,29 @@
 //! headers; `Retry-After` when refused. 503 only if the backend is down under
 //! `fallback = "fail"`: never a refusal that was not computed.
 
-use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sharecache::ratelimit::Limit;
 
+use super::cache::NoQuery;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use super::{AppState, OpInfo};
-use crate::http::cache::NoQuery;
+use super::extract::{ApiJson, ApiPath, ApiQuery, WriteNs};
+use super::params::{LimitParam, NsParam};
 
 /// `{"limit":5,"period_ms":60000,"cost":1}`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitBody {
     /// Calls allowed per period (and burst size), 1..=1e9.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     limit: u64,
     /// The period in milliseconds, 1..=31536000000.
+    #[schema(minimum = 1, maximum = 31_536_000_000.0)]
     period_ms: u64,
     /// Cost of this call (default 1; 0 reads without spending; at most `limit`).
     #[serde(default = "one")]
+    #[schema(maximum = 1_000_000_000)]
     cost: u64,
     /// `gcra` (default: smooth) or `sliding_window`.
     #[serde(default)]
@@ -45,20 +47,30 @@ fn one() -> u64 {
     1
 }
 
-/// One rate-limit decision.
-#[utoipa::path(post, path = "/v1/ratelimit/{ns}/{key}", tag = "ratelimit",
-    params(("ns" = String, Path), ("key" = String, Path, description = "what is limited, e.g. attempts:{email}")),
+/// `{"allowed":b,"remaining":n,"retry_after_ms":n,"reset_after_ms":n}`
+#[derive(Debug, utoipa::ToSchema)]
+pub struct Decision {
+    /// Whether this call may go ahead (a refusal is an answer: still 200).
+    pub allowed: bool,
+    /// Calls left in the current period.
+    pub remaining: u64,
+    /// When a refused call may be retried, ms (0 when allowed).
+    pub retry_after_ms: u64,
+    /// When the bucket is full again, ms.
+    pub reset_after_ms: u64,
+}
+
+/// One rate-limit decision (a rate limit spends state, so it needs write).
+#[utoipa::path(post, path = "/v1/ratelimit/{ns}/{key}", tag = "ratelimit", operation_id = "ratelimit",
+    params(NsParam, LimitParam),
     request_body(content = RateLimitBody, content_type = "application/json"),
-    responses((status = 200, description = "{\"allowed\":b,\"remaining\":n,\"retry_after_ms\":n,\"reset_after_ms\":n} with RateLimit-* headers"),
-        (status = 400, description = "invalid limit, period, cost or key"), (status = 503, description = "backend down with fallback = fail")))]
+    responses((status = 200, description = "the decision, with RateLimit-* headers (and Retry-After when refused)", body = Decision)))]
 pub async fn decide(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, key)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(LimitParam { key }): ApiPath<LimitParam>,
     _q: ApiQuery<NoQuery>,
     ApiJson(b): ApiJson<RateLimitBody>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
     let limit = Limit::per(b.limit, std::time::Duration::from_millis(b.period_ms)).cost(b.cost);
     let limit = limit.algorithm(match b.algorithm {
         AlgorithmName::Gcra => sharecache::ratelimit::Algorithm::Gcra,
@@ -91,5 +103,5 @@ pub async fn decide(
             HeaderValue::from(secs(d.retry_after.as_millis()).max(1)),
         );
     }
-    Ok(OpInfo::attach("ratelimit", &ns, r))
+    Ok(r)
 }

@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use super::{AppState, OpInfo};
-use crate::http::cache::NoQuery;
+use super::cache::NoQuery;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery, WriteNs};
+use super::params::{NsParam, SessionParam};
 
 /// `{"data":{},"idle_ttl":1800,"absolute_ttl":86400}` (seconds)
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -22,19 +21,33 @@ pub struct CreateBody {
     data: serde_json::Value,
     /// Seconds without use before it ends (default 1800).
     #[serde(default = "default_idle")]
+    #[schema(minimum = 1)]
     idle_ttl: u64,
-    /// Seconds after creation at which it ends however used (default 86400).
+    /// Seconds after creation at which it ends however used, at least `idle_ttl`
+    /// (default 86400).
     #[serde(default = "default_absolute")]
+    #[schema(minimum = 1)]
     absolute_ttl: u64,
     /// The user it belongs to (to list and end all of a user's sessions).
     user: Option<String>,
 }
 
 /// `?user=...`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
+    /// The user the sessions belong to.
     user: String,
+}
+
+/// `{"id":"...","expires_at":ms}`
+#[derive(Debug, utoipa::ToSchema)]
+pub struct NewSession {
+    /// The session id: a secret, sent back in paths.
+    pub id: String,
+    /// When it ends at the latest, ms since the Unix epoch.
+    pub expires_at: u64,
 }
 
 fn default_idle() -> u64 {
@@ -53,22 +66,20 @@ pub struct UpdateBody {
     data: serde_json::Value,
 }
 
-fn not_found() -> Response {
-    ApiError::not_found("no such session").into_response()
+fn not_found() -> ApiError {
+    ApiError::not_found("no such session")
 }
 
 /// Create a session.
-#[utoipa::path(post, path = "/v1/sessions/{ns}", tag = "sessions", params(("ns" = String, Path)),
+#[utoipa::path(post, path = "/v1/sessions/{ns}", tag = "sessions", operation_id = "session_create",
+    params(NsParam),
     request_body(content = CreateBody, content_type = "application/json"),
-    responses((status = 201, description = "{\"id\":\"...\",\"expires_at\":ms}")))]
+    responses((status = 201, description = "created", body = NewSession)))]
 pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(ns): ApiPath<String>,
+    WriteNs(n): WriteNs,
     _q: ApiQuery<NoQuery>,
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
     let (idle, absolute) = (
         Duration::from_secs(b.idle_ttl),
         Duration::from_secs(b.absolute_ttl),
@@ -82,130 +93,98 @@ pub async fn create(
         None => n.sessions().create(b.data, idle, absolute).await?,
     };
     let body = serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms});
-    Ok(OpInfo::attach(
-        "session_create",
-        &ns,
-        (StatusCode::CREATED, axum::Json(body)).into_response(),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 /// The live sessions of a user (handles and times, never ids).
-#[utoipa::path(get, path = "/v1/sessions/{ns}", tag = "sessions", params(("ns" = String, Path), ("user" = String, Query)),
-    responses((status = 200, description = "{\"sessions\":[{\"handle\",\"created_ms\",\"expires_at_ms\"}]}")))]
+#[utoipa::path(get, path = "/v1/sessions/{ns}", tag = "sessions", operation_id = "session_list",
+    params(NsParam, UserQuery),
+    responses((status = 200, description = "{\"sessions\":[{\"handle\",\"created_ms\",\"expires_at_ms\"}]}", body = serde_json::Value)))]
 pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(ns): ApiPath<String>,
+    WriteNs(n): WriteNs,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
     let sessions = n.sessions().list(&q.user).await?;
-    Ok(OpInfo::attach(
-        "session_list",
-        &ns,
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"sessions": sessions})),
-        )
-            .into_response(),
-    ))
+    Ok(axum::Json(serde_json::json!({"sessions": sessions})).into_response())
 }
 
 /// End every session of a user.
-#[utoipa::path(delete, path = "/v1/sessions/{ns}", tag = "sessions", params(("ns" = String, Path), ("user" = String, Query)),
-    responses((status = 200, description = "{\"ended\":n}")))]
+#[utoipa::path(delete, path = "/v1/sessions/{ns}", tag = "sessions", operation_id = "session_end_all",
+    params(NsParam, UserQuery),
+    responses((status = 200, description = "{\"ended\":n}", body = serde_json::Value)))]
 pub async fn end_all(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(ns): ApiPath<String>,
+    WriteNs(n): WriteNs,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
     let ended = n.sessions().end_all(&q.user).await?;
-    Ok(OpInfo::attach(
-        "session_end_all",
-        &ns,
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"ended": ended})),
-        )
-            .into_response(),
-    ))
+    Ok(axum::Json(serde_json::json!({"ended": ended})).into_response())
 }
 
-/// Read a session (renews its idle timeout).
-#[utoipa::path(get, path = "/v1/sessions/{ns}/{id}", tag = "sessions", params(("ns" = String, Path), ("id" = String, Path)),
-    responses((status = 200, description = "{\"data\",\"created_ms\",\"expires_at_ms\"}"), (status = 404, description = "unknown, expired or invalid")))]
+/// Read a session (renews its idle timeout, so it needs write).
+#[utoipa::path(get, path = "/v1/sessions/{ns}/{id}", tag = "sessions", operation_id = "session_get",
+    params(NsParam, SessionParam),
+    responses((status = 200, description = "{\"data\",\"created_ms\",\"expires_at_ms\"}", body = serde_json::Value),
+        (status = 404, description = "unknown, expired or invalid", body = ErrorBody)))]
 pub async fn read(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, id)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(SessionParam { id }): ApiPath<SessionParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
-    // Reading renews the session, so it needs write.
-    let n = caller.write(&s, &ns)?;
-    let resp = match n.sessions().get(&id).await? {
-        Some(d) => (StatusCode::OK, axum::Json(d)).into_response(),
-        None => not_found(),
-    };
-    Ok(OpInfo::attach("session_get", &ns, resp))
+    match n.sessions().get(&id).await? {
+        Some(d) => Ok(axum::Json(d).into_response()),
+        None => Err(not_found()),
+    }
 }
 
 /// Replace a session's data.
-#[utoipa::path(patch, path = "/v1/sessions/{ns}/{id}", tag = "sessions", params(("ns" = String, Path), ("id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/sessions/{ns}/{id}", tag = "sessions", operation_id = "session_update",
+    params(NsParam, SessionParam),
     request_body(content = UpdateBody, content_type = "application/json"),
-    responses((status = 204, description = "updated"), (status = 404, description = "no such session")))]
+    responses((status = 204, description = "updated"), (status = 404, description = "no such session", body = ErrorBody)))]
 pub async fn update(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, id)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(SessionParam { id }): ApiPath<SessionParam>,
     _q: ApiQuery<NoQuery>,
     ApiJson(b): ApiJson<UpdateBody>,
-) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    let resp = if n.sessions().update(&id, b.data).await? {
-        StatusCode::NO_CONTENT.into_response()
+) -> Result<StatusCode, ApiError> {
+    if n.sessions().update(&id, b.data).await? {
+        Ok(StatusCode::NO_CONTENT)
     } else {
-        not_found()
-    };
-    Ok(OpInfo::attach("session_update", &ns, resp))
+        Err(not_found())
+    }
 }
 
 /// End a session.
-#[utoipa::path(delete, path = "/v1/sessions/{ns}/{id}", tag = "sessions", params(("ns" = String, Path), ("id" = String, Path)),
-    responses((status = 204, description = "ended"), (status = 404, description = "no such session")))]
+#[utoipa::path(delete, path = "/v1/sessions/{ns}/{id}", tag = "sessions", operation_id = "session_end",
+    params(NsParam, SessionParam),
+    responses((status = 204, description = "ended"), (status = 404, description = "no such session", body = ErrorBody)))]
 pub async fn end(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, id)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(SessionParam { id }): ApiPath<SessionParam>,
     _q: ApiQuery<NoQuery>,
-) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    let resp = if n.sessions().end(&id).await? {
-        StatusCode::NO_CONTENT.into_response()
+) -> Result<StatusCode, ApiError> {
+    if n.sessions().end(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
     } else {
-        not_found()
-    };
-    Ok(OpInfo::attach("session_end", &ns, resp))
+        Err(not_found())
+    }
 }
 
 /// Give a session a new id; the old one is dead at once.
-#[utoipa::path(post, path = "/v1/sessions/{ns}/{id}/_rotate", tag = "sessions", params(("ns" = String, Path), ("id" = String, Path)),
-    responses((status = 200, description = "{\"id\":\"...\",\"expires_at\":ms}"), (status = 404, description = "no such session")))]
+#[utoipa::path(post, path = "/v1/sessions/{ns}/{id}/_rotate", tag = "sessions", operation_id = "session_rotate",
+    params(NsParam, SessionParam),
+    responses((status = 200, description = "the new id", body = NewSession),
+        (status = 404, description = "no such session", body = ErrorBody)))]
 pub async fn rotate(
-    State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((ns, id)): ApiPath<(String, String)>,
+    WriteNs(n): WriteNs,
+    ApiPath(SessionParam { id }): ApiPath<SessionParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
-    let n = caller.write(&s, &ns)?;
-    let resp = match n.sessions().rotate(&id).await? {
-        Some(new) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms})),
+    match n.sessions().rotate(&id).await? {
+        Some(new) => Ok(axum::Json(
+            serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms}),
         )
-            .into_response(),
-        None => not_found(),
-    };
-    Ok(OpInfo::attach("session_rotate", &ns, resp))
+        .into_response()),
+        None => Err(not_found()),
+    }
 }

@@ -1,6 +1,45 @@
-//! Test apps: the real router over a memory or Redis backend, with an admin and three
-//! service credentials, driven with `oneshot` or over a real socket.
+//! Test apps: the real router over a memory, Redis or Redis Cluster backend, with an
+//! admin and three service credentials, driven with `oneshot` or over a real socket;
+//! [`on_every_backend!`] to run a behaviour test on each backend; the route table
+//! ([`routes`]) and the store snapshots ([`store`]) the isolation and bad-input checks
+//! share.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod routes;
+pub mod store;
+
+/// Runs each named `async fn(Backend)` as one test on the memory backend and one on a
+/// real Redis, and all of them in turn on one 6-node Redis Cluster (started once per
+/// test binary, emptied between cases). `@local` skips the cluster, for tests whose
+/// checks read a single redis-server below the API.
+///
+/// Use it after `#[macro_use] mod support;` and `use support::Backend;`.
+#[macro_export]
+macro_rules! on_every_backend {
+    (@local $($name:ident),* $(,)?) => {
+        mod memory { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await; })* }
+        mod redis { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await; })* }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_every_backend!(@local $($name),*);
+        /// Every case on one Redis Cluster, emptied between cases.
+        mod cluster {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_case() {
+                let cluster = tokio::task::spawn_blocking(sharecache_testkit::RedisCluster::start)
+                    .await
+                    .unwrap();
+                let url: &'static str = Box::leak(cluster.url().into_boxed_str());
+                $(
+                    for m in cluster.masters() {
+                        m.cmd(&["FLUSHALL"]);
+                    }
+                    super::$name(super::Backend::Cluster(url)).await;
+                )*
+            }
+        }
+    };
+}
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -163,6 +202,11 @@ impl TestApp {
                 .unwrap(),
             None => b.body(Body::empty()).unwrap(),
         };
+        self.send(req).await
+    }
+
+    /// Any request through the router (no socket).
+    pub async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
