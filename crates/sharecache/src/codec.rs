@@ -36,6 +36,18 @@ const FLAG_DELTA: u8 = 0x80;
 // Every flag bit is now in use: a format that needs more must change the magic byte,
 // which older readers refuse (a counted miss).
 
+/// Freshness decided from the header alone: `Some(false)` for a cached absence or an
+/// unreadable header, `Some(true)` for an untagged value, `None` when the value carries
+/// tags whose versions must be read.
+#[inline]
+pub(crate) fn untagged_fresh(stored: &[u8]) -> Option<bool> {
+    match stored {
+        [MAGIC, flags, ..] if flags & FLAG_NEGATIVE != 0 => Some(false),
+        [MAGIC, flags, ..] if flags & FLAG_TAGS != 0 => None,
+        _ => Some(true),
+    }
+}
+
 /// The stored form of a cached absence.
 pub(crate) fn negative_marker() -> Bytes {
     Bytes::from_static(&[MAGIC, 1 | FLAG_NEGATIVE, b'n', b'u', b'l', b'l'])

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use super::Namespace;
 use crate::error::Result;
 use crate::store::BackendState;
-use crate::tier::{Ticket, Tier};
+use crate::tier::{L1Entry, Ticket, Tier};
 
 /// Where a read was answered ([`Namespace::get_with_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,11 +38,68 @@ pub enum Source {
 type Erased = Arc<dyn Any + Send + Sync>;
 
 /// What a read found, before it is checked, decoded and counted.
-struct Found {
-    bytes: Bytes,
-    /// What L1 decoded when the entry went in (any type), if anything.
-    decoded: Option<Erased>,
-    source: Source,
+enum Found {
+    /// An L1 entry (its bytes, and what was decoded when it went in).
+    L1(Arc<L1Entry>),
+    /// Bytes from the store.
+    Store(Bytes),
+}
+
+impl Found {
+    #[inline]
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Found::L1(e) => &e.bytes,
+            Found::Store(b) => b,
+        }
+    }
+}
+
+/// A hit, in the cheapest form the read could produce it: callers take it as an owned
+/// value ([`Value::owned`]) or shared ([`Value::shared`]) without an extra copy or
+/// reference count on the L1 path.
+enum Value<T> {
+    /// Decoded by this read, held by nobody else.
+    Owned(T),
+    /// Decoded by this read and also put in L1.
+    Shared(Arc<T>),
+    /// Decoded earlier: the L1 entry's `decoded` is a `T`.
+    InL1(Arc<L1Entry>),
+}
+
+impl<T: Send + Sync + 'static> Value<T> {
+    #[inline]
+    fn l1_value(e: &L1Entry) -> &T {
+        e.decoded
+            .as_deref()
+            .and_then(|d| d.downcast_ref::<T>())
+            .expect("settle checked the entry holds a T")
+    }
+
+    #[inline(always)]
+    fn owned(self) -> T
+    where
+        T: Clone,
+    {
+        match self {
+            Value::Owned(v) => v,
+            Value::Shared(v) => Arc::unwrap_or_clone(v),
+            Value::InL1(e) => Self::l1_value(&e).clone(),
+        }
+    }
+
+    #[inline(always)]
+    fn shared(self) -> Arc<T> {
+        match self {
+            Value::Owned(v) => Arc::new(v),
+            Value::Shared(v) => v,
+            Value::InL1(e) => e
+                .decoded
+                .clone()
+                .and_then(|d| d.downcast::<T>().ok())
+                .expect("settle checked the entry holds a T"),
+        }
+    }
 }
 
 /// Where a value read from the store may go in L1.
@@ -64,10 +121,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        Ok(self
-            .read::<T>(key)
-            .await?
-            .map(|(v, _)| Arc::unwrap_or_clone(v)))
+        Ok(self.read::<T>(key).await?.map(|(v, _)| v.owned()))
     }
 
     /// Like [`get`](Self::get), but returns the value behind an `Arc`: an L1 hit then
@@ -76,7 +130,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        Ok(self.read::<T>(key).await?.map(|(v, _)| v))
+        Ok(self.read::<T>(key).await?.map(|(v, _)| v.shared()))
     }
 
     /// Like [`get`](Self::get), also saying where the value came from. With
@@ -96,10 +150,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        Ok(self
-            .read::<T>(key)
-            .await?
-            .map(|(v, s)| (Arc::unwrap_or_clone(v), s)))
+        Ok(self.read::<T>(key).await?.map(|(v, s)| (v.owned(), s)))
     }
 
     /// Reads many keys; the result has one slot per key, in order, `None` for a miss.
@@ -112,40 +163,22 @@ impl Namespace {
         if full.is_empty() {
             return Ok(Vec::new());
         }
-        let from_store = |b: Option<Bytes>| {
-            b.map(|bytes| Found {
-                bytes,
-                decoded: None,
-                source: Source::Store,
-            })
-        };
         let found: Vec<Option<Found>> = match self.tier() {
-            None => self
-                .kv()
-                .mget(&full)
-                .await?
-                .into_iter()
-                .map(from_store)
-                .collect(),
+            None => {
+                let got = self.kv().mget(&full).await?;
+                got.into_iter().map(|b| b.map(Found::Store)).collect()
+            }
             Some(tier) => {
                 // Misses are not put in L1 here: MGET does not say when a key expires
                 // (`get` fills L1 with the key's TTL).
-                let mut found: Vec<Option<Found>> = full
-                    .iter()
-                    .map(|k| {
-                        tier.get(k).map(|e| Found {
-                            bytes: e.bytes.clone(),
-                            decoded: e.decoded.clone(),
-                            source: Source::L1,
-                        })
-                    })
-                    .collect();
+                let mut found: Vec<Option<Found>> =
+                    full.iter().map(|k| tier.get(k).map(Found::L1)).collect();
                 let missing: Vec<usize> =
                     (0..found.len()).filter(|&i| found[i].is_none()).collect();
                 if !missing.is_empty() {
                     let ask: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
                     for (i, v) in missing.into_iter().zip(self.kv().mget(&ask).await?) {
-                        found[i] = from_store(v);
+                        found[i] = v.map(Found::Store);
                     }
                 }
                 found
@@ -153,96 +186,117 @@ impl Namespace {
         };
         let mut out = Vec::with_capacity(found.len());
         for (k, f) in keys.iter().zip(found) {
-            let v = self.settle::<T>(k.as_ref(), f, None).await;
-            out.push(v.map(|(v, _)| Arc::unwrap_or_clone(v)));
+            let v = self.settle::<T>(k.as_ref(), self.checked(f).await, None);
+            out.push(v.map(|(v, _)| v.owned()));
         }
         Ok(out)
     }
 
+    /// What a read found, with whether it is still a value (see `tags.rs`).
+    #[inline]
+    async fn checked(&self, found: Option<Found>) -> Option<(Found, bool)> {
+        let found = found?;
+        // Untagged values (the common case) are decided from their header, without
+        // building the future that reads tag versions.
+        let fresh = match crate::codec::untagged_fresh(found.bytes()) {
+            Some(fresh) => fresh,
+            None => self.fresh(found.bytes()).await,
+        };
+        Some((found, fresh))
+    }
+
     /// The single-key read behind `get`, `get_shared` and `get_with_source`.
-    async fn read<T>(&self, key: &str) -> Result<Option<(Arc<T>, Source)>>
+    #[inline]
+    async fn read<T>(&self, key: &str) -> Result<Option<(Value<T>, Source)>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
-            let found = self.kv().get(&full).await?.map(|bytes| Found {
-                bytes,
-                decoded: None,
-                source: Source::Store,
-            });
-            return Ok(self.settle(key, found, None).await);
+            let found = self.kv().get(&full).await?.map(Found::Store);
+            return Ok(self.settle(key, self.checked(found).await, None));
         };
         crate::key::validate_key(key)?;
         // An L1 lookup builds the stored key in a reused buffer: a hit allocates nothing.
         if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
-            let found = Found {
-                bytes: e.bytes.clone(),
-                decoded: e.decoded.clone(),
-                source: Source::L1,
+            // Inline rather than through `checked`: an L1 hit then polls no nested future.
+            let found = Found::L1(e);
+            let fresh = match crate::codec::untagged_fresh(found.bytes()) {
+                Some(fresh) => fresh,
+                None => self.fresh(found.bytes()).await,
             };
-            return Ok(self.settle(key, Some(found), None).await);
+            return Ok(self.settle(key, Some((found, fresh)), None));
         }
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
         let (stored, ttl) = self.kv().get_with_ttl(&full).await?;
-        let found = stored.map(|bytes| Found {
-            bytes,
-            decoded: None,
-            source: Source::Store,
-        });
+        let found = stored.map(Found::Store);
         let fill = Fill {
             tier,
             key: &full,
             ticket,
             ttl,
         };
-        Ok(self.settle(key, found, Some(fill)).await)
+        Ok(self.settle(key, self.checked(found).await, Some(fill)))
     }
 
     /// Decides what a read found: a fresh value that decodes as `T` is a hit (and may
     /// fill L1); anything else is a miss. Every read is counted here and only here.
-    async fn settle<T>(
+    ///
+    /// Freshness (tags, cached absences) is checked by [`checked`](Self::checked), which
+    /// awaits the tag versions; this part is synchronous, so an L1 hit costs no further
+    /// future.
+    #[inline(always)]
+    fn settle<T>(
         &self,
         key: &str,
-        found: Option<Found>,
+        found: Option<(Found, bool)>,
         fill: Option<Fill<'_>>,
-    ) -> Option<(Arc<T>, Source)>
+    ) -> Option<(Value<T>, Source)>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let c = &self.counters;
-        let Some(found) = found else {
+        let Some((found, true)) = found else {
             c.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if !self.fresh(&found.bytes).await {
-            c.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        let value = match found.decoded.and_then(|d| d.downcast::<T>().ok()) {
-            Some(v) => v,
-            None => match self.inner.codec.decode::<T>(&found.bytes) {
-                Ok(v) => Arc::new(v),
-                Err(e) => {
-                    c.misses.fetch_add(1, Ordering::Relaxed);
-                    c.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(namespace = %self.name, key, error = %e, "stored value does not decode: counted as a miss");
-                    return None;
+        let (value, source) = match found {
+            // L1 decoded this value as a `T` when it went in: nothing to parse.
+            Found::L1(e) if e.decoded.as_deref().is_some_and(|d| d.is::<T>()) => {
+                (Value::InL1(e), Source::L1)
+            }
+            found => {
+                let source = match found {
+                    Found::L1(_) => Source::L1,
+                    Found::Store(_) => Source::Store,
+                };
+                let bytes = found.bytes();
+                let v = match self.inner.codec.decode::<T>(bytes) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        c.misses.fetch_add(1, Ordering::Relaxed);
+                        c.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(namespace = %self.name, key, error = %e, "stored value does not decode: counted as a miss");
+                        return None;
+                    }
+                };
+                match fill {
+                    Some(f) if self.inner.store.state() == BackendState::Connected => {
+                        let v = Arc::new(v);
+                        let decoded: Erased = v.clone();
+                        f.tier
+                            .insert(f.key, f.ticket, bytes.clone(), Some(decoded), f.ttl);
+                        (Value::Shared(v), source)
+                    }
+                    _ => (Value::Owned(v), source),
                 }
-            },
+            }
         };
         c.hits.fetch_add(1, Ordering::Relaxed);
-        if found.source == Source::L1 {
+        if source == Source::L1 {
             c.l1_hits.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(f) = fill
-            && self.inner.store.state() == BackendState::Connected
-        {
-            let decoded: Erased = value.clone();
-            f.tier
-                .insert(f.key, f.ticket, found.bytes, Some(decoded), f.ttl);
-        }
-        Some((value, found.source))
+        Some((value, source))
     }
 }
