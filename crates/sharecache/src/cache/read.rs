@@ -117,20 +117,27 @@ impl Namespace {
     /// With a [`LocalTier`](crate::LocalTier), a hit in L1 returns a clone of the value
     /// decoded when it entered L1 (no parsing); a miss reads Redis and fills L1 (see
     /// `tier` for the coherence guarantees).
-    pub async fn get<T>(&self, key: &str) -> Result<Option<T>>
+    // Not `async fn`: the returned future is `read`'s own, so an L1 hit polls one state
+    // machine instead of two (measured: ~10 ns of a ~150 ns hit).
+    #[allow(clippy::manual_async_fn)]
+    pub fn get<'a, T>(&'a self, key: &'a str) -> impl Future<Output = Result<Option<T>>> + Send + 'a
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        Ok(self.read::<T>(key).await?.map(|(v, _)| v.owned()))
+        self.read(key, |v: Value<T>, _| v.owned())
     }
 
     /// Like [`get`](Self::get), but returns the value behind an `Arc`: an L1 hit then
     /// costs a reference count instead of a clone of `T` (use it for big values).
-    pub async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>>
+    #[allow(clippy::manual_async_fn)]
+    pub fn get_shared<'a, T>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<Arc<T>>>> + Send + 'a
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        Ok(self.read::<T>(key).await?.map(|(v, _)| v.shared()))
+        self.read(key, |v: Value<T>, _| v.shared())
     }
 
     /// Like [`get`](Self::get), also saying where the value came from. With
@@ -150,7 +157,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        Ok(self.read::<T>(key).await?.map(|(v, s)| (v.owned(), s)))
+        self.read(key, |v: Value<T>, s| (v.owned(), s)).await
     }
 
     /// Reads many keys; the result has one slot per key, in order, `None` for a miss.
@@ -207,14 +214,19 @@ impl Namespace {
 
     /// The single-key read behind `get`, `get_shared` and `get_with_source`.
     #[inline]
-    async fn read<T>(&self, key: &str) -> Result<Option<(Value<T>, Source)>>
+    async fn read<T, R>(
+        &self,
+        key: &str,
+        out: impl FnOnce(Value<T>, Source) -> R + Send,
+    ) -> Result<Option<R>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
             let found = self.kv().get(&full).await?.map(Found::Store);
-            return Ok(self.settle(key, self.checked(found).await, None));
+            let v = self.settle(key, self.checked(found).await, None);
+            return Ok(v.map(|(v, s)| out(v, s)));
         };
         crate::key::validate_key(key)?;
         // An L1 lookup builds the stored key in a reused buffer: a hit allocates nothing.
@@ -225,7 +237,8 @@ impl Namespace {
                 Some(fresh) => fresh,
                 None => self.fresh(found.bytes()).await,
             };
-            return Ok(self.settle(key, Some((found, fresh)), None));
+            let v = self.settle(key, Some((found, fresh)), None);
+            return Ok(v.map(|(v, s)| out(v, s)));
         }
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
@@ -237,7 +250,8 @@ impl Namespace {
             ticket,
             ttl,
         };
-        Ok(self.settle(key, self.checked(found).await, Some(fill)))
+        let v = self.settle(key, self.checked(found).await, Some(fill));
+        Ok(v.map(|(v, s)| out(v, s)))
     }
 
     /// Decides what a read found: a fresh value that decodes as `T` is a hit (and may
