@@ -11,7 +11,7 @@
 //!   limits, locks, sessions, events, queues, presence, operations), the dashboard.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`token`]: `sharecache token new|hash`.
-//! * [`bench`]: `sharecache bench`, a load generator that drives the library API.
+//! * [`bench`](mod@bench): `sharecache bench`, a load generator that drives the library API.
 //!
 //! `src/main.rs` only parses the command line and calls [`cli::main`].
 

@@ -300,7 +300,7 @@ impl RedisServer {
     }
 
     /// `ROLE`'s first element (`master`, `slave`, `sentinel`); `None` when the process
-    /// does not answer within [`PROBE`] (paused, killed).
+    /// does not answer within one second (paused, killed).
     pub fn role(&self) -> Option<String> {
         match self.probe(&["ROLE"], PROBE) {
             Ok(RespReply::Array(r)) => match r.first() {
