@@ -36,7 +36,7 @@ pub use remember::RememberOptions;
 
 use crate::codec::Codec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::key::{KeySpace, NamespaceName, validate_namespace};
+use crate::key::{KeySpace, NamespaceName};
 use crate::store::{BackendState, Coord, Kv, Store, StoreStats};
 use crate::tier::Tier;
 use crate::ttl::Ttl;
@@ -90,7 +90,6 @@ impl Cache {
 
     /// A handle on namespace `name` (`[a-z0-9_-]{1,64}`); its keys are stored as `name:key`.
     pub fn namespace(&self, name: &str) -> Result<Namespace> {
-        validate_namespace(name)?;
         let name = NamespaceName::new(name)?;
         let counters = self
             .inner

@@ -199,15 +199,15 @@ impl Namespace {
         Ok(out)
     }
 
-    /// What a read found, with whether it is still a value (see `tags.rs`).
+    /// What a read found, with whether it is still a value: a cached absence is not;
+    /// an untagged value is (both decided from the header, with no further future); a
+    /// tagged one is if its tags were not invalidated since (`tags.rs`).
     #[inline]
     async fn checked(&self, found: Option<Found>) -> Option<(Found, bool)> {
         let found = found?;
-        // Untagged values (the common case) are decided from their header, without
-        // building the future that reads tag versions.
         let fresh = match crate::codec::untagged_fresh(found.bytes()) {
             Some(fresh) => fresh,
-            None => self.fresh(found.bytes()).await,
+            None => self.tags_current(found.bytes()).await,
         };
         Some((found, fresh))
     }
@@ -231,11 +231,12 @@ impl Namespace {
         crate::key::validate_key(key)?;
         // An L1 lookup builds the stored key in a reused buffer: a hit allocates nothing.
         if let Some(e) = self.space.with_key(key, |full| tier.get(full)) {
-            // Inline rather than through `checked`: an L1 hit then polls no nested future.
+            // `checked` inlined: awaiting it here costs an L1 hit ~18 ns (criterion
+            // tier/l1_hit_u64, 98 -> 116 ns), the size of its state machine.
             let found = Found::L1(e);
             let fresh = match crate::codec::untagged_fresh(found.bytes()) {
                 Some(fresh) => fresh,
-                None => self.fresh(found.bytes()).await,
+                None => self.tags_current(found.bytes()).await,
             };
             let v = self.settle(key, Some((found, fresh)), None);
             return Ok(v.map(|(v, s)| out(v, s)));

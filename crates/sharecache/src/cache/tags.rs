@@ -72,16 +72,12 @@ impl Namespace {
         Ok(crate::codec::with_tags(encoded, &pairs))
     }
 
-    /// Whether a stored value's tags are all at the versions it was written with.
-    /// Untagged values are always fresh (one flag test).
-    pub(super) async fn fresh(&self, stored: &[u8]) -> bool {
-        if crate::codec::is_negative(stored) {
-            return false; // a cached absence is never a value
-        }
-        let tags = match crate::codec::tags_of(stored) {
-            Ok(None) => return true,
-            Ok(Some(t)) => t,
-            Err(_) => return false,
+    /// Whether a tagged value's tags are all at the versions it was written with (a
+    /// missing version or a corrupt tag section is "no"). Untagged values never get here:
+    /// `read.rs` decides them from their header (`codec::untagged_fresh`).
+    pub(super) async fn tags_current(&self, stored: &[u8]) -> bool {
+        let Ok(Some(tags)) = crate::codec::tags_of(stored) else {
+            return false;
         };
         let keys: Vec<String> = tags
             .iter()
