@@ -489,6 +489,41 @@ mod tests {
     use serde::Deserialize;
 
     #[test]
+    fn raw_json_refuses_what_is_not_one_json_document() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"{oops",
+            b"{} {}",
+            b"\"\xff\"",
+            b"[1,]",
+            b"nul\0",
+        ] {
+            let e = RawJson::from_slice(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        }
+        let big = format!("[{}1]", "1,".repeat(100_000));
+        assert_eq!(
+            RawJson::from_slice(big.as_bytes())
+                .unwrap()
+                .as_bytes()
+                .len(),
+            big.len()
+        );
+        // Written by a MessagePack codec, read back as the same document.
+        let mp = Codec {
+            format: Format::MessagePack,
+            ..Codec::default()
+        };
+        let doc = RawJson::from_slice(br#"{"a":[1,"x",null]}"#).unwrap();
+        let back: RawJson = mp.decode(&mp.encode(&doc).unwrap()).unwrap();
+        assert_eq!(
+            back.parse::<serde_json::Value>().unwrap(),
+            serde_json::json!({"a": [1, "x", null]})
+        );
+    }
+
+    #[test]
     fn compute_time_section_round_trips() {
         let c = Codec::default();
         for value in ["small".to_owned(), "big ".repeat(2000)] {

@@ -219,6 +219,41 @@ async fn big_and_compressed_values(case: Case<'_>) {
 
 async fn invalid_input_is_refused(case: Case<'_>) {
     let cache = case.cache;
+    // Every primitive's handle checks the names it is given like keys, before any call.
+    let ns = cache.namespace("handles").unwrap();
+    let long = "k".repeat(1025);
+    for bad in ["", "bad\nname", "nul\0", long.as_str()] {
+        let kind = |e: sharecache::Error| e.kind();
+        assert_eq!(
+            ns.presence(bad).map(|_| ()).map_err(kind),
+            Err(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
+        assert_eq!(
+            ns.channel(bad).map(|_| ()).map_err(kind),
+            Err(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
+        assert_eq!(
+            ns.queue(bad).map(|_| ()).map_err(kind),
+            Err(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
+        let d = Duration::from_secs(1);
+        let lock = ns.locks().acquire_lease(bad, d, Duration::ZERO).await;
+        assert_eq!(
+            lock.map(|_| ()).map_err(kind),
+            Err(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
+        let limit = sharecache::ratelimit::Limit::per(1, d);
+        let rl = ns.rate_limits().check(bad, limit).await;
+        assert_eq!(
+            rl.map(|_| ()).map_err(kind),
+            Err(ErrorKind::InvalidKey),
+            "{bad:?}"
+        );
+    }
     for bad in ["", "Upper", "a:b", "a*", "a b", "ü", &"n".repeat(65)] {
         assert_eq!(
             cache.namespace(bad).unwrap_err().kind(),
