@@ -304,6 +304,11 @@ impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         if s.is_human_readable() {
+            // serde_json writes a RawValue verbatim, but only builds one by scanning the
+            // text (it has no unchecked constructor): a write scans its JSON twice, once
+            // here and once when the RawJson was made. Holding a RawValue instead would
+            // save that scan and cost every read a copy (the stored bytes could no
+            // longer be shared), and reads are the hot path.
             let raw: &serde_json::value::RawValue =
                 serde_json::from_slice(&self.0).map_err(S::Error::custom)?;
             raw.serialize(s)
