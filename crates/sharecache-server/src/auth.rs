@@ -27,6 +27,21 @@ pub enum Principal {
     Admin,
     /// A service credential, confined to its namespaces.
     Service(usize),
+    /// A read-only operator (`[[viewers]]`): reads every namespace and the store-wide
+    /// figures, changes nothing.
+    Viewer(usize),
+}
+
+/// What a principal may do, as the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Sees everything, changes nothing.
+    Viewer,
+    /// Its granted namespaces only.
+    Service,
 }
 
 /// One service's grants.
@@ -49,6 +64,13 @@ impl Grants {
         self.write.contains(ns)
     }
 
+    /// Every namespace it may write, sorted.
+    pub fn writable(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.write.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Every namespace it may read, sorted.
     pub fn readable(&self) -> Vec<String> {
         let mut v: Vec<String> = self.read.union(&self.write).cloned().collect();
@@ -63,6 +85,8 @@ pub struct Credentials {
     admin: [u8; 32],
     hashes: Vec<[u8; 32]>,
     grants: Vec<Grants>,
+    viewer_hashes: Vec<[u8; 32]>,
+    viewers: Vec<String>,
 }
 
 /// Makes a new random token: `sc_` and 64 hex characters (256 bits).
@@ -133,6 +157,16 @@ impl Credentials {
             admin,
             hashes,
             grants,
+            viewer_hashes: cfg
+                .viewers
+                .iter()
+                .map(|v| parse_hash(v.token_sha256.get_ref()))
+                .collect(),
+            viewers: cfg
+                .viewers
+                .iter()
+                .map(|v| v.name.get_ref().clone())
+                .collect(),
         }
     }
 
@@ -156,20 +190,52 @@ impl Credentials {
         for (i, h) in self.hashes.iter().enumerate() {
             found = u64::conditional_select(&found, &(i as u64 + 1), presented.ct_eq(h));
         }
+        let mut viewer = 0u64;
+        for (i, h) in self.viewer_hashes.iter().enumerate() {
+            viewer = u64::conditional_select(&viewer, &(i as u64 + 1), presented.ct_eq(h));
+        }
         if bool::from(is_admin) {
             Some(Principal::Admin)
         } else if found > 0 {
             Some(Principal::Service(found as usize - 1))
+        } else if viewer > 0 {
+            Some(Principal::Viewer(viewer as usize - 1))
         } else {
             None
         }
     }
 
-    /// The grants of a service principal.
+    /// The grants of a service principal (`None` for the admin and viewers, who see
+    /// every namespace).
     pub fn grants(&self, p: &Principal) -> Option<&Grants> {
         match p {
-            Principal::Admin => None,
+            Principal::Admin | Principal::Viewer(_) => None,
             Principal::Service(i) => self.grants.get(*i),
+        }
+    }
+
+    /// Whether `p` may read (or, with `write`, change) namespace `ns`. The one place that
+    /// decides it: the namespace extractors call it for every route.
+    pub fn may(&self, p: &Principal, ns: &str, write: bool) -> bool {
+        match p {
+            Principal::Admin => true,
+            Principal::Viewer(_) => !write,
+            Principal::Service(i) => self.grants.get(*i).is_some_and(|g| {
+                if write {
+                    g.can_write(ns)
+                } else {
+                    g.can_read(ns)
+                }
+            }),
+        }
+    }
+
+    /// The role of a principal.
+    pub fn role(p: &Principal) -> Role {
+        match p {
+            Principal::Admin => Role::Admin,
+            Principal::Viewer(_) => Role::Viewer,
+            Principal::Service(_) => Role::Service,
         }
     }
 
@@ -186,6 +252,7 @@ impl Credentials {
         match p {
             Principal::Admin => "admin",
             Principal::Service(i) => self.grants.get(*i).map_or("?", |g| g.name.as_str()),
+            Principal::Viewer(i) => self.viewers.get(*i).map_or("?", String::as_str),
         }
     }
 }
@@ -224,6 +291,29 @@ mod tests {
         ] {
             assert_eq!(c.authenticate(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_viewer_reads_everything_and_writes_nothing() {
+        let (admin, viewer) = (new_token(), new_token());
+        let text = format!(
+            "[[viewers]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\n",
+            hex::encode(hash_token(&viewer))
+        );
+        let cfg = Config::parse("t", &text).unwrap();
+        let c = Credentials::new(&cfg, hash_token(&admin));
+        let p = c.authenticate(&viewer).unwrap();
+        assert_eq!((c.name(&p), Credentials::role(&p)), ("ops", Role::Viewer));
+        assert!(c.may(&p, "anything", false) && !c.may(&p, "anything", true));
+        assert!(c.may(&Principal::Admin, "x", true));
+        // A viewer reusing another credential's token, or a name twice, is refused.
+        let dup = format!(
+            "[admin]\ntoken_sha256 = \"{0}\"\n[[viewers]]\nname = \"ops\"\ntoken_sha256 = \"{0}\"\n",
+            hex::encode(hash_token(&admin))
+        );
+        assert!(Config::parse("t", &dup).is_err());
+        let twice = format!("{text}{text}");
+        assert!(Config::parse("t", &twice).is_err());
     }
 
     #[test]

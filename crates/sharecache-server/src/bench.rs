@@ -1,7 +1,8 @@
 //! `sharecache bench`: a load generator that drives the library API.
 //!
 //! Each of `--concurrency` tokio tasks runs one operation after another against the
-//! namespace `bench` until `--duration` has passed, recording every operation's latency
+//! namespace `--namespace` (default `bench`; refused if it already holds keys, unless
+//! `--overwrite`), which is emptied at the end, until `--duration` has passed, recording every operation's latency
 //! in its own histogram (nanosecond resolution); the histograms are merged at the end.
 //! Values are strings of `--value-size` bytes; compression is off so the bytes on the
 //! wire match what redis-benchmark `-d` sends. Against Redis the fallback is `Fail`, so a
@@ -43,6 +44,12 @@ pub struct BenchArgs {
     /// Worker threads of the runtime (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The namespace the bench writes to and empties at the end.
+    #[arg(long, default_value = "bench")]
+    pub namespace: String,
+    /// Run even if the namespace already holds keys (they are deleted at the end).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Print the result as JSON on the last line.
     #[arg(long)]
     pub json: bool,
@@ -86,6 +93,8 @@ pub struct BenchResult {
     pub p99_us: f64,
     /// Operations that returned an error.
     pub errors: u64,
+    /// Keys the bench deleted from its namespace at the end.
+    pub removed_keys: u64,
 }
 
 /// Builds a runtime and runs the benchmark, printing the result.
@@ -131,7 +140,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
         .build()
         .await
         .with_context(|| format!("connect to {}", args.target))?;
-    let ns = cache.namespace("bench")?;
+    let ns = cache.namespace(&args.namespace)?;
+    if !args.overwrite && !ns.keys("*", None, 1).await?.keys.is_empty() {
+        bail!(
+            "namespace {:?} already holds keys; the bench writes there and deletes every key \
+             of it at the end: pick another with --namespace, or pass --overwrite",
+            args.namespace
+        );
+    }
     let value: Arc<str> = Arc::from("x".repeat(args.value_size as usize));
     let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|i| format!("key:{i}")).collect());
     if matches!(args.op, Op::Get | Op::Mixed | Op::Mget) {
@@ -156,6 +172,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let removed_keys = ns
+        .clear()
+        .await
+        .with_context(|| format!("delete the bench's keys in namespace {:?}", args.namespace))?;
     if hist.is_empty() {
         bail!(
             "no operation succeeded in {elapsed:.1}s ({errors} errors): is the target reachable?"
@@ -166,6 +186,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<BenchResult> {
         p50_us: hist.value_at_quantile(0.50) as f64 / 1000.0,
         p99_us: hist.value_at_quantile(0.99) as f64 / 1000.0,
         errors,
+        removed_keys,
     })
 }
 

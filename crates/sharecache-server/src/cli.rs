@@ -23,15 +23,32 @@ pub enum Command {
     Token(crate::token::TokenCommand),
     /// Drive load through the library API and print ops/s, p50 and p99.
     Bench(crate::bench::BenchArgs),
+    /// Copy each service's own Redis into the shared one under its namespace, then verify.
+    Migrate(crate::migrate::MigrateArgs),
+    /// Create or update one Redis ACL user per service from the config, on every node.
+    Provision(crate::provision::ProvisionArgs),
+    /// Check whether a Redis is set up for production; exit 0 (pass or warn), 1 (a
+    /// check failed), 2 (could not connect).
+    Doctor(crate::doctor::DoctorArgs),
+    /// A client of a running service: keys, get, set, del, ttl, stats, tail.
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    init_tracing();
+    if let Err(e) = init_tracing() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve(args) => crate::serve::run_blocking(args),
         Command::Token(cmd) => crate::token::run(cmd),
         Command::Bench(args) => crate::bench::run_blocking(args),
+        Command::Migrate(args) => crate::migrate::run_blocking(args),
+        Command::Provision(args) => crate::provision::run(&args),
+        Command::Doctor(args) => return crate::doctor::run(&args),
+        Command::Client(cmd) => crate::client::run_blocking(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,13 +59,30 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr at `SHARECACHE_LOG` (an env-filter, default `info`), as text (colour
+/// only on a terminal, and never with `NO_COLOR` set) or, with
+/// `SHARECACHE_LOG_FORMAT=json`, one JSON object per line.
+fn init_tracing() -> Result<(), String> {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHARECACHE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let format = std::env::var("SHARECACHE_LOG_FORMAT").unwrap_or_default();
+    // `try_init` fails only when a subscriber is already set (tests): keep that one.
+    let _ = match format.as_str() {
+        "" | "text" => fmt
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        "json" => fmt.json().try_init(),
+        other => {
+            return Err(format!(
+                "SHARECACHE_LOG_FORMAT={other:?}: use \"text\" (the default) or \"json\""
+            ));
+        }
+    };
+    Ok(())
 }
 
 #[cfg(test)]
@@ -59,6 +93,105 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "set",
+            "user",
+            "k",
+            "{\"a\":1}",
+            "--ttl",
+            "60",
+            "--url",
+            "http://h:1",
+            "--token",
+            "t",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Client(crate::client::ClientCommand::Set { ttl, conn, .. }) = cli.command
+        else {
+            panic!("expected set")
+        };
+        assert_eq!(
+            (ttl, conn.url.as_str(), conn.json),
+            (Some(60), "http://h:1", true)
+        );
+        for ok in [
+            vec!["sharecache", "keys", "user"],
+            vec!["sharecache", "keys", "user", "p:*", "--limit", "5"],
+            vec!["sharecache", "get", "user", "k"],
+            vec!["sharecache", "del", "user", "k"],
+            vec!["sharecache", "ttl", "user", "k"],
+            vec!["sharecache", "stats"],
+            vec!["sharecache", "tail", "chat", "room:1", "--count", "2"],
+        ] {
+            assert!(Cli::try_parse_from(&ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            vec!["sharecache", "set", "user", "k", "1", "--ttl", "0"],
+            vec!["sharecache", "get", "user"],
+            vec!["sharecache", "keys", "user", "--limit", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn provision_and_doctor_arguments() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "provision",
+            "--config",
+            "c.toml",
+            "--rotate",
+            "auth",
+            "--finish",
+            "--dry-run",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Provision(p) = cli.command else {
+            panic!("expected provision")
+        };
+        assert_eq!(
+            (p.rotate.as_deref(), p.finish, p.dry_run),
+            (Some("auth"), true, true)
+        );
+        for bad in [
+            vec!["sharecache", "provision", "--config", "c", "--finish"],
+            vec![
+                "sharecache",
+                "provision",
+                "--config",
+                "c",
+                "--aclfile",
+                "a",
+                "--url",
+                "redis://h",
+            ],
+            vec![
+                "sharecache",
+                "doctor",
+                "--url",
+                "redis://h",
+                "--config",
+                "c",
+            ],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        let cli = Cli::try_parse_from(["sharecache", "doctor", "--url", "redis://h", "--json"]);
+        assert!(matches!(cli.unwrap().command, Command::Doctor(d) if d.json));
     }
 
     #[test]
@@ -117,6 +250,66 @@ mod tests {
             vec!["sharecache", "bench", "--value-size", "99999999999"],
             vec!["sharecache", "bench", "--op", "mget", "--batch", "0"],
             vec!["sharecache", "bench", "--op", "mget", "--batch", "10001"],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn migrate_arguments_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "migrate",
+            "--source",
+            "auth=redis://127.0.0.1:6379",
+            "--source",
+            "user=redis://:pw@127.0.0.1:6380/2",
+            "--to",
+            "redis+cluster://127.0.0.1:7000",
+            "--on-conflict",
+            "replace",
+            "--checkpoint",
+            "/tmp/job.json",
+            "--resume",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("expected migrate")
+        };
+        assert!(m.command.is_none());
+        assert_eq!(m.copy.common.sources.len(), 2);
+        assert_eq!(m.copy.on_conflict, crate::migrate::OnConflict::Replace);
+        assert!(m.copy.resume && m.copy.common.json);
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "migrate",
+            "verify",
+            "--source",
+            "auth=redis://h:1",
+            "--to",
+            "redis://h:2",
+            "--ttl-tolerance-ms",
+            "50",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else {
+            panic!("expected migrate")
+        };
+        let Some(crate::migrate::MigrateCommand::Verify(v)) = m.command else {
+            panic!("expected verify")
+        };
+        assert_eq!(v.ttl_tolerance_ms, 50);
+        for bad in [
+            vec!["sharecache", "migrate", "--resume"],
+            vec!["sharecache", "migrate", "--follow", "--dry-run"],
+            vec!["sharecache", "migrate", "--enable-notifications"],
+            vec!["sharecache", "migrate", "--on-conflict", "overwrite"],
+            vec!["sharecache", "migrate", "--batch", "0"],
+            vec!["sharecache", "migrate", "verify", "--dry-run"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

@@ -32,9 +32,63 @@ pub struct Config {
     /// `[sessions]`
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// `[values]`
+    #[serde(default)]
+    pub values: ValuesConfig,
     /// `[[services]]`
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// `[[viewers]]`: read-only operators (the dashboard and the API: every namespace
+    /// and the store-wide figures, never a change).
+    #[serde(default)]
+    pub viewers: Vec<ViewerConfig>,
+}
+
+/// One `[[viewers]]` entry: a read-only credential for a person.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerConfig {
+    /// Who it is (shown in the audit log and the dashboard).
+    pub name: Spanned<String>,
+    /// Hex SHA-256 of the viewer's token.
+    pub token_sha256: Spanned<String>,
+}
+
+/// `[values]`: how values are stored in Redis.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValuesConfig {
+    /// The format of every namespace not named in `namespaces`.
+    pub format: ValueFormat,
+    /// Per-namespace formats, e.g. `{ reports = "json" }`.
+    pub namespaces: std::collections::BTreeMap<String, ValueFormat>,
+}
+
+/// `[values] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    /// The JSON text as sent, no header, no compression: what `JSON.stringify` gives and
+    /// a RESP client (ioredis, redis-cli) reads and writes. The default: every value the
+    /// HTTP API stores is JSON, and namespaces are shared with services that speak RESP.
+    #[default]
+    Plain,
+    /// JSON behind sharecache's 2-byte header, LZ4-compressed from 1 KiB: smaller in
+    /// Redis for large values; RESP clients see the header.
+    Json,
+    /// MessagePack behind the header: smallest; for namespaces only sharecache reads.
+    Messagepack,
+}
+
+impl ValueFormat {
+    /// The library's format.
+    pub fn format(self) -> sharecache::Format {
+        match self {
+            ValueFormat::Plain => sharecache::Format::Plain,
+            ValueFormat::Json => sharecache::Format::Json,
+            ValueFormat::Messagepack => sharecache::Format::MessagePack,
+        }
+    }
 }
 
 /// `[sessions]`
@@ -89,6 +143,22 @@ pub struct ServerConfig {
     pub metrics_public: bool,
     /// Failed authentications allowed per client address per minute before 429.
     pub auth_failures_per_minute: u32,
+    /// What `/ready` requires (see [`Readiness`]).
+    pub readiness: Readiness,
+}
+
+/// `[server] readiness`: when `/ready` tells a load balancer to send traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Only while the configured backend is reachable and takes writes: a pod serving
+    /// from process memory (Redis unreachable) or whose Redis refuses writes (out of
+    /// memory, a read-only replica...) answers 503, so traffic goes where the data is.
+    #[default]
+    Strict,
+    /// Also while the memory fallback answers requests (writes other instances do not
+    /// see) or the backend refuses writes (reads still work).
+    Lenient,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +170,7 @@ impl Default for ServerConfig {
             state_dir: PathBuf::from(".sharecache"),
             metrics_public: false,
             auth_failures_per_minute: 20,
+            readiness: Readiness::Strict,
         }
     }
 }
@@ -170,6 +241,39 @@ pub struct ServiceConfig {
     /// Namespaces it may read and write.
     #[serde(default)]
     pub write: Vec<Spanned<String>>,
+    /// The Redis ACL user `sharecache provision` keeps for this service (default
+    /// `sc-<name>`), for services that speak RESP to Redis directly.
+    #[serde(default)]
+    pub acl_user: Option<Spanned<String>>,
+    /// Whether that ACL user may run INFO (ioredis's ready check needs it; INFO shows
+    /// server-wide counts, not key names). Default true.
+    #[serde(default = "default_true")]
+    pub acl_info: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ServiceConfig {
+    /// The Redis ACL user of this service: `acl_user`, or `sc-<name>`.
+    pub fn acl_user(&self) -> String {
+        match &self.acl_user {
+            Some(u) => u.get_ref().clone(),
+            None => format!("sc-{}", self.name.get_ref()),
+        }
+    }
+}
+
+/// Whether `name` can be a Redis ACL user that `sharecache provision` manages: 1 to 128 of
+/// `A-Z a-z 0-9 . _ : @ -`, and not `default` (Redis refuses spaces and control
+/// characters in user names; the narrower set keeps names safe in an aclfile and in logs).
+pub fn valid_acl_user(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name != "default"
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
 /// A configuration error, already phrased for a person: `file:line: what; fix`.
@@ -287,6 +391,15 @@ impl Config {
                 src.name
             )));
         }
+        for ns in self.values.namespaces.keys() {
+            if let Err(e) = validate_namespace(ns) {
+                return Err(ConfigError(format!(
+                    "{}: [values] namespaces: {}",
+                    src.name,
+                    e.message()
+                )));
+            }
+        }
         for ns in &self.tier.disabled {
             if let Err(e) = validate_namespace(ns) {
                 return Err(ConfigError(format!(
@@ -298,6 +411,7 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut hashes = HashSet::new();
+        let mut acl_users = HashSet::new();
         if let Some(t) = &self.admin.token_sha256 {
             hashes.insert(t.get_ref().to_ascii_lowercase());
         }
@@ -333,10 +447,58 @@ impl Config {
                     );
                 }
             }
+            if let Some(u) = &svc.acl_user
+                && !valid_acl_user(u.get_ref())
+            {
+                return src.err(
+                    u.span(),
+                    format!(
+                        "{what}.acl_user {:?} is not a usable Redis ACL user name; use 1 to 128 of \
+                         letters, digits, '.', '_', ':', '@' and '-' (and not \"default\")",
+                        u.get_ref()
+                    ),
+                );
+            }
+            if !acl_users.insert(svc.acl_user()) {
+                return src.err(
+                    svc.name.span(),
+                    format!(
+                        "service {name:?}: ACL user {:?} is already another service's; set acl_user",
+                        svc.acl_user()
+                    ),
+                );
+            }
             if svc.read.is_empty() && svc.write.is_empty() {
                 return src.err(
                     svc.name.span(),
                     format!("service {name:?} has no namespaces; add read = [..] or write = [..]"),
+                );
+            }
+        }
+        for (i, v) in self.viewers.iter().enumerate() {
+            let what = format!("viewers[{i}]");
+            let name = v.name.get_ref();
+            if validate_namespace(name).is_err() {
+                return src.err(
+                    v.name.span(),
+                    format!(
+                        "{what}.name {name:?}: use lowercase letters, digits, '_' and '-' (1 to 64)"
+                    ),
+                );
+            }
+            if !names.insert(name.clone()) {
+                return src.err(
+                    v.name.span(),
+                    format!(
+                        "{name:?} is already a service or viewer; give each credential its own name"
+                    ),
+                );
+            }
+            check_hash(src, &v.token_sha256, &format!("{what}.token_sha256"))?;
+            if !hashes.insert(v.token_sha256.get_ref().to_ascii_lowercase()) {
+                return src.err(
+                    v.token_sha256.span(),
+                    format!("{what}.token_sha256 is used by another credential; every viewer needs its own token"),
                 );
             }
         }
@@ -474,6 +636,36 @@ mod tests {
                 .unwrap_err()
                 .starts_with("sharecache.toml:2:")
         );
+    }
+
+    #[test]
+    fn acl_user_names() {
+        let c = parse(&format!(
+            "[[services]]\nname = \"auth\"\ntoken_sha256 = \"{H1}\"\nwrite = [\"auth\"]\n\
+             [[services]]\nname = \"legacy\"\ntoken_sha256 = \"{H2}\"\nwrite = [\"legacy\"]\n\
+             acl_user = \"legacy-app\"\nacl_info = false\n"
+        ))
+        .unwrap();
+        assert_eq!(c.services[0].acl_user(), "sc-auth");
+        assert!(c.services[0].acl_info);
+        assert_eq!(c.services[1].acl_user(), "legacy-app");
+        assert!(!c.services[1].acl_info);
+        for bad in ["has space", "default", "", "tab\\t", "ünï"] {
+            let e = parse(&format!(
+                "[[services]]\nname = \"a\"\ntoken_sha256 = \"{H1}\"\nwrite = [\"a\"]\nacl_user = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.starts_with("sharecache.toml:5:") && e.contains("acl_user"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&format!(
+            "[[services]]\nname = \"a\"\ntoken_sha256 = \"{H1}\"\nwrite = [\"a\"]\n\
+             [[services]]\nname = \"b\"\ntoken_sha256 = \"{H2}\"\nwrite = [\"b\"]\nacl_user = \"sc-a\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("already another service"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,11 @@ struct NsLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -39,11 +44,16 @@ struct StateLabels {
 /// The service's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Every request's latency in power-of-two microsecond buckets, read by the
+    /// dashboard's sampler for p50/p99 (the Prometheus histograms' buckets are not
+    /// readable from outside their crate). One relaxed add per request.
+    pub latency_all: LatencyBuckets,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<OpLabels, Histogram>,
     hits: Family<NsLabels, Counter>,
     misses: Family<NsLabels, Counter>,
+    server_errors: Family<CodeLabels, Counter>,
     backend_state: Family<StateLabels, Gauge>,
     backend_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
     l1: Family<L1Labels, Gauge>,
@@ -87,6 +97,12 @@ impl Metrics {
         registry.register("cache_hits", "Reads that found a value", hits.clone());
         let misses = Family::<NsLabels, Counter>::default();
         registry.register("cache_misses", "Reads that found nothing", misses.clone());
+        let server_errors = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "http_server_errors",
+            "5xx answers by error code (backend_full, backend_read_only, unavailable, internal...)",
+            server_errors.clone(),
+        );
         let backend_state = Family::<StateLabels, Gauge>::default();
         registry.register(
             "backend_state",
@@ -106,11 +122,13 @@ impl Metrics {
             l1.clone(),
         );
         Self {
+            latency_all: LatencyBuckets::default(),
             registry,
             requests,
             latency,
             hits,
             misses,
+            server_errors,
             backend_state,
             backend_latency,
             l1,
@@ -129,6 +147,12 @@ impl Metrics {
         self.latency
             .get_or_create(&OpLabels { operation })
             .observe(took.as_secs_f64());
+        self.latency_all.record(took);
+    }
+
+    /// Counts a 5xx answer by its error code (a fixed set: bounded labels).
+    pub fn server_error(&self, code: &'static str) {
+        self.server_errors.get_or_create(&CodeLabels { code }).inc();
     }
 
     /// Records read outcomes of a namespace.
@@ -177,5 +201,88 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Buckets: `i` counts latencies in `[2^(i-1), 2^i)` µs (bucket 0: under 1 µs).
+pub const LATENCY_BUCKETS: usize = 40;
+
+/// Request latencies in power-of-two microsecond buckets.
+#[derive(Debug)]
+pub struct LatencyBuckets([std::sync::atomic::AtomicU64; LATENCY_BUCKETS]);
+
+impl Default for LatencyBuckets {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| {
+            std::sync::atomic::AtomicU64::new(0)
+        }))
+    }
+}
+
+impl LatencyBuckets {
+    /// Counts one latency.
+    pub fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = ((64 - us.leading_zeros()) as usize).min(LATENCY_BUCKETS - 1);
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> [u64; LATENCY_BUCKETS] {
+        std::array::from_fn(|i| self.0[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The `q` quantile (0..=1) of the latencies counted between two snapshots, in
+    /// milliseconds: the upper bound of the bucket it falls in (so within a factor of 2).
+    pub fn quantile_ms(
+        before: &[u64; LATENCY_BUCKETS],
+        after: &[u64; LATENCY_BUCKETS],
+        q: f64,
+    ) -> Option<f64> {
+        let d: Vec<u64> = after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let total: u64 = d.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in d.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some((1u64 << i) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets_of_the_interval() {
+        let b = LatencyBuckets::default();
+        b.record(Duration::from_micros(5000));
+        let before = b.snapshot();
+        for _ in 0..98 {
+            b.record(Duration::from_micros(100)); // bucket [64, 128) µs
+        }
+        b.record(Duration::from_millis(3)); // [2048, 4096) µs
+        b.record(Duration::from_millis(3));
+        let after = b.snapshot();
+        assert_eq!(
+            LatencyBuckets::quantile_ms(&before, &after, 0.5),
+            Some(0.128)
+        );
+        assert_eq!(
+            LatencyBuckets::quantile_ms(&before, &after, 0.99),
+            Some(4.096)
+        );
+        assert_eq!(LatencyBuckets::quantile_ms(&after, &after, 0.5), None);
     }
 }

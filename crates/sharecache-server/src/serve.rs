@@ -10,7 +10,7 @@ use clap::Args;
 use sharecache::{Cache, Fallback, MemoryLimits};
 
 use crate::auth::{Credentials, load_or_create_admin};
-use crate::config::{Config, FallbackPolicy};
+use crate::config::{Config, FallbackPolicy, Readiness};
 use crate::http::{AppState, HttpOptions, router};
 
 /// Arguments of `sharecache serve`.
@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Address to listen on (overrides `[server] listen`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Refuse to start while the configured Redis is unreachable, instead of serving from
+    /// process memory until it comes back.
+    #[arg(long)]
+    pub require_backend: bool,
 }
 
 /// Loads the config named by `args` and applies the environment and the CLI overrides.
@@ -53,7 +57,11 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
             max_bytes: b.memory_max_bytes,
             max_entries: b.memory_max_entries,
         })
-        .max_batch(cfg.server.max_batch);
+        .max_batch(cfg.server.max_batch)
+        .format(cfg.values.format.format());
+    for (ns, f) in &cfg.values.namespaces {
+        builder = builder.namespace_format(ns, f.format());
+    }
     if let Some(p) = &b.key_prefix {
         builder = builder.key_prefix(p);
     }
@@ -109,10 +117,14 @@ pub fn session_keys(cfg: &Config) -> anyhow::Result<sharecache::session::Session
 pub fn app_state(cfg: &Config, cache: Cache, admin_hash: [u8; 32]) -> AppState {
     let creds = Credentials::new(cfg, admin_hash);
     let opts = HttpOptions {
+        doctor_url: Some(&cfg.backend.url)
+            .filter(|u| !u.starts_with("memory"))
+            .and_then(|u| sharecache::RedisUrl::parse(u).ok()),
         max_body_bytes: cfg.server.max_body_bytes,
         max_batch: cfg.server.max_batch,
         metrics_public: cfg.server.metrics_public,
         auth_failures_per_minute: cfg.server.auth_failures_per_minute,
+        lenient_readiness: cfg.server.readiness == Readiness::Lenient,
     };
     AppState::new(
         cache,
@@ -150,7 +162,35 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let cache = open_cache(&cfg).await?;
+    if cache.state() == sharecache::BackendState::Degraded {
+        let why = match cache.ping().await {
+            Err(e) => e.to_string(),
+            Ok(_) => "it did not answer at startup".to_owned(),
+        };
+        let url = sharecache::redact_url(&cfg.backend.url);
+        if args.require_backend {
+            anyhow::bail!(
+                "Redis at {url} is unreachable ({why}); start it or fix [backend] url \
+                 (--require-backend refuses to serve from process memory)"
+            );
+        }
+        let meanwhile = match cfg.backend.fallback {
+            FallbackPolicy::Memory => {
+                "Serving from process memory, which other instances do not see, until it is \
+                 back; /ready answers 503 meanwhile ([server] readiness = \"lenient\" takes \
+                 traffic anyway)"
+            }
+            FallbackPolicy::Fail => {
+                "Answering 503 until it is back ([backend] fallback = \"fail\")"
+            }
+        };
+        eprintln!(
+            "warning: Redis at {url} is unreachable ({why}).\n  {meanwhile}.\n  Fix [backend] \
+             url, or pass --require-backend to refuse to start."
+        );
+    }
     let state = app_state(&cfg, cache.clone(), admin_hash);
+    crate::http::monitor::spawn_sampler(&state, crate::http::monitor::INTERVAL);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| {

@@ -623,7 +623,181 @@ async fn over_a_real_socket(b: Backend) {
     }
 }
 
+/// `_ttl`: read a key's TTL in ms, change it, make the key persistent; 404 for a key that
+/// does not exist (and nothing is created); bad bodies refused.
+async fn ttl_routes(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    app.call(
+        Method::PUT,
+        "/v1/cache/user/k?ttl=60",
+        t,
+        Some(r#"{"a":1}"#),
+    )
+    .await;
+    let r = app
+        .call(Method::GET, "/v1/cache/user/k/_ttl", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ms = r.json()["ttl_ms"].as_u64().unwrap();
+    assert!((58_000..=60_000).contains(&ms), "{ms}");
+
+    let put = |body: &'static str| app.call(Method::PUT, "/v1/cache/user/k/_ttl", t, Some(body));
+    assert_eq!(
+        put(r#"{"ttl_ms":null}"#).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app
+        .call(Method::GET, "/v1/cache/user/k/_ttl", t, None)
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"ttl_ms": null}));
+    assert_eq!(
+        put(r#"{"ttl_ms":250}"#).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app.call(Method::GET, "/v1/cache/user/k", t, None).await;
+    assert_eq!(r.text(), r#"{"a":1}"#, "the value is untouched");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = app.call(Method::GET, "/v1/cache/user/k", t, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "expired on the new TTL");
+
+    for body in [
+        r#"{}"#,
+        r#"{"ttl_ms":0}"#,
+        r#"{"ttl_ms":-5}"#,
+        r#"{"ttl_ms":"60"}"#,
+        r#"{"ttl_ms":1,"x":1}"#,
+        r#"{"ttl_ms":315360000001}"#,
+    ] {
+        app.call(Method::PUT, "/v1/cache/user/k2", t, Some("1"))
+            .await;
+        let r = app
+            .call(Method::PUT, "/v1/cache/user/k2/_ttl", t, Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text());
+    }
+    let r = app
+        .call(Method::GET, "/v1/cache/user/nope/_ttl", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::PUT,
+            "/v1/cache/user/nope/_ttl",
+            t,
+            Some(r#"{"ttl_ms":1000}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.call(Method::HEAD, "/v1/cache/user/nope", t, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was created");
+}
+
+/// Counters, `If-None-Match: *` (one winner among racing writers) and a rate-limit reset.
+async fn counters_conditional_puts_and_resets(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let incr =
+        |body: &'static str| app.call(Method::POST, "/v1/cache/user/hits/_incr", t, Some(body));
+    assert_eq!(
+        incr(r#"{"ttl":60}"#).await.json(),
+        serde_json::json!({"value": 1})
+    );
+    assert_eq!(
+        incr(r#"{"by":-5}"#).await.json(),
+        serde_json::json!({"value": -4})
+    );
+    let r = app.call(Method::GET, "/v1/cache/user/hits", t, None).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (StatusCode::OK, "-4".to_owned()),
+        "a counter reads as a number"
+    );
+    for bad in [
+        r#"{"by":"1"}"#,
+        r#"{"by":1.5}"#,
+        r#"{"ttl":0}"#,
+        r#"{"x":1}"#,
+    ] {
+        assert_eq!(incr(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    app.call(Method::PUT, "/v1/cache/user/doc", t, Some(r#"{"a":1}"#))
+        .await;
+    let r = app
+        .call(Method::POST, "/v1/cache/user/doc/_incr", t, Some("{}"))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "wrong_type".to_owned())
+    );
+
+    // Eight writers race to create one key: exactly one wins.
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = axum::http::Request::builder()
+                .method(Method::PUT)
+                .uri("/v1/cache/user/slot")
+                .header("authorization", format!("Bearer {}", app.user))
+                .header("content-type", "application/json")
+                .header("if-none-match", "*")
+                .body(axum::body::Body::from(format!("{i}")))
+                .unwrap();
+            app.send(req).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let won = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NO_CONTENT)
+        .count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+        .count();
+    assert_eq!((won, lost), (1, 7), "{statuses:?}");
+    let bad = axum::http::Request::builder()
+        .method(Method::PUT)
+        .uri("/v1/cache/user/slot2")
+        .header("authorization", format!("Bearer {}", app.user))
+        .header("if-none-match", "\"abc\"")
+        .body(axum::body::Body::from("1"))
+        .unwrap();
+    let r = app.send(bad).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_precondition".to_owned())
+    );
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(Method::HEAD, "/v1/cache/user/slot2", t, None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "a refused precondition writes nothing"
+    );
+
+    // A rate limit spent, reset, and full again.
+    let limit = r#"{"limit":1,"period_ms":600000}"#;
+    let decide = || app.call(Method::POST, "/v1/ratelimit/user/login:ada", t, Some(limit));
+    assert_eq!(decide().await.json()["allowed"], true);
+    assert_eq!(decide().await.json()["allowed"], false);
+    let r = app
+        .call(Method::DELETE, "/v1/ratelimit/user/login:ada", t, None)
+        .await;
+    assert_eq!(r.json(), serde_json::json!({"reset": true}));
+    assert_eq!(decide().await.json()["allowed"], true);
+}
+
 on_every_backend!(
+    counters_conditional_puts_and_resets,
+    ttl_routes,
     single_keys,
     ttl_expires,
     keys_with_every_kind_of_character,

@@ -39,5 +39,6 @@ fn the_example_config_parses() {
     let cfg =
         Config::parse("uncommented", &uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
     assert_eq!(cfg.services.len(), 2);
+    assert_eq!(cfg.viewers.len(), 1);
     assert!(cfg.admin.token_sha256.is_some());
 }

@@ -85,7 +85,7 @@ async fn every_route_checks_the_grant(b: Backend) {
     let auth = Some(app.auth.as_str());
     for route in routes() {
         match route.perm {
-            Perm::Public | Perm::Any => {}
+            Perm::Public | Perm::Any | Perm::Login => {}
             Perm::Admin => {
                 let r = call(&app, &route, "user", "k", auth).await;
                 assert_refused(&r, &route, StatusCode::FORBIDDEN, "forbidden", "service");

@@ -19,6 +19,8 @@ struct Served {
     child: Child,
     addr: String,
     token: Option<String>,
+    /// What it wrote to stderr up to its "listening on" line.
+    log: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +56,7 @@ fn serve_env(args: &[&str], env: &[(&str, &str)]) -> Served {
     // Read stderr until the listening line; the generated admin token comes before it.
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut token = None;
+    let mut log = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut line = String::new();
     while Instant::now() < deadline {
@@ -64,6 +67,7 @@ fn serve_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         if let Some(t) = line.split_whitespace().find(|w| w.starts_with("sc_")) {
             token = Some(t.to_owned());
         }
+        log.push(line.trim_end().to_owned());
         if line.contains("listening on") {
             break;
         }
@@ -77,6 +81,7 @@ fn serve_env(args: &[&str], env: &[(&str, &str)]) -> Served {
         child,
         addr: format!("127.0.0.1:{port}"),
         token,
+        log,
         _dir: dir,
     }
 }
@@ -195,6 +200,152 @@ fn config_errors_name_the_file_line_and_fix() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+/// An unreachable Redis at startup: a warning with the URL (password redacted) and the
+/// fix; with `--require-backend` the service refuses to start.
+#[test]
+fn an_unreachable_redis_at_startup_is_named_and_can_refuse_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sharecache.toml");
+    let port = sharecache_testkit::free_port();
+    std::fs::write(
+        &path,
+        format!(
+            "[backend]\nurl = \"redis://:hunter2@127.0.0.1:{port}/0\"\nconnect_timeout_ms = 300\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--require-backend",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("redis://:***@127.0.0.1:{port}/0")),
+        "{err}"
+    );
+    assert!(
+        err.contains("unreachable") && err.contains("[backend] url"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is never printed: {err}"
+    );
+
+    // Without the flag it serves, and says what that means.
+    let served = serve(&["--config", path.to_str().unwrap()]);
+    let ready = http(
+        &served.addr,
+        "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("\"code\":\"fallback\""), "{ready}");
+}
+
+/// Logs to a file carry no colour codes; `SHARECACHE_LOG_FORMAT=json` writes JSON lines;
+/// an unknown format is refused with the choices.
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:1"])
+        .env("SHARECACHE_LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SHARECACHE_LOG_FORMAT") && err.contains("json"),
+        "{err}"
+    );
+
+    for (format, check) in [("text", false), ("json", true)] {
+        let served = serve_env(&[], &[("SHARECACHE_LOG_FORMAT", format)]);
+        let logs: Vec<&str> = served.log.iter().map(String::as_str).collect();
+        assert!(
+            !logs.iter().any(|l| l.contains('\u{1b}')),
+            "colour codes in {format} logs: {logs:?}"
+        );
+        let log_lines: Vec<&&str> = logs
+            .iter()
+            .filter(|l| l.contains("sharecache serving"))
+            .collect();
+        assert_eq!(log_lines.len(), 1, "{format}: {logs:?}");
+        let parsed = serde_json::from_str::<serde_json::Value>(log_lines[0]);
+        assert_eq!(parsed.is_ok(), check, "{format}: {}", log_lines[0]);
+        if check {
+            let v = parsed.unwrap();
+            assert_eq!(v["level"], "INFO", "{v}");
+            assert_eq!(v["fields"]["message"], "sharecache serving", "{v}");
+        }
+    }
+}
+
+/// `sharecache bench` writes only under its namespace, refuses one that holds keys, and
+/// leaves nothing behind.
+#[test]
+fn bench_writes_only_its_namespace_and_cleans_up() {
+    let server = sharecache_testkit::RedisServer::start();
+    server.cmd(&["SET", "bench:mine", "1"]);
+    let bench = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "bench",
+                "--target",
+                &server.url(),
+                "--duration",
+                "0.3",
+                "--keys",
+                "50",
+            ])
+            .args(["--concurrency", "4", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already holds keys") && err.contains("--namespace"),
+        "{err}"
+    );
+    assert_eq!(
+        server.cmd(&["GET", "bench:mine"]).text(),
+        Some("1"),
+        "refused before writing"
+    );
+
+    for op in ["get", "mixed", "set"] {
+        let out = bench(&["--namespace", "bench-run", "--op", op]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(r["removed_keys"].as_u64().unwrap() > 0, "{op}: {r}");
+        assert_eq!(
+            server.cmd(&["DBSIZE"]).text(),
+            Some("1"),
+            "{op}: only the key it found"
+        );
+    }
 }
 
 #[test]

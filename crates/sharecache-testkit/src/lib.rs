@@ -82,6 +82,27 @@ pub struct RedisConfig {
     pub extra_args: Vec<String>,
 }
 
+impl RedisConfig {
+    /// A plain server with these extra arguments.
+    pub fn args(args: &[&str]) -> Self {
+        Self {
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A server that holds `mb` megabytes and then refuses writes with `OOM`
+    /// (`maxmemory-policy noeviction`).
+    pub fn full_at(mb: u32) -> Self {
+        Self::args(&[
+            "--maxmemory",
+            &format!("{mb}mb"),
+            "--maxmemory-policy",
+            "noeviction",
+        ])
+    }
+}
+
 /// What a [`RedisServer`] process runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

@@ -9,12 +9,22 @@
 //! ...     payload
 //! ```
 //!
-//! Every value carries its format, so a reader configured for JSON can still read a value
-//! another instance wrote as MessagePack, and anything else (a value written by a future
-//! version, a raw string someone `SET` by hand, a truncated payload) is a [`Decode`] error
-//! that the cache counts as a miss. Decoding never panics on any input.
+//! Every framed value carries its format, so a reader configured for JSON can still read a
+//! value another instance wrote as MessagePack.
+//!
+//! **Plain values.** [`Format::Plain`] stores JSON text as it is: no header, no
+//! compression, byte for byte what `JSON.stringify` gives, so a RESP client reads what an
+//! HTTP client wrote and the other way round. A value that needs metadata (tags, a cached
+//! absence, a compute time) is framed even in a plain namespace. Reads accept both forms
+//! in every namespace: a stored value that does not start with the header byte (which no
+//! JSON text can start with) is read as JSON text. Anything else (a value written by a
+//! future version, a truncated payload, bytes that are not JSON) is a [`Decode`] error that
+//! typed reads count as a miss; raw JSON reads ([`RawJson`]) answer [`NotJson`] for a
+//! plain value that is not JSON, since the key does exist. Decoding never panics on any
+//! input.
 //!
 //! [`Decode`]: crate::ErrorKind::Decode
+//! [`NotJson`]: crate::ErrorKind::NotJson
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -77,13 +87,30 @@ pub enum Format {
     Json,
     /// MessagePack (rmp-serde, struct fields by name): smaller and faster.
     MessagePack,
+    /// JSON text with no header and no compression: what a RESP client (`JSON.stringify`,
+    /// `redis-cli`) writes and reads. Values with tags or other metadata are framed JSON.
+    Plain,
 }
 
 impl Format {
     fn tag(self) -> u8 {
         match self {
-            Format::Json => 1,
+            Format::Json | Format::Plain => 1,
             Format::MessagePack => 2,
+        }
+    }
+}
+
+/// The framed form of an encoded value: plain JSON text gets a JSON header, so metadata
+/// (tags, compute time) can be added.
+fn framed(encoded: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match encoded {
+        [MAGIC, ..] => std::borrow::Cow::Borrowed(encoded),
+        plain => {
+            let mut out = Vec::with_capacity(plain.len() + 2);
+            out.extend_from_slice(&[MAGIC, Format::Json.tag()]);
+            out.extend_from_slice(plain);
+            std::borrow::Cow::Owned(out)
         }
     }
 }
@@ -110,15 +137,27 @@ impl Codec {
     /// Serializes `value` with this codec's format.
     #[doc(hidden)]
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&[MAGIC, self.format.tag()]);
-        match self.format {
-            Format::Json => serde_json::to_writer(&mut out, value).map_err(|e| {
+        if self.format == Format::Plain {
+            let out = serde_json::to_vec(value).map_err(|e| {
                 Error::new(
                     ErrorKind::Encode,
                     format!("cannot encode value as JSON: {e}"),
                 )
-            })?,
+            })?;
+            self.check_size(out.len())?;
+            return Ok(Bytes::from(out));
+        }
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&[MAGIC, self.format.tag()]);
+        match self.format {
+            Format::Json | Format::Plain => {
+                serde_json::to_writer(&mut out, value).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Encode,
+                        format!("cannot encode value as JSON: {e}"),
+                    )
+                })?
+            }
             Format::MessagePack => {
                 rmp_serde::encode::write_named(&mut out, value).map_err(|e| {
                     Error::new(
@@ -131,8 +170,7 @@ impl Codec {
         self.finish(out)
     }
 
-    fn finish(&self, mut out: Vec<u8>) -> Result<Bytes> {
-        let payload = out.len() - 2;
+    fn check_size(&self, payload: usize) -> Result<()> {
         if payload > self.max_value_bytes {
             return Err(Error::new(
                 ErrorKind::ValueTooLarge,
@@ -143,6 +181,12 @@ impl Codec {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn finish(&self, mut out: Vec<u8>) -> Result<Bytes> {
+        let payload = out.len() - 2;
+        self.check_size(payload)?;
         if payload >= self.compress_threshold {
             let compressed = lz4_flex::block::compress_prepend_size(&out[2..]);
             // Keep the compressed form only when it actually saves space.
@@ -163,14 +207,25 @@ impl Codec {
             // Checked like any decode: a corrupt payload is a decode error, never invalid
             // JSON handed on as valid.
             let json = self.decode_to_json(stored)?;
-            check_json(&json)
-                .map_err(|why| Error::new(ErrorKind::Decode, format!("stored {why}")))?;
+            check_json(&json).map_err(|why| {
+                if stored.first() == Some(&MAGIC) {
+                    Error::new(ErrorKind::Decode, format!("stored {why}"))
+                } else {
+                    Error::new(
+                        ErrorKind::NotJson,
+                        format!(
+                            "the stored {why}; another client wrote text or binary at this \
+                             key: read it with a client that expects those bytes, or overwrite it"
+                        ),
+                    )
+                }
+            })?;
             let raw: Box<dyn std::any::Any> = Box::new(RawJson(json));
             return Ok(*raw.downcast::<T>().expect("T is RawJson"));
         }
         let (format, payload) = unwrap_payload(stored)?;
         match format {
-            Format::Json => serde_json::from_slice(&payload).map_err(|e| {
+            Format::Json | Format::Plain => serde_json::from_slice(&payload).map_err(|e| {
                 Error::new(
                     ErrorKind::Decode,
                     format!("stored JSON does not decode: {e}"),
@@ -189,7 +244,7 @@ impl Codec {
     fn decode_to_json(&self, stored: &Bytes) -> Result<Bytes> {
         let (format, payload) = unwrap_payload(stored)?;
         match format {
-            Format::Json => Ok(match payload {
+            Format::Json | Format::Plain => Ok(match payload {
                 // Uncompressed JSON is the tail of the stored bytes: share, don't copy.
                 std::borrow::Cow::Borrowed(p) => stored.slice(stored.len() - p.len()..),
                 std::borrow::Cow::Owned(v) => Bytes::from(v),
@@ -341,12 +396,13 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
             format!("stored value is not readable: {why}"),
         )
     };
-    let [magic, flags, payload @ ..] = stored else {
-        return Err(bad("shorter than its header"));
+    let [MAGIC, flags, payload @ ..] = stored else {
+        if stored.first() == Some(&MAGIC) {
+            return Err(bad("shorter than its header"));
+        }
+        // No header: plain JSON text (a plain namespace, or another client's value).
+        return Ok((Format::Plain, std::borrow::Cow::Borrowed(stored)));
     };
-    if *magic != MAGIC {
-        return Err(bad("unknown header (written by another tool or version)"));
-    }
     if flags & FLAG_NEGATIVE != 0 {
         return Err(bad("a cached absence holds no value"));
     }
@@ -436,6 +492,7 @@ fn after_tags(stored: &[u8]) -> Option<usize> {
 
 /// Records how long the value took to compute (ms) in an encoded value.
 pub(crate) fn with_delta(encoded: &[u8], delta_ms: u32) -> Bytes {
+    let encoded = &*framed(encoded);
     let Some(at) = after_tags(encoded) else {
         return Bytes::copy_from_slice(encoded);
     };
@@ -462,6 +519,7 @@ pub(crate) fn delta_of(stored: &[u8]) -> Option<u32> {
 
 /// Adds a tag section to an encoded value (tags validated by the caller).
 pub(crate) fn with_tags(encoded: &[u8], tags: &[(&str, u64)]) -> Bytes {
+    let encoded = &*framed(encoded);
     let mut out = Vec::with_capacity(
         encoded.len() + 1 + tags.iter().map(|(t, _)| t.len() + 9).sum::<usize>(),
     );
@@ -492,6 +550,74 @@ pub fn validate_tag(tag: &str) -> Result<()> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn plain_values_are_the_json_text_and_read_back_in_every_format() {
+        let plain = Codec {
+            format: Format::Plain,
+            ..Codec::default()
+        };
+        let big = "z".repeat(4096);
+        // No header and no compression, whatever the size: what JSON.stringify gives.
+        assert_eq!(&plain.encode(&"Zoë").unwrap()[..], "\"Zoë\"".as_bytes());
+        let stored = plain.encode(&big).unwrap();
+        assert_eq!(stored.len(), big.len() + 2);
+        for reader in [Format::Json, Format::MessagePack, Format::Plain] {
+            let c = Codec {
+                format: reader,
+                ..Codec::default()
+            };
+            assert_eq!(c.decode::<String>(&stored).unwrap(), big);
+            let raw = c.decode::<RawJson>(&stored).unwrap();
+            assert_eq!(raw.as_bytes(), &stored[..], "raw reads share the text");
+        }
+        // Metadata frames a plain value; it still reads back.
+        let tagged = with_tags(&plain.encode(&7u8).unwrap(), &[("t", 1)]);
+        assert_eq!(tagged[0], MAGIC);
+        assert_eq!(plain.decode::<u8>(&tagged).unwrap(), 7);
+        let timed = with_delta(&plain.encode(&7u8).unwrap(), 12);
+        assert_eq!(
+            (delta_of(&timed), plain.decode::<u8>(&timed).unwrap()),
+            (Some(12), 7)
+        );
+        // The size limit holds for plain values too.
+        let small = Codec {
+            format: Format::Plain,
+            max_value_bytes: 8,
+            ..Codec::default()
+        };
+        assert_eq!(
+            small.encode(&big).unwrap_err().kind(),
+            ErrorKind::ValueTooLarge
+        );
+    }
+
+    #[test]
+    fn a_plain_value_that_is_not_json_is_not_json_for_raw_reads_and_a_decode_error_otherwise() {
+        let c = Codec::default();
+        for stored in [&b"hello world"[..], b"\x01\x02", b"{\"half\":", b"\xff\xfe"] {
+            let stored = Bytes::copy_from_slice(stored);
+            let e = c.decode::<RawJson>(&stored).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotJson, "{stored:?}");
+            assert!(e.message().contains("another client"), "{e}");
+            assert_eq!(
+                c.decode::<String>(&stored).unwrap_err().kind(),
+                ErrorKind::Decode
+            );
+        }
+        // A framed value that is corrupt stays a decode error: it is sharecache's own.
+        let e = c
+            .decode::<RawJson>(&Bytes::from_static(&[MAGIC, 1, b'{']))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode);
+        // Too short for a header, but starting with the header byte: a decode error.
+        assert_eq!(
+            c.decode::<RawJson>(&Bytes::from_static(&[MAGIC]))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Decode
+        );
+    }
 
     #[test]
     fn raw_json_refuses_what_is_not_one_json_document() {
@@ -646,7 +772,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_a_decode_error_never_a_panic() {
+    fn garbage_is_an_error_never_a_panic() {
         let c = Codec::default();
         let lz4_bomb = [MAGIC, 1 | FLAG_LZ4, 0xff, 0xff, 0xff, 0x7f, 1, 2];
         for stored in [
@@ -665,7 +791,14 @@ mod tests {
             let e = c.decode::<serde_json::Value>(&stored).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Decode, "{stored:?}");
             let e = c.decode::<RawJson>(&stored).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Decode, "raw: {stored:?}");
+            // Without the header byte it is another client's value: not JSON, for a raw
+            // read; with it, sharecache's own, unreadable.
+            let kind = if stored.first() == Some(&MAGIC) {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::NotJson
+            };
+            assert_eq!(e.kind(), kind, "raw: {stored:?}");
         }
         // Right header, wrong type: also a decode error.
         let b = c.encode(&"text").unwrap();

@@ -36,10 +36,21 @@ pub enum ErrorKind {
     Encode,
     /// A stored value could not be decoded (another format or version, or corrupt).
     Decode,
+    /// A stored value is not JSON: read as raw JSON, a plain value another client wrote
+    /// (text, binary) that is no JSON document.
+    NotJson,
     /// The backend is unreachable or timing out and no fallback is configured.
     Unavailable,
-    /// The backend answered with an error (for example a Redis `ERR` or `WRONGTYPE`).
+    /// The backend answered with an error (for example a Redis `ERR`, `NOPERM` or
+    /// `MISCONF`); [`Error::backend_code`] says which.
     Backend,
+    /// The backend refused a write because it is out of memory: Redis `OOM` (`maxmemory`
+    /// reached with `noeviction`, or nothing left that the policy may evict). Free memory,
+    /// raise `maxmemory` or pick an evicting policy; retrying at once will not help.
+    BackendFull,
+    /// The key holds a value of another type (Redis `WRONGTYPE`: a hash, a list... where
+    /// a string was expected).
+    WrongType,
     /// The configuration (URL, limits, builder options) is invalid.
     Config,
 }
@@ -50,6 +61,8 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// The Redis error reply's code (`OOM`, `WRONGTYPE`...), for a refusal.
+    code: Option<Box<str>>,
     /// Shared so the error stays `Clone` (single-flight hands one error to every waiter).
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -62,6 +75,7 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            code: None,
             source: None,
         }
     }
@@ -70,16 +84,34 @@ impl Error {
     /// for a refused command; the redis-rs error is kept as the source. Credentials never
     /// appear in redis-rs error texts, and URLs are not included either.
     pub(crate) fn from_redis(e: redis::RedisError) -> Self {
+        // A pipeline's failure carries its commands' replies: the first one's code.
+        let code: Option<Box<str>> = e.code().map(Box::from).or_else(|| {
+            let replies = e.clone().into_server_errors()?;
+            replies.first().map(|(_, r)| Box::from(r.code()))
+        });
         let (kind, what) = if is_connection_class(&e) {
             (ErrorKind::Unavailable, "redis unavailable")
         } else {
-            (ErrorKind::Backend, "redis error")
+            match code.as_deref() {
+                Some("OOM") => (ErrorKind::BackendFull, "redis is out of memory"),
+                Some("WRONGTYPE") => (ErrorKind::WrongType, "wrong type"),
+                // Our counter script's answer to an INCRBY past i64.
+                Some("OVERFLOW") => (ErrorKind::InvalidArgument, "refused"),
+                _ => (ErrorKind::Backend, "redis error"),
+            }
         };
         Self {
             kind,
             message: format!("{what}: {e}"),
+            code,
             source: Some(Arc::new(e)),
         }
+    }
+
+    /// The same error (kind, source) with a message that says more.
+    pub(crate) fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
     }
 
     /// The kind of failure.
@@ -116,6 +148,14 @@ impl Error {
     /// True when a stored value could not be decoded.
     pub fn is_decode(&self) -> bool {
         self.kind == ErrorKind::Decode
+    }
+
+    /// The error code Redis answered with, for a failure that came from Redis: `OOM`,
+    /// `READONLY`, `LOADING`, `BUSY`, `MISCONF`, `NOPERM`, `WRONGTYPE`, `ERR`... (the
+    /// first word of its error reply). `None` for errors that did not come from a Redis
+    /// reply (network, input, decode).
+    pub fn backend_code(&self) -> Option<&str> {
+        self.code.as_deref()
     }
 }
 
@@ -172,6 +212,39 @@ mod tests {
         )));
         assert_eq!(refused.kind(), ErrorKind::Backend);
         assert!(refused.source().is_some());
+        assert_eq!(e.backend_code(), None, "a network error has no reply code");
         assert!(Error::new(ErrorKind::Config, "x").source().is_none());
+    }
+
+    /// The error redis-rs makes of an error reply with this text.
+    fn reply(text: &str) -> Error {
+        let wire = format!("-{text}\r\n");
+        match redis::parse_redis_value(wire.as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => Error::from_redis(e.into()),
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_redis_code() {
+        let full = reply("OOM command not allowed when used memory > 'maxmemory'.");
+        assert_eq!(full.kind(), ErrorKind::BackendFull);
+        assert_eq!(full.backend_code(), Some("OOM"));
+        assert!(
+            !full.is_unavailable(),
+            "a full Redis is not an outage: no fallback"
+        );
+        let wrong = reply("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert_eq!(wrong.kind(), ErrorKind::WrongType);
+        for code in ["NOPERM", "MISCONF", "ERR"] {
+            let e = reply(&format!("{code} something"));
+            assert_eq!(e.kind(), ErrorKind::Backend, "{code}");
+            assert_eq!(e.backend_code(), Some(code));
+        }
+        for code in ["READONLY", "LOADING"] {
+            let e = reply(&format!("{code} something"));
+            assert!(e.is_unavailable(), "{code} is an outage of this node");
+            assert_eq!(e.backend_code(), Some(code));
+        }
     }
 }

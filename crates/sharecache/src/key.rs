@@ -343,6 +343,16 @@ impl Aux {
     }
 }
 
+/// The one internal key outside every namespace: `[prefix:]#ready`, written (10 s TTL) by
+/// [`Cache::ping_write`](crate::Cache::ping_write) to learn whether the backend takes
+/// writes.
+pub(crate) fn probe_key(prefix: Option<&NamespaceName>) -> String {
+    match prefix {
+        Some(p) => format!("{p}:#ready"),
+        None => "#ready".to_owned(),
+    }
+}
+
 /// Builds stored keys and patterns for one namespace.
 #[derive(Clone, Debug)]
 pub(crate) struct KeySpace {

@@ -22,6 +22,8 @@
 //!   [`CacheBuilder`] (`builder.rs`), the one read path through L1 with its hit and
 //!   miss accounting (`read.rs`, [`Source`]), tags (`tags.rs`) and
 //!   [`remember`](Namespace::remember) (`remember.rs`, with single-flight in `load.rs`).
+//! * `inspect.rs`: operator tools on a namespace ([`Namespace::inspect`], rewriting a
+//!   value or a TTL while keeping the other, bounded pattern counts) for the dashboard.
 //! * `ttl.rs`: [`Ttl`] and its bounds. [`key`]: namespace, key and pattern validation,
 //!   stored keys, and the internal key kinds of the primitives. [`codec`]: value
 //!   formats (JSON, MessagePack, LZ4, the header) and [`RawJson`].
@@ -29,7 +31,8 @@
 //!   tracking.
 //! * `store/`: the storage behind a namespace: one [`Store`] type over the memory and
 //!   Redis (standalone, Sentinel, Cluster) backends, and the memory fallback
-//!   ([`Fallback`]) during an outage.
+//!   ([`Fallback`]) during an outage. [`RedisUrl`] parses a backend URL for tools that
+//!   reach each node themselves (`sharecache provision` and `doctor`).
 //! * `error.rs`: [`Error`], its [`ErrorKind`] and predicates. `random.rs`: the one CSPRNG
 //!   behind every token.
 //!
@@ -62,6 +65,7 @@ mod cache;
 pub mod codec;
 mod error;
 pub mod events;
+mod inspect;
 pub mod key;
 mod load;
 pub mod lock;
@@ -75,15 +79,17 @@ mod tier;
 mod ttl;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, Namespace, NamespaceStats, RememberOptions,
-    Source, TierStats, Usage,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, LISTING_BUDGET, Namespace, NamespaceStats,
+    RememberOptions, Source, TierStats, Usage,
 };
 pub use codec::{Codec, Format, RawJson};
 pub use error::{Error, ErrorKind, Result};
+pub use inspect::{Inspected, MatchCount};
 pub use key::NamespaceName;
 pub use load::RememberError;
 #[doc(hidden)]
 pub use store::Store;
-pub use store::{BackendState, Fallback, MemoryLimits, StoreStats};
+pub use store::redis::url::redact_url;
+pub use store::{BackendState, Fallback, MemoryLimits, RedisKind, RedisUrl, StoreStats};
 pub use tier::LocalTier;
 pub use ttl::{MAX_TTL, Ttl};

@@ -229,6 +229,13 @@ impl RateLimits {
         limit.validate()?;
         self.ns.coord().rate_limit(&stored, &limit).await
     }
+
+    /// Forgets what `key` has spent (after a successful login, say): its next call
+    /// starts a full budget. Returns whether there was anything to forget.
+    pub async fn reset(&self, key: &str) -> Result<bool> {
+        let stored = self.ns.space.aux(crate::key::Aux::RateLimit, key)?;
+        Ok(self.ns.kv().del(&[stored]).await? > 0)
+    }
 }
 
 #[cfg(test)]

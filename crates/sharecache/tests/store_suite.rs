@@ -374,7 +374,180 @@ async fn messagepack_and_json_interoperate(case: Case<'_>) {
     );
 }
 
+/// Ten keys among 100k: the listing fills its page server-side, so the caller gets the
+/// ten in one page (or a few), never a run of empty pages with cursors.
+async fn a_sparse_listing_is_not_a_run_of_empty_pages(case: Case<'_>) {
+    let cache = case.cache;
+    let ns = cache.namespace("sparse").unwrap();
+    let noise = cache.namespace("sparse-noise").unwrap();
+    let filler: Vec<(String, u8)> = (0..100_000).map(|i| (format!("n:{i}"), 0)).collect();
+    for chunk in filler.chunks(5000) {
+        noise.mset(chunk, Ttl::secs(120)).await.unwrap();
+    }
+    for i in 0..10 {
+        ns.set(&format!("k:{i}"), &i, Ttl::secs(120)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = ns.keys("*", cursor.as_deref(), 100).await.unwrap();
+        pages += 1;
+        assert!(
+            !page.keys.is_empty() || page.cursor.is_none(),
+            "an empty page {pages} before the end"
+        );
+        seen.extend(page.keys);
+        cursor = page.cursor;
+        if cursor.is_none() || pages > 20 {
+            break;
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(pages <= 3, "{pages} pages for 10 keys");
+}
+
+/// A key's TTL can be read, changed and removed without touching its value.
+async fn ttl_read_change_and_persist(case: Case<'_>) {
+    let ns = case.cache.namespace("ttlops").unwrap();
+    ns.set("k", "v", Ttl::secs(60)).await.unwrap();
+    let left = ns.ttl("k").await.unwrap().unwrap().duration().unwrap();
+    assert!(
+        left > Duration::from_secs(58) && left <= Duration::from_secs(60),
+        "{left:?}"
+    );
+
+    assert!(ns.expire("k", Ttl::NEVER).await.unwrap());
+    assert_eq!(ns.ttl("k").await.unwrap(), Some(Ttl::NEVER));
+    assert!(
+        ns.expire("k", Ttl::NEVER).await.unwrap(),
+        "already persistent: still exists"
+    );
+    assert!(ns.expire("k", Ttl::millis(300)).await.unwrap());
+    let left = ns.ttl("k").await.unwrap().unwrap().duration().unwrap();
+    assert!(left <= Duration::from_millis(300), "{left:?}");
+    assert_eq!(ns.get::<String>("k").await.unwrap().as_deref(), Some("v"));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        ns.get::<String>("k").await.unwrap(),
+        None,
+        "expired on the new TTL"
+    );
+
+    assert_eq!(ns.ttl("missing").await.unwrap(), None);
+    assert!(!ns.expire("missing", Ttl::secs(5)).await.unwrap());
+    assert!(
+        !ns.exists("missing").await.unwrap(),
+        "expire creates nothing"
+    );
+    assert_eq!(
+        ns.expire("k", Ttl::millis(0)).await.unwrap_err().kind(),
+        ErrorKind::InvalidTtl
+    );
+}
+
+/// Counters are exact under concurrent callers on two instances, created with their TTL,
+/// readable as numbers; a key holding something else is refused and left as it is.
+async fn counters_are_exact_and_typed(case: Case<'_>) {
+    let a = case.cache.clone();
+    let b = case.another(|b| b).await.unwrap_or_else(|| a.clone());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let ns = if i % 2 == 0 { &a } else { &b }.namespace("count").unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                ns.incr("hits", 1, Ttl::secs(60)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ns = a.namespace("count").unwrap();
+    assert_eq!(ns.get::<i64>("hits").await.unwrap(), Some(400));
+    let left = ns.ttl("hits").await.unwrap().unwrap().duration().unwrap();
+    assert!(
+        left <= Duration::from_secs(60),
+        "created with its TTL: {left:?}"
+    );
+    assert_eq!(ns.incr("hits", -401, Ttl::secs(1)).await.unwrap(), -1);
+    let left = ns.ttl("hits").await.unwrap().unwrap().duration().unwrap();
+    assert!(
+        left > Duration::from_secs(50),
+        "an existing counter keeps its TTL: {left:?}"
+    );
+    assert_eq!(ns.incr("forever", 3, Ttl::NEVER).await.unwrap(), 3);
+    assert_eq!(ns.ttl("forever").await.unwrap(), Some(Ttl::NEVER));
+
+    ns.set("profile", &"Ada", Ttl::NEVER).await.unwrap();
+    let e = ns.incr("profile", 1, Ttl::NEVER).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongType, "{e}");
+    assert_eq!(
+        ns.get::<String>("profile").await.unwrap().as_deref(),
+        Some("Ada")
+    );
+    ns.incr("max", i64::MAX, Ttl::NEVER).await.unwrap();
+    let e = ns.incr("max", 1, Ttl::NEVER).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidArgument,
+        "overflow is refused: {e}"
+    );
+    assert!(e.message().contains("overflow"), "{e}");
+    assert_eq!(ns.get::<i64>("max").await.unwrap(), Some(i64::MAX));
+}
+
+/// Of many callers racing to create one key, exactly one wins; the value is the winner's.
+async fn set_if_absent_has_one_winner(case: Case<'_>) {
+    let a = case.cache.clone();
+    let b = case.another(|b| b).await.unwrap_or_else(|| a.clone());
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let ns = if i % 2 == 0 { &a } else { &b }.namespace("nx").unwrap();
+        tasks.push(tokio::spawn(async move {
+            ns.set_if_absent("slot", &i, Ttl::secs(60))
+                .await
+                .unwrap()
+                .then_some(i)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let ns = a.namespace("nx").unwrap();
+    assert_eq!(ns.get::<u32>("slot").await.unwrap(), Some(winners[0]));
+    assert!(!ns.set_if_absent("slot", &99u32, Ttl::NEVER).await.unwrap());
+    assert_eq!(ns.get::<u32>("slot").await.unwrap(), Some(winners[0]));
+}
+
+/// A rate limit's reset gives the key its full budget again.
+async fn rate_limit_reset(case: Case<'_>) {
+    use sharecache::ratelimit::Limit;
+    let rl = case.cache.namespace("auth").unwrap().rate_limits();
+    let limit = Limit::per(2, Duration::from_secs(600));
+    for _ in 0..2 {
+        assert!(rl.check("attempts:ada", limit).await.unwrap().allowed);
+    }
+    assert!(!rl.check("attempts:ada", limit).await.unwrap().allowed);
+    assert!(rl.reset("attempts:ada").await.unwrap());
+    assert!(
+        !rl.reset("attempts:ada").await.unwrap(),
+        "nothing left to forget"
+    );
+    let d = rl.check("attempts:ada", limit).await.unwrap();
+    assert!(d.allowed && d.remaining == 1, "{d:?}");
+}
+
 every_backend!(
+    counters_are_exact_and_typed,
+    set_if_absent_has_one_winner,
+    rate_limit_reset,
+    ttl_read_change_and_persist,
+    a_sparse_listing_is_not_a_run_of_empty_pages,
     ttl_expiry,
     overwrite_del_exists,
     batches_keep_order,

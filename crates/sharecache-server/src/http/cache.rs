@@ -113,17 +113,34 @@ pub async fn head_key(
     Ok(r)
 }
 
+/// `If-None-Match: *`: store only if the key holds nothing. Any other value is refused
+/// (no entity tags yet), so a conditional write is never taken as a plain one.
+fn only_if_absent(headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
+    match headers.get(axum::http::header::IF_NONE_MATCH) {
+        None => Ok(false),
+        Some(v) if v.as_bytes().trim_ascii() == b"*" => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_precondition",
+            "If-None-Match takes only \"*\" (store only if the key holds nothing)",
+        )),
+    }
+}
+
 /// Store a JSON value.
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}", tag = "cache", operation_id = "set",
-    params(NsParam, KeyParam, PutQuery),
+    params(NsParam, KeyParam, PutQuery,
+        ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key holds nothing (412 otherwise); exactly one of many racing writers wins")),
     request_body(content = serde_json::Value, description = "any JSON document", content_type = "application/json"),
-    responses((status = 204, description = "stored")))]
+    responses((status = 204, description = "stored"),
+        (status = 412, description = "`If-None-Match: *` and the key holds a value (`precondition_failed`)", body = ErrorBody)))]
 pub async fn put_key(
     WriteNs(n): WriteNs,
     ApiPath(KeyParam { key }): ApiPath<KeyParam>,
     ApiQuery(q): ApiQuery<PutQuery>,
+    headers: axum::http::HeaderMap,
     JsonDoc(body): JsonDoc,
 ) -> Result<StatusCode, ApiError> {
+    let if_absent = only_if_absent(&headers)?;
     let secs = match q.ttl.as_deref() {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| not_whole_seconds())?),
@@ -133,7 +150,21 @@ pub async fn put_key(
         None => Vec::new(),
         Some(list) => list.split(',').collect(),
     };
-    if tags.is_empty() {
+    if if_absent {
+        if !tags.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_precondition",
+                "If-None-Match cannot be combined with tags",
+            ));
+        }
+        if !n.set_if_absent(&key, &body, ttl).await? {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the key holds a value (If-None-Match: *)",
+            ));
+        }
+    } else if tags.is_empty() {
         n.set(&key, &body, ttl).await?;
     } else {
         n.set_tagged(&key, &body, ttl, &tags).await?;
@@ -388,4 +419,100 @@ pub async fn list_keys(
     responses((status = 200, description = "how many keys were deleted", body = DeletedBody)))]
 pub async fn clear(WriteNs(n): WriteNs, _q: ApiQuery<NoQuery>) -> Result<Response, ApiError> {
     Ok(deleted_response(n.clear().await?))
+}
+
+/// `{"ttl_ms": n}`, or `{"ttl_ms": null}` for no expiry.
+#[derive(Debug, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TtlBody {
+    /// Milliseconds to live from now (1..=315360000000), or `null`: the key no longer
+    /// expires. Required: an empty body is refused rather than taken as `null`.
+    #[serde(deserialize_with = "present_or_null")]
+    #[schema(minimum = 1, maximum = 315_360_000_000_u64)]
+    ttl_ms: Option<u64>,
+}
+
+/// Makes an `Option` field required (serde takes a missing `Option` as `None`).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)
+}
+
+/// Read a key's remaining time to live.
+#[utoipa::path(get, path = "/v1/cache/{ns}/{key}/_ttl", tag = "cache", operation_id = "get_ttl",
+    params(NsParam, KeyParam),
+    responses((status = 200, description = "`ttl_ms`: milliseconds left, `null` if the key does not expire", body = TtlBody),
+        (status = 404, description = "no such key", body = ErrorBody)))]
+pub async fn get_ttl(
+    ReadNs(n): ReadNs,
+    ApiPath(KeyParam { key }): ApiPath<KeyParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<axum::Json<TtlBody>, ApiError> {
+    let ttl = n
+        .ttl(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("key not found"))?;
+    Ok(axum::Json(TtlBody {
+        ttl_ms: ttl.duration().map(|d| d.as_millis() as u64),
+    }))
+}
+
+/// Set or remove a key's time to live, without reading or changing its value.
+#[utoipa::path(put, path = "/v1/cache/{ns}/{key}/_ttl", tag = "cache", operation_id = "set_ttl",
+    params(NsParam, KeyParam),
+    request_body(content = TtlBody, content_type = "application/json"),
+    responses((status = 204, description = "the new TTL applies"),
+        (status = 404, description = "no such key (nothing is created)", body = ErrorBody)))]
+pub async fn set_ttl(
+    WriteNs(n): WriteNs,
+    ApiPath(KeyParam { key }): ApiPath<KeyParam>,
+    _q: ApiQuery<NoQuery>,
+    ApiJson(body): ApiJson<TtlBody>,
+) -> Result<StatusCode, ApiError> {
+    let ttl = body.ttl_ms.map_or(Ttl::NEVER, Ttl::millis);
+    if n.expire(&key, ttl).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("key not found"))
+    }
+}
+
+/// `{"by":1,"ttl":60}`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncrBody {
+    /// What to add (negative to subtract); default 1.
+    #[serde(default = "one")]
+    by: i64,
+    /// Seconds to live for a counter this call creates (1..=315360000); an existing
+    /// counter keeps its TTL. Omit for no expiry.
+    #[schema(minimum = 1, maximum = 315_360_000)]
+    ttl: Option<u64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// `{"value":n}`
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CounterValue {
+    /// The counter after this call.
+    pub value: i64,
+}
+
+/// Add to a counter (created at 0 if absent), atomically across instances.
+#[utoipa::path(post, path = "/v1/cache/{ns}/{key}/_incr", tag = "cache", operation_id = "incr",
+    params(NsParam, KeyParam),
+    request_body(content = IncrBody, content_type = "application/json"),
+    responses((status = 200, description = "the new value; stored as the integer's text (RESP clients may INCRBY it too)", body = CounterValue),
+        (status = 409, description = "the key holds something that is not an integer (`wrong_type`)", body = ErrorBody)))]
+pub async fn incr(
+    WriteNs(n): WriteNs,
+    ApiPath(KeyParam { key }): ApiPath<KeyParam>,
+    _q: ApiQuery<NoQuery>,
+    ApiJson(body): ApiJson<IncrBody>,
+) -> Result<axum::Json<CounterValue>, ApiError> {
+    let ttl = ttl_secs(body.ttl)?;
+    let value = n.incr(&key, body.by, ttl).await?;
+    Ok(axum::Json(CounterValue { value }))
 }

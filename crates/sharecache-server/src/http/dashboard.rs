@@ -1,7 +1,7 @@
 //! The web dashboard: one static page, its script and its style, compiled into the
-//! binary. The page holds nothing secret; it asks for the admin token and reads
-//! `/ready`, `/v1/stats` and key listings with it, so every figure it shows is
-//! authorized exactly as the API is. A strict Content-Security-Policy allows only this
+//! binary. The page holds nothing secret: it logs in once with a token (`login.rs`) and
+//! then calls the API with the session cookie, so every figure it shows and every change
+//! it makes is authorized exactly as the API's (`browse.rs` for the key browser). A strict Content-Security-Policy allows only this
 //! origin's script and style, and the script inserts server data as text, never HTML.
 
 use axum::http::{HeaderValue, header};
@@ -51,6 +51,24 @@ pub async fn script() -> Response {
 pub async fn style() -> Response {
     asset(
         include_str!("dashboard/dashboard.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+/// `GET /vendor/uplot.js`: uPlot 1.6.32 (MIT, `dashboard/vendor/uPlot.LICENSE`), the
+/// charting library, compiled in so the page needs no network. tests/dashboard.rs checks
+/// it is byte for byte the version locked in tests/node/package-lock.json.
+pub async fn uplot_script() -> Response {
+    asset(
+        include_str!("dashboard/vendor/uPlot.iife.min.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// `GET /vendor/uplot.css`
+pub async fn uplot_style() -> Response {
+    asset(
+        include_str!("dashboard/vendor/uPlot.min.css"),
         "text/css; charset=utf-8",
     )
 }

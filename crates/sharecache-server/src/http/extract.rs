@@ -14,14 +14,15 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use sharecache::key::validate_namespace;
 use sharecache::{Namespace, RawJson};
 
 use super::AppState;
 use super::error::ApiError;
+use super::login;
 use crate::auth::Principal;
 
 /// An authenticated caller.
@@ -29,9 +30,11 @@ use crate::auth::Principal;
 pub struct Caller {
     /// Who it is.
     pub principal: Principal,
+    /// Authenticated by a dashboard session cookie rather than a bearer token.
+    pub via_session: bool,
 }
 
-fn client_ip(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -62,13 +65,13 @@ impl FromRequestParts<AppState> for Caller {
             })
             .map(str::trim);
         let Some(token) = token else {
-            state.auth_limiter.record_failure(ip);
-            return Err(ApiError::unauthorized(
-                "missing credentials: send Authorization: Bearer <token>",
-            ));
+            return from_session(parts, state, ip);
         };
         match state.creds.authenticate(token) {
-            Some(principal) => Ok(Caller { principal }),
+            Some(principal) => Ok(Caller {
+                principal,
+                via_session: false,
+            }),
             None => {
                 state.auth_limiter.record_failure(ip);
                 tracing::info!(client = ?ip, "rejected an unknown token");
@@ -76,6 +79,37 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
     }
+}
+
+/// A caller without a bearer token: a dashboard session cookie, which for a change must
+/// come from this origin (see `login.rs`); the change is then marked for the audit log.
+fn from_session(parts: &Parts, state: &AppState, ip: Option<IpAddr>) -> Result<Caller, ApiError> {
+    let Some(id) = login::session_cookie(&parts.headers) else {
+        state.auth_limiter.record_failure(ip);
+        return Err(ApiError::unauthorized(
+            "missing credentials: send Authorization: Bearer <token>",
+        ));
+    };
+    let Some(principal) = state.logins.check(id) else {
+        state.auth_limiter.record_failure(ip);
+        return Err(ApiError::unauthorized(
+            "the dashboard session has ended; log in again",
+        ));
+    };
+    let safe = matches!(parts.method, Method::GET | Method::HEAD);
+    if !safe {
+        if !login::same_origin(parts) {
+            tracing::info!(client = ?ip, "refused a cross-site change made with a session cookie");
+            return Err(login::cross_site());
+        }
+        if let Some(slot) = parts.extensions.get::<login::AuditSlot>() {
+            slot.set(state.creds.name(&principal).to_owned(), parts);
+        }
+    }
+    Ok(Caller {
+        principal,
+        via_session: true,
+    })
 }
 
 impl Caller {
@@ -115,12 +149,7 @@ async fn authorize(
         .find_map(|(name, value)| (name == "ns").then_some(value))
         .ok_or_else(|| ApiError::not_found("no namespace in this route"))?;
     validate_namespace(ns)?;
-    let allowed = match state.creds.grants(&caller.principal) {
-        None => true,
-        Some(g) if write => g.can_write(ns),
-        Some(g) => g.can_read(ns),
-    };
-    if !allowed {
+    if !state.creds.may(&caller.principal, ns, write) {
         let what = if write { "write" } else { "read" };
         return Err(ApiError::forbidden(format!(
             "this credential may not {what} namespace {ns:?}"
@@ -175,6 +204,24 @@ impl FromRequestParts<AppState> for Admin {
             ));
         }
         Ok(Admin)
+    }
+}
+
+/// The admin or a viewer: whoever may see every namespace and the service's figures.
+#[derive(Debug)]
+pub struct Observer;
+
+impl FromRequestParts<AppState> for Observer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !matches!(caller.principal, Principal::Admin | Principal::Viewer(_)) {
+            return Err(ApiError::forbidden(
+                "this endpoint needs the admin credential or a viewer's",
+            ));
+        }
+        Ok(Observer)
     }
 }
 

@@ -10,18 +10,22 @@
 //! document together. The metrics' operation label is the matched route's operationId,
 //! looked up by the accounting layer from `MatchedPath`, so handlers carry no accounting.
 
+pub mod browse;
 pub mod cache;
 pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod locks;
+pub mod login;
+pub mod monitor;
 pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod presence;
 pub mod queues;
 pub mod ratelimit;
+pub mod rawview;
 pub mod sessions;
 
 use std::collections::HashMap;
@@ -38,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use parking_lot::Mutex;
 use sharecache::Cache;
+use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -47,12 +52,15 @@ use utoipa_axum::routes;
 
 use crate::auth::Credentials;
 use crate::metrics::Metrics;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 use extract::AuthorizedNs;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
+    /// The Redis that `/v1/admin/doctor` checks (`None` on the memory store). Its
+    /// `Debug` hides the password.
+    pub doctor_url: Option<sharecache::RedisUrl>,
     /// Largest request body (413 above).
     pub max_body_bytes: usize,
     /// `[server] max_batch`: the same value is given to the cache builder, whose
@@ -63,6 +71,9 @@ pub struct HttpOptions {
     pub metrics_public: bool,
     /// Failed authentications per client address per minute before 429.
     pub auth_failures_per_minute: u32,
+    /// `[server] readiness = "lenient"`: `/ready` answers 200 while requests are served
+    /// from the memory fallback or the backend refuses writes.
+    pub lenient_readiness: bool,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -88,6 +99,14 @@ pub struct Inner {
     pub granted_namespaces: Vec<String>,
     /// Whether requests are still served while Redis is down (memory fallback).
     pub serves_during_outage: bool,
+    /// Dashboard sessions (cookie logins).
+    pub logins: login::Logins,
+    /// Changes made through the dashboard.
+    pub audit: login::Audit,
+    /// Typed reads of non-string keys for the key browser.
+    pub raw: rawview::RawRedis,
+    /// Monitoring samples of the last hour.
+    pub samples: monitor::Samples,
     /// Namespace handles already built (saves a lock and an allocation per request).
     handles: parking_lot::RwLock<HashMap<String, sharecache::Namespace>>,
 }
@@ -128,6 +147,7 @@ impl AppState {
     ) -> Self {
         let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute);
         let granted_namespaces = creds.all_namespaces();
+        let raw = rawview::RawRedis::new(opts.doctor_url.clone());
         Self(Arc::new(Inner {
             cache,
             creds,
@@ -137,6 +157,10 @@ impl AppState {
             rates: ops::Rates::default(),
             granted_namespaces,
             serves_during_outage,
+            logins: login::Logins::default(),
+            audit: login::Audit::default(),
+            raw,
+            samples: monitor::Samples::default(),
             handles: parking_lot::RwLock::new(HashMap::new()),
         }))
     }
@@ -208,12 +232,31 @@ async fn account(State(acc): State<Accounting>, mut req: Request, next: Next) ->
         .unwrap_or_else(|| acc.labels.none.clone());
     let authorized = AuthorizedNs::default();
     req.extensions_mut().insert(authorized.clone());
+    // Set by the caller extractor when a session cookie authenticated a change.
+    let audit = login::AuditSlot::default();
+    req.extensions_mut().insert(audit.clone());
     let resp = next.run(req).await;
+    if let Some((who, method, path)) = audit.get() {
+        acc.state.audit.record(login::AuditEntry {
+            at_ms: 0,
+            who: who.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            status: resp.status().as_u16(),
+            note: resp
+                .extensions()
+                .get::<login::AuditNote>()
+                .map(|n| n.0.clone()),
+        });
+    }
     let took = start.elapsed();
     let ns = authorized.get().unwrap_or("-");
-    acc.state
-        .metrics
-        .request(ns, op, resp.status().as_u16(), took);
+    let status = resp.status();
+    acc.state.metrics.request(ns, op, status.as_u16(), took);
+    if status.is_server_error() {
+        let code = resp.extensions().get::<ErrorCode>().map_or("-", |c| c.0);
+        acc.state.metrics.server_error(code);
+    }
     resp
 }
 
@@ -278,12 +321,18 @@ async fn fallback_404() -> ApiError {
 async fn method_not_allowed(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        return ApiError::new(
+        let mut body = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this route",
         )
         .into_response();
+        // The router's `Allow` (RFC 9110 §15.5.6 requires it) carries over.
+        if let Some(allow) = resp.headers().get(axum::http::header::ALLOW) {
+            body.headers_mut()
+                .insert(axum::http::header::ALLOW, allow.clone());
+        }
+        return body;
     }
     resp
 }
@@ -336,6 +385,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::stats))
+        .routes(routes!(ops::doctor))
         .routes(routes!(cache::list_keys, cache::clear))
         .routes(routes!(
             cache::get_key,
@@ -343,11 +393,13 @@ pub fn api() -> OpenApiRouter<AppState> {
             cache::put_key,
             cache::delete_key
         ))
+        .routes(routes!(cache::get_ttl, cache::set_ttl))
+        .routes(routes!(cache::incr))
         .routes(routes!(cache::mget))
         .routes(routes!(cache::mset))
         .routes(routes!(cache::mdel))
         .routes(routes!(cache::invalidate))
-        .routes(routes!(ratelimit::decide))
+        .routes(routes!(ratelimit::decide, ratelimit::reset))
         .routes(routes!(locks::acquire, locks::release))
         .routes(routes!(locks::extend))
         .routes(routes!(sessions::create, sessions::list, sessions::end_all))
@@ -361,6 +413,20 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(queues::dead))
         .routes(routes!(presence::list))
         .routes(routes!(presence::beat, presence::leave))
+        .routes(routes!(login::login))
+        .routes(routes!(login::logout))
+        .routes(routes!(login::whoami))
+        .routes(routes!(login::audit_log))
+        .routes(routes!(monitor::monitor))
+        .routes(routes!(monitor::redis_view))
+        .routes(routes!(browse::tree))
+        .routes(routes!(
+            browse::show_key,
+            browse::edit_key,
+            browse::delete_key
+        ))
+        .routes(routes!(browse::preview))
+        .routes(routes!(browse::bulk_delete))
 }
 
 /// The OpenAPI document as served with these options (for tests and tooling).
@@ -381,15 +447,16 @@ pub fn router(state: AppState) -> Router {
             .expect("the OpenAPI document serializes")
             .into(),
     );
-    api
+    let routes = api
         // Not an operation, so not documented: answers 404 rather than 405 (see there).
         .route("/v1/cache/{ns}/{key}", post(cache::no_such_operation))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
+        .route("/vendor/uplot.js", get(dashboard::uplot_script))
+        .route("/vendor/uplot.css", get(dashboard::uplot_style))
         .fallback(fallback_404)
-        .layer(Extension(doc_json))
-        .layer(middleware::from_fn(method_not_allowed))
+        // Inside the routes: the operation label is the matched route's.
         .layer(middleware::from_fn_with_state(
             Accounting {
                 state: state.clone(),
@@ -397,16 +464,24 @@ pub fn router(state: AppState) -> Router {
             },
             account,
         ))
-        .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .with_state(state.clone());
+    // The rest wraps the whole router once: `Router::layer` would wrap each route in its
+    // own boxed copy of every layer, cloned per request. That cost ~8.7k instructions per
+    // GET (callgrind of `benches/http.rs`, see docs/BENCHMARKS.md "The redesign").
+    let shared = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), RequestIds::new()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             // The path is logged without the query string (cursors, lock tokens), and with
             // session ids cut off: they are secrets.
             tracing::info_span!("request", method = %req.method(), path = %log_path(req.uri().path()), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
-        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
+        .layer(middleware::from_fn(method_not_allowed))
+        .layer(Extension(doc_json))
+        .service(routes);
+    Router::new().fallback_service(shared)
 }
 
 #[cfg(test)]

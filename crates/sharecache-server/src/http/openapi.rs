@@ -6,7 +6,7 @@
 //!   `/openapi.json` (and `/metrics` with `metrics_public`);
 //! * the error answers, all with the [`ErrorBody`] schema: 401 and 429 where a token is
 //!   checked; 400 and 403 under a namespace; 400 and 413 where a body is read, and 415
-//!   where it is read as a typed JSON body; 500 and 503 wherever the backend is called.
+//!   where it is read as a typed JSON body; 500, 503 and 507 wherever the backend is called.
 //!   Handlers list only their own answers (404, 409).
 //!
 //! Tests check the rules against the router: `tests/openapi.rs` validates the served
@@ -45,6 +45,7 @@ use super::error::{ErrorBody, ErrorDetail};
         (name = "queues", description = "Work queues: push, claim, acknowledge, dead letters"),
         (name = "presence", description = "Who is online"),
         (name = "ops", description = "Health, readiness, metrics, stats, this document"),
+        (name = "dashboard", description = "Dashboard login (session cookie), the key browser, the audit log"),
     )
 )]
 struct ApiDoc;
@@ -52,8 +53,17 @@ struct ApiDoc;
 /// Name of the bearer security scheme.
 pub const BEARER: &str = "bearer";
 
-/// Paths served without a token.
-pub const PUBLIC_PATHS: [&str; 3] = ["/health", "/ready", "/openapi.json"];
+/// The dashboard login: public (no bearer token) but it checks the token in its body.
+pub const LOGIN_PATH: &str = "/v1/dashboard/login";
+
+/// Paths served without a bearer token.
+pub const PUBLIC_PATHS: [&str; 5] = [
+    "/health",
+    "/ready",
+    "/openapi.json",
+    "/v1/dashboard/login",
+    "/v1/dashboard/logout",
+];
 
 /// The document before any route is added: info, tags, the error schema, the scheme.
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
@@ -162,14 +172,34 @@ pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi, opts: &HttpOptions) {
                     );
                 }
             }
+            if path == "/v1/cache/{ns}/{key}" {
+                add(
+                    409,
+                    "the key holds a Redis value of another type, not a string (`wrong_type`)",
+                );
+                if method == Method::GET {
+                    add(
+                        422,
+                        "the key holds a string that is not JSON, written by another client (`not_json`)",
+                    );
+                }
+            }
             if path.starts_with("/v1/") {
                 add(500, "internal error, detail in the server log (`internal`)");
                 add(
                     503,
-                    "the backend is unavailable; see Retry-After (`unavailable`)",
+                    "the backend is unavailable or refuses this call; see Retry-After \
+                     (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, \
+                     `backend_cannot_persist`, `backend_permission`)",
+                );
+                add(
+                    507,
+                    "the backend is out of memory: Redis `maxmemory` reached under a policy that \
+                     cannot evict (`backend_full`)",
                 );
             }
-            if public {
+            // The login takes its token in the body: it keeps its own refusals.
+            if public && path != LOGIN_PATH {
                 for s in ["401", "403", "429"] {
                     op.responses.responses.remove(s);
                 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use sharecache::BackendState;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, MetricsReader};
+use super::error::{ApiError, ErrorBody, describe};
+use super::extract::{Admin, Caller, MetricsReader};
 use crate::auth::Principal;
 
 /// Keys counted per namespace by `/v1/stats` before it reports "more".
@@ -30,7 +30,8 @@ pub async fn health() -> impl IntoResponse {
 /// Readiness and the backend's state.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ready {
-    /// Requests can be served (maybe from the memory fallback).
+    /// Send traffic here: the backend is reachable and takes writes (with `readiness =
+    /// "lenient"`: requests can be served at all, maybe from the memory fallback).
     ready: bool,
     /// `memory`, `connected`, `degraded` or `recovering`.
     #[schema(value_type = String)]
@@ -41,33 +42,89 @@ pub struct Ready {
     latency_ms: Option<f64>,
     /// Requests are served from the memory fallback.
     fallback: bool,
+    /// Why not ready, with the fix; absent when ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The error code behind `reason` (`backend_full`, `backend_read_only`,
+    /// `unavailable`, `fallback`...), absent when ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    code: Option<&'static str>,
 }
 
-/// Readiness: can requests be served, is the backend reachable, how fast.
+/// Readiness: is the backend reachable and taking writes, how fast (see `[server]
+/// readiness`).
 #[utoipa::path(get, path = "/ready", tag = "ops", operation_id = "ready", responses(
-    (status = 200, description = "requests can be served (maybe from the memory fallback)", body = Ready),
-    (status = 503, description = "requests cannot be served", body = Ready)))]
+    (status = 200, description = "send traffic here", body = Ready),
+    (status = 503, description = "do not: `reason` says why and how to fix it", body = Ready)))]
 pub async fn ready(State(s): State<AppState>) -> Response {
     let ping = s.cache.ping().await;
     let state = s.cache.state();
     let reachable = ping.is_ok();
     let fallback = matches!(state, BackendState::Degraded | BackendState::Recovering);
-    // Serving from the memory fallback still answers requests; with Fallback::Fail the
-    // store reports errors and readiness must say so.
-    let ready = reachable || (fallback && s.serves_during_outage);
-    let body = Ready {
-        ready,
-        backend: state,
-        reachable,
-        latency_ms: ping.ok().map(|d| d.as_secs_f64() * 1000.0),
-        fallback,
+    let refusal = if s.opts.lenient_readiness {
+        // Serving from the memory fallback still answers requests; with Fallback::Fail
+        // the store reports errors and readiness must say so.
+        (!(reachable || (fallback && s.serves_during_outage))).then(|| outage(&ping))
+    } else {
+        strict_refusal(&s, state, &ping).await
     };
-    let status = if ready {
+    let body = Ready {
+        ready: refusal.is_none(),
+        backend: s.cache.state(),
+        reachable,
+        latency_ms: ping.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
+        fallback,
+        code: refusal.as_ref().map(|e| e.code),
+        reason: refusal.map(|e| e.message),
+    };
+    let status = if body.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+fn outage(ping: &sharecache::Result<Duration>) -> ApiError {
+    match ping {
+        Err(e) => describe(e),
+        Ok(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the cache backend is unavailable",
+        ),
+    }
+}
+
+/// Why a strict readiness check refuses, if it does: the embedded store is always
+/// ready; Redis must be reachable, not replaced by the fallback, and take a write.
+async fn strict_refusal(
+    s: &AppState,
+    state: BackendState,
+    ping: &sharecache::Result<Duration>,
+) -> Option<ApiError> {
+    let fallback = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fallback",
+            "Redis is unreachable: requests are answered from this process's memory, which \
+             other instances do not see; fix the [backend] url or the network (readiness = \
+             \"lenient\" takes traffic anyway)",
+        )
+    };
+    match state {
+        BackendState::Memory => None,
+        BackendState::Connected if ping.is_err() => Some(outage(ping)),
+        BackendState::Connected => match s.cache.ping_write().await {
+            Err(e) => Some(describe(&e)),
+            // The probe itself may have tripped the fallback.
+            Ok(_) if s.cache.state() != BackendState::Connected => Some(fallback()),
+            Ok(_) => None,
+        },
+        // Degraded, recovering, or a state added later: not where the data is.
+        _ => Some(fallback()),
+    }
 }
 
 /// Prometheus metrics (admin token unless `metrics_public`).
@@ -168,7 +225,7 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
     }
     // Store-wide figures describe every tenant together: only the admin sees them.
     let backend = match caller.principal {
-        Principal::Admin => {
+        Principal::Admin | Principal::Viewer(_) => {
             let mut v = serde_json::to_value(s.cache.stats().await?).unwrap_or_default();
             v["l1"] = serde_json::to_value(s.cache.tier_stats()).unwrap_or_default();
             v
@@ -188,4 +245,47 @@ pub struct OpenApiJson(pub axum::body::Bytes);
     responses((status = 200, description = "OpenAPI 3.1 document", body = serde_json::Value)))]
 pub async fn openapi(Extension(doc): Extension<OpenApiJson>) -> Response {
     super::json(StatusCode::OK, doc.0)
+}
+
+/// The `sharecache doctor` report on the backend: every check with pass, warn, fail or
+/// unknown, why and fix (admin only). The checks run on a blocking thread, one node
+/// after the other, with a 3 s timeout per node.
+#[utoipa::path(get, path = "/v1/admin/doctor", tag = "ops", operation_id = "doctor",
+    responses((status = 200, description = "every check of `sharecache doctor`", body = crate::doctor::Report),
+        (status = 403, description = "not the admin credential", body = ErrorBody),
+        (status = 503, description = "no Redis node answered", body = ErrorBody)))]
+pub async fn doctor(State(s): State<AppState>, _: Admin) -> Result<Response, ApiError> {
+    use crate::doctor::{Check, Report, Status};
+    let Some(url) = s.opts.doctor_url.clone() else {
+        let checks = vec![Check {
+            id: "backend".into(),
+            status: Status::Unknown,
+            message: "the embedded memory store: there is no Redis to check".into(),
+            fix: "set [backend] url (or REDIS_URL) to the shared Redis".into(),
+        }];
+        return Ok(axum::Json(Report {
+            target: "memory://".into(),
+            checks,
+        })
+        .into_response());
+    };
+    match tokio::task::spawn_blocking(move || crate::doctor::diagnose_url(&url)).await {
+        Ok(Ok(report)) => Ok(axum::Json(report).into_response()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "doctor: no Redis node answered");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("no Redis node answered: {e}"),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "doctor panicked");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log",
+            ))
+        }
+    }
 }

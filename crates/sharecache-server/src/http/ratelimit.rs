@@ -60,6 +60,27 @@ pub struct Decision {
     pub reset_after_ms: u64,
 }
 
+/// `{"reset":b}`
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ResetBody {
+    /// Whether the key had spent anything (false: it already had its full budget).
+    pub reset: bool,
+}
+
+/// Forget what a key has spent (after a successful login, say): its next call starts a
+/// full budget.
+#[utoipa::path(delete, path = "/v1/ratelimit/{ns}/{key}", tag = "ratelimit", operation_id = "ratelimit_reset",
+    params(NsParam, LimitParam),
+    responses((status = 200, description = "reset", body = ResetBody)))]
+pub async fn reset(
+    WriteNs(n): WriteNs,
+    ApiPath(LimitParam { key }): ApiPath<LimitParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<axum::Json<ResetBody>, ApiError> {
+    let reset = n.rate_limits().reset(&key).await?;
+    Ok(axum::Json(ResetBody { reset }))
+}
+
 /// One rate-limit decision (a rate limit spends state, so it needs write).
 #[utoipa::path(post, path = "/v1/ratelimit/{ns}/{key}", tag = "ratelimit", operation_id = "ratelimit",
     params(NsParam, LimitParam),

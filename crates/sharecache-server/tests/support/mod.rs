@@ -5,6 +5,8 @@
 //! share.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod acl;
+pub mod node;
 pub mod routes;
 pub mod store;
 
@@ -64,6 +66,9 @@ pub enum Backend {
     /// A running Redis Cluster (its URL); the caller owns the cluster and empties it
     /// between apps.
     Cluster(&'static str),
+    /// A Redis URL the caller owns: a server started with its own settings, or a port
+    /// nobody listens on.
+    Url(&'static str),
 }
 
 pub struct TestApp {
@@ -77,6 +82,8 @@ pub struct TestApp {
     pub user: String,
     /// `a`: write namespace `a` only (a prefix of `ab`).
     pub a: String,
+    /// `ops`: a viewer (reads every namespace, changes nothing).
+    pub viewer: String,
     pub server: Option<RedisServer>,
     /// State directory (generated session key), removed on drop.
     pub state_dir: tempfile::TempDir,
@@ -134,11 +141,13 @@ impl TestApp {
 
     pub async fn with_server_config(backend: Backend, extra_server: &str) -> Self {
         let (admin, auth, user, a) = (new_token(), new_token(), new_token(), new_token());
-        let mut cfg = Config::parse(
-            "test.toml",
-            &config_text(extra_server, &admin, &auth, &user, &a),
-        )
-        .unwrap();
+        let viewer = new_token();
+        let text = format!(
+            "{}[[viewers]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\n",
+            config_text(extra_server, &admin, &auth, &user, &a),
+            hex::encode(hash_token(&viewer))
+        );
+        let mut cfg = Config::parse("test.toml", &text).unwrap();
         let state_dir = tempfile::tempdir().unwrap();
         cfg.server.state_dir = state_dir.path().to_owned();
         let server = match backend {
@@ -150,10 +159,15 @@ impl TestApp {
                 cfg.backend.connect_timeout_ms = 300;
                 Some(s)
             }
-            Backend::Cluster(url) => {
+            Backend::Cluster(url) | Backend::Url(url) => {
+                let ms = if matches!(backend, Backend::Cluster(_)) {
+                    1000
+                } else {
+                    300
+                };
                 cfg.backend.url = url.to_owned();
-                cfg.backend.command_timeout_ms = 1000;
-                cfg.backend.connect_timeout_ms = 1000;
+                cfg.backend.command_timeout_ms = ms;
+                cfg.backend.connect_timeout_ms = ms;
                 None
             }
         };
@@ -167,6 +181,7 @@ impl TestApp {
             auth,
             user,
             a,
+            viewer,
             server,
             state_dir,
         }

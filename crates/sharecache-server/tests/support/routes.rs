@@ -22,6 +22,9 @@ pub enum Perm {
     Write,
     /// The admin credential (unless `metrics_public` for `/metrics`).
     Admin,
+    /// No bearer token: the dashboard login, which takes a token in its body and only
+    /// from a same-origin page (tests/dashboard_roles.rs).
+    Login,
 }
 
 /// One route.
@@ -109,12 +112,20 @@ pub fn routes() -> Vec<Route> {
         r(get.clone(), "/openapi.json", Public, None),
         r(get.clone(), "/metrics", Admin, None),
         r(get.clone(), "/v1/stats", Any, None),
+        r(get.clone(), "/v1/admin/doctor", Admin, None),
         r(get.clone(), "/v1/cache/{ns}", Read, None),
         r(delete.clone(), "/v1/cache/{ns}", Write, None),
         r(get.clone(), "/v1/cache/{ns}/{key}", Read, None),
         r(head, "/v1/cache/{ns}/{key}", Read, None),
         r(put.clone(), "/v1/cache/{ns}/{key}", Write, Some("1")),
         r(delete.clone(), "/v1/cache/{ns}/{key}", Write, None),
+        r(get.clone(), "/v1/cache/{ns}/{key}/_ttl", Read, None),
+        r(
+            put.clone(),
+            "/v1/cache/{ns}/{key}/_ttl",
+            Write,
+            Some(r#"{"ttl_ms":1000}"#),
+        ),
         r(
             post.clone(),
             "/v1/cache/{ns}/_mget",
@@ -144,6 +155,13 @@ pub fn routes() -> Vec<Route> {
             "/v1/ratelimit/{ns}/{key}",
             Write,
             Some(r#"{"limit":5,"period_ms":60000}"#),
+        ),
+        r(delete.clone(), "/v1/ratelimit/{ns}/{key}", Write, None),
+        r(
+            post.clone(),
+            "/v1/cache/{ns}/{key}/_incr",
+            Write,
+            Some(r#"{"by":1}"#),
         ),
         r(
             post.clone(),
@@ -198,8 +216,40 @@ pub fn routes() -> Vec<Route> {
             Some(r#"{"ids":["1-0"]}"#),
         ),
         r(get.clone(), "/v1/queues/{ns}/{queue}/_dead", Read, None),
-        r(get, "/v1/presence/{ns}", Read, None),
-        r(put, "/v1/presence/{ns}/{member}", Write, None),
-        r(delete, "/v1/presence/{ns}/{member}", Write, None),
+        r(get.clone(), "/v1/presence/{ns}", Read, None),
+        r(put.clone(), "/v1/presence/{ns}/{member}", Write, None),
+        r(delete.clone(), "/v1/presence/{ns}/{member}", Write, None),
+        r(
+            post.clone(),
+            "/v1/dashboard/login",
+            Login,
+            Some(r#"{"token":"sc_x"}"#),
+        ),
+        r(post.clone(), "/v1/dashboard/logout", Public, None),
+        r(get.clone(), "/v1/dashboard/me", Any, None),
+        r(get.clone(), "/v1/admin/audit", Admin, None),
+        r(get.clone(), "/v1/admin/monitor", Admin, None),
+        r(get.clone(), "/v1/admin/redis", Admin, None),
+        r(get.clone(), "/v1/dashboard/tree/{ns}", Read, None),
+        r(get, "/v1/dashboard/key/{ns}/{key}", Read, None),
+        r(
+            put.clone(),
+            "/v1/dashboard/key/{ns}/{key}",
+            Write,
+            Some("1"),
+        ),
+        r(delete, "/v1/dashboard/key/{ns}/{key}", Write, None),
+        r(
+            post.clone(),
+            "/v1/dashboard/match/{ns}",
+            Read,
+            Some(r#"{"pattern":"k*"}"#),
+        ),
+        r(
+            post,
+            "/v1/dashboard/delete/{ns}",
+            Write,
+            Some(r#"{"pattern":"k*","confirm":true}"#),
+        ),
     ]
 }

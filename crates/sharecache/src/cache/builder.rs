@@ -41,6 +41,8 @@ pub struct CacheBuilder {
     backend: BackendChoice,
     fallback: Fallback,
     codec: Codec,
+    /// Per-namespace formats that differ from `codec.format`.
+    formats: HashMap<String, Format>,
     memory: MemoryLimits,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -57,6 +59,7 @@ impl Default for CacheBuilder {
             backend: BackendChoice::Memory,
             fallback: Fallback::Memory,
             codec: Codec::default(),
+            formats: HashMap::new(),
             memory: MemoryLimits::default(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_millis(500),
@@ -189,9 +192,18 @@ impl CacheBuilder {
     }
 
     /// Serialization format for new values (default JSON). Values written in any known
-    /// format are read regardless.
+    /// format are read regardless. [`Format::Plain`] stores JSON text as is, readable by
+    /// RESP clients.
     pub fn format(mut self, format: Format) -> Self {
         self.codec.format = format;
+        self
+    }
+
+    /// The format of one namespace's new values, overriding [`format`](Self::format):
+    /// for example [`Format::Plain`] for a namespace shared with services that speak RESP.
+    /// The name is checked when the cache is built.
+    pub fn namespace_format(mut self, namespace: &str, format: Format) -> Self {
+        self.formats.insert(namespace.to_owned(), format);
         self
     }
 
@@ -311,6 +323,11 @@ impl CacheBuilder {
             }
             _ => None,
         };
+        let formats = self
+            .formats
+            .iter()
+            .map(|(ns, f)| Ok((NamespaceName::new(ns)?, *f)))
+            .collect::<Result<HashMap<_, _>>>()?;
         Ok(Cache {
             inner: Arc::new(Inner {
                 hub: crate::events::Hub::new(link),
@@ -319,6 +336,7 @@ impl CacheBuilder {
                 flights: crate::load::Flights::default(),
                 tier,
                 codec: self.codec,
+                formats,
                 prefix,
                 max_batch: self.max_batch,
                 counters: Mutex::new(HashMap::new()),

@@ -41,6 +41,9 @@ use crate::store::{BackendState, Coord, Kv, Store, StoreStats};
 use crate::tier::Tier;
 use crate::ttl::Ttl;
 
+/// Longest a listing page ([`Namespace::keys`]) keeps walking the keyspace to fill itself.
+pub const LISTING_BUDGET: Duration = Duration::from_millis(250);
+
 /// Default most keys in one batch call (`mget`, `mset`, `mdel`).
 pub const DEFAULT_MAX_BATCH: usize = 10_000;
 
@@ -51,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) flights: crate::load::Flights,
     pub(crate) tier: Option<Arc<Tier>>,
     pub(crate) codec: Codec,
+    /// Namespaces whose format differs from `codec`'s.
+    pub(crate) formats: HashMap<NamespaceName, crate::codec::Format>,
     pub(crate) prefix: Option<NamespaceName>,
     pub(crate) max_batch: usize,
     pub(crate) counters: Mutex<HashMap<NamespaceName, Arc<Counters>>>,
@@ -59,13 +64,32 @@ pub(crate) struct Inner {
 /// Per-namespace operation counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    hits: AtomicU64,
+    /// Hits answered by the store. A hit bumps one counter, this or `l1_hits`: `hits`
+    /// is their sum (one atomic add per read instead of two; measured ~6 ns of an L1 hit).
+    store_hits: AtomicU64,
+    /// Hits answered by the L1 tier.
+    l1_hits: AtomicU64,
     misses: AtomicU64,
     sets: AtomicU64,
     deletes: AtomicU64,
     decode_errors: AtomicU64,
-    /// Reads answered by the L1 tier (a subset of hits).
-    l1_hits: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one hit answered by `source`.
+    #[inline(always)]
+    pub(crate) fn hit(&self, source: Source) {
+        match source {
+            Source::L1 => self.l1_hits.fetch_add(1, Ordering::Relaxed),
+            Source::Store => self.store_hits.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// `(hits, l1_hits)`, with `l1_hits <= hits` however reads race with this.
+    fn hits(&self) -> (u64, u64) {
+        let l1 = self.l1_hits.load(Ordering::Relaxed);
+        (l1 + self.store_hits.load(Ordering::Relaxed), l1)
+    }
 }
 
 /// A shared, namespaced cache. Cheap to clone; clones share everything.
@@ -98,7 +122,12 @@ impl Cache {
             .entry(name.clone())
             .or_default()
             .clone();
+        let mut codec = self.inner.codec;
+        if let Some(f) = self.inner.formats.get(&name) {
+            codec.format = *f;
+        }
         Ok(Namespace {
+            codec,
             space: KeySpace::new(self.inner.prefix.as_ref(), &name),
             name,
             counters,
@@ -109,6 +138,27 @@ impl Cache {
     /// Round-trip latency to the backend (`Duration::ZERO` for memory).
     pub async fn ping(&self) -> Result<Duration> {
         self.inner.store.ping().await
+    }
+
+    /// Round trip of one write: sets an internal key outside every namespace
+    /// (`[prefix:]#ready`, 10 s TTL). PING answers while Redis refuses writes (out of
+    /// memory under `noeviction`, a failed snapshot with `stop-writes-on-bgsave-error`, a
+    /// read-only replica, a missing ACL permission); this fails with the reason
+    /// ([`Error::backend_code`]). Readiness checks use it. During an outage with the memory
+    /// fallback the write lands in memory: check [`Cache::state`] too.
+    pub async fn ping_write(&self) -> Result<Duration> {
+        let key = crate::key::probe_key(self.inner.prefix.as_ref());
+        let start = std::time::Instant::now();
+        self.inner
+            .store
+            .kv()
+            .set(
+                &key,
+                Bytes::from_static(b"1"),
+                Some(Duration::from_secs(10)),
+            )
+            .await?;
+        Ok(start.elapsed())
     }
 
     /// Where calls go right now.
@@ -220,6 +270,8 @@ pub struct Namespace {
     pub(crate) name: NamespaceName,
     pub(crate) space: KeySpace,
     pub(crate) counters: Arc<Counters>,
+    /// How this namespace encodes new values.
+    pub(crate) codec: Codec,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -240,7 +292,7 @@ impl Namespace {
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, ttl: Ttl) -> Result<()> {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
-        let bytes = self.inner.codec.encode(value)?;
+        let bytes = self.codec.encode(value)?;
         self.write_encoded(&full, bytes, ttl).await
     }
 
@@ -254,6 +306,60 @@ impl Namespace {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(n > 0)
+    }
+
+    /// Stores `value` only if `key` holds nothing; returns whether it did. Atomic across
+    /// instances (Redis `SET NX`): of many callers racing on one key, exactly one wins.
+    /// During an outage it is `Unavailable` (the fallback's memory cannot know what Redis
+    /// holds).
+    pub async fn set_if_absent<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Ttl,
+    ) -> Result<bool> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.codec.encode(value)?;
+        let stored = self
+            .tiered_write(&[full.as_str()], self.kv().create(&full, bytes, ttl))
+            .await?;
+        if stored {
+            self.counters.sets.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(stored)
+    }
+
+    /// Adds `by` (negative to subtract) to the counter at `key` and returns the new
+    /// value. A counter that does not exist starts at 0 and gets `ttl`; an existing one
+    /// keeps its TTL. The counter is stored as the integer's text, so RESP clients read it
+    /// (and may `INCRBY` it) too. `WrongType` if the key holds anything else; atomic across
+    /// instances; `Unavailable` during an outage.
+    pub async fn incr(&self, key: &str, by: i64, ttl: Ttl) -> Result<i64> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        self.tiered_write(&[full.as_str()], self.kv().incr(&full, by, ttl))
+            .await
+    }
+
+    /// How long `key` has left to live: `None` if it does not exist, `Some(Ttl::NEVER)` if
+    /// it does not expire, else the remaining time (to the millisecond on Redis).
+    pub async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
+        let full = self.space.key(key)?;
+        Ok(self.kv().pttl(&full).await?.map(|ttl| match ttl {
+            Some(d) => Ttl::millis(d.as_millis().max(1) as u64),
+            None => Ttl::NEVER,
+        }))
+    }
+
+    /// Sets how long `key` lives from now (`Ttl::NEVER`: it no longer expires) without
+    /// reading or changing its value. Returns `false` if the key does not exist. Other
+    /// instances drop the key from their L1 (Redis tracking reports the change).
+    pub async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        self.tiered_write(&[full.as_str()], self.kv().expire(&full, ttl))
+            .await
     }
 
     /// Whether `key` holds a value.
@@ -272,7 +378,7 @@ impl Namespace {
         let ttl = ttl.validate()?;
         let mut encoded = Vec::with_capacity(items.len());
         for (k, v) in items {
-            encoded.push((self.space.key(k.as_ref())?, self.inner.codec.encode(v)?));
+            encoded.push((self.space.key(k.as_ref())?, self.codec.encode(v)?));
         }
         self.mset_encoded(encoded, ttl).await
     }
@@ -335,8 +441,11 @@ impl Namespace {
     /// One page of this namespace's keys matching `pattern` (`"*"` for all).
     ///
     /// Start with `cursor = None` and pass back each returned cursor until it is `None`.
-    /// Like Redis SCAN, a page may hold fewer than `count` keys (even none) before the end,
-    /// and a key may appear twice if the keyspace changes during the walk.
+    /// A page is filled: the walk goes on server-side until it holds about `count` keys
+    /// (a SCAN step may add a few more), the listing ends, or [`LISTING_BUDGET`] has
+    /// passed; so a page with fewer keys comes with the end of the listing, or from a
+    /// namespace so sparse that the budget ran out first. Like Redis SCAN, a key may
+    /// appear twice if the keyspace changes during the walk; none is skipped.
     pub async fn keys(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<KeyPage> {
         let full = self.space.pattern(pattern)?;
         if cursor.is_some_and(|c| c.is_empty() || c.len() > 2048) {
@@ -346,15 +455,29 @@ impl Namespace {
             ));
         }
         let count = count.clamp(1, self.inner.max_batch);
-        let page = self.kv().scan(&full, cursor, count).await?;
-        Ok(KeyPage {
-            keys: page
-                .keys
-                .iter()
-                .filter_map(|k| self.space.strip(k).map(str::to_owned))
-                .collect(),
-            cursor: page.cursor,
-        })
+        let started = std::time::Instant::now();
+        let mut keys = Vec::new();
+        let mut cursor = cursor.map(str::to_owned);
+        // SCAN's COUNT is how much of the keyspace a step looks at: when matches are
+        // sparse, look at more per step (up to 10k) so the page fills in fewer round trips.
+        let mut hint = count;
+        loop {
+            let page = self.kv().scan(&full, cursor.as_deref(), hint).await?;
+            let found = page.keys.len();
+            keys.extend(
+                page.keys
+                    .iter()
+                    .filter_map(|k| self.space.strip(k).map(str::to_owned)),
+            );
+            cursor = page.cursor;
+            if cursor.is_none() || keys.len() >= count || started.elapsed() >= LISTING_BUDGET {
+                break;
+            }
+            if found * 2 < hint {
+                hint = (hint * 2).min(10_000);
+            }
+        }
+        Ok(KeyPage { keys, cursor })
     }
 
     /// Counts this namespace's keys by walking a listing (stopping at `limit`) and
@@ -399,14 +522,15 @@ impl Namespace {
     /// Counters of this namespace and the store's figures.
     pub async fn stats(&self) -> Result<NamespaceStats> {
         let c = &self.counters;
+        let (hits, l1_hits) = c.hits();
         Ok(NamespaceStats {
             namespace: self.name.to_string(),
-            hits: c.hits.load(Ordering::Relaxed),
+            hits,
             misses: c.misses.load(Ordering::Relaxed),
             sets: c.sets.load(Ordering::Relaxed),
             deletes: c.deletes.load(Ordering::Relaxed),
             decode_errors: c.decode_errors.load(Ordering::Relaxed),
-            l1_hits: c.l1_hits.load(Ordering::Relaxed),
+            l1_hits,
             store: self.inner.store.stats().await?,
         })
     }
@@ -483,7 +607,7 @@ impl Namespace {
 
     /// Refuses an event or message payload over the value size limit.
     pub(crate) fn check_payload(&self, json: &[u8], what: &str) -> Result<()> {
-        if json.len() > self.inner.codec.max_value_bytes {
+        if json.len() > self.codec.max_value_bytes {
             return Err(Error::new(
                 ErrorKind::ValueTooLarge,
                 format!("{what} is over the value size limit"),

@@ -168,7 +168,7 @@ impl Namespace {
                     // holds it, that instance is refreshing: keep the current value.
                     Some(d) if refresh => {
                         let token = Bytes::from(crate::random::u64().to_string());
-                        match self.kv().set_nx(&self.space.aux_of(Aux::Lease, key), token.clone(), d).await {
+                        match self.kv().set_nx(&self.space.aux_of(Aux::Lease, key), token.clone(), Some(d)).await {
                             Ok(true) => Some(token),
                             Ok(false) => return found(current.clone()),
                             Err(e) => return cache_err(e),
@@ -254,7 +254,11 @@ impl Namespace {
                 return Ok(Lease::Loaded(v));
             }
             let token = Bytes::from(crate::random::u64().to_string());
-            if self.kv().set_nx(&lease_key, token.clone(), lease).await? {
+            if self
+                .kv()
+                .set_nx(&lease_key, token.clone(), Some(lease))
+                .await?
+            {
                 // Taken: check once more (the holder may have stored and released
                 // between our read and our lease).
                 if let Some(v) = self.get::<T>(key).await? {
@@ -280,7 +284,7 @@ impl Namespace {
     ) -> Result<()> {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
-        let bytes = crate::codec::with_delta(&self.inner.codec.encode(value)?, delta_ms);
+        let bytes = crate::codec::with_delta(&self.codec.encode(value)?, delta_ms);
         self.write_encoded(&full, bytes, ttl).await
     }
 

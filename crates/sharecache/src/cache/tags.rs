@@ -26,7 +26,7 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let tags = check_tags(tags)?;
-        let encoded = self.inner.codec.encode(value)?;
+        let encoded = self.codec.encode(value)?;
         let bytes = self.tag_value(&encoded, &tags).await?;
         self.write_encoded(&full, bytes, ttl).await
     }

@@ -89,12 +89,27 @@ pub(crate) trait Kv: Send + Sync + fmt::Debug {
     /// Redis `SET key init NX GET` does.
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>>;
     /// Stores `value` with `ttl` only if `key` has no value; returns whether it did.
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool>;
+    /// Through the fallback, served from memory during an outage (leases).
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool>;
+    /// `set_nx` for a caller's conditional write: never answered from the fallback,
+    /// whose memory does not hold what Redis does (`Unavailable` during an outage).
+    async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.set_nx(key, value, ttl).await
+    }
+    /// Adds `by` to the integer at `key` (created at 0, with `ttl`, if absent) and returns
+    /// the new value; `WrongType` if the key holds something else. Never answered from
+    /// the fallback.
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64>;
     /// Deletes `key` only if it holds `value`; returns whether it did.
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
     async fn exists(&self, key: &str) -> Result<bool>;
+    /// The remaining time to live: `None` for no key, `Some(None)` for no expiry.
+    async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>>;
+    /// Sets the time to live of an existing key (`None`: no expiry) without touching its
+    /// value; returns whether the key exists.
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool>;
     /// One page of keys matching a (confined, validated) pattern.
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage>;
     /// Deletes every key matching the pattern, in batches; returns how many.

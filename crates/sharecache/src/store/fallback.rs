@@ -71,6 +71,9 @@ pub(crate) struct FallbackStore {
     /// Redis: no memory write can slip in after the last replay.
     gate: RwLock<()>,
     dirty: Mutex<Dirty>,
+    /// The error that tripped the circuit: what calls failed fast with `Fallback::Fail`
+    /// answer, so the caller learns the cause (a Redis `READONLY` keeps its code).
+    tripped_by: Mutex<Option<Error>>,
     probe_interval: Duration,
     label: String,
     me: Weak<FallbackStore>,
@@ -104,6 +107,7 @@ impl FallbackStore {
             mode: AtomicU8::new(HEALTHY),
             gate: RwLock::new(()),
             dirty: Mutex::new(Dirty::default()),
+            tripped_by: Mutex::new(None),
             probe_interval,
             label,
             me: me.clone(),
@@ -121,6 +125,7 @@ impl FallbackStore {
 
     /// Opens the circuit (once) and starts the recovery probe.
     fn trip(&self, why: &Error) {
+        *self.tripped_by.lock() = Some(why.clone());
         if self
             .mode
             .compare_exchange(HEALTHY, DEGRADED, Ordering::AcqRel, Ordering::Acquire)
@@ -168,13 +173,7 @@ impl FallbackStore {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let Some(memory) = &self.memory else {
-            return Some(Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "redis at {} is unavailable and the fallback policy is Fail",
-                    self.label
-                ),
-            )));
+            return Some(Err(self.outage()));
         };
         let _gate = self.gate.read().await;
         if self.mode() == HEALTHY {
@@ -195,10 +194,7 @@ impl FallbackStore {
     /// `Unavailable` at once (tripping the circuit on a connection-class error).
     async fn primary_only<T>(&self, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         if self.mode() != HEALTHY {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("redis at {} is unavailable", self.label),
-            ));
+            return Err(self.outage());
         }
         match op.await {
             Err(e) if e.is_unavailable() => {
@@ -207,6 +203,17 @@ impl FallbackStore {
             }
             other => other,
         }
+    }
+
+    /// The error of a call that cannot be served during an outage: the one that tripped
+    /// the circuit (its Redis code and source kept), else a plain `Unavailable`.
+    fn outage(&self) -> Error {
+        self.tripped_by.lock().clone().unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("redis at {} is unavailable", self.label),
+            )
+        })
     }
 
     /// Waits for Redis to answer, replays the outage, then switches back.
@@ -371,7 +378,16 @@ impl Kv for FallbackStore {
         )
     }
 
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+    async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        self.primary_only(self.primary.create(key, value, ttl))
+            .await
+    }
+
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
+        self.primary_only(self.primary.incr(key, by, ttl)).await
+    }
+
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         serve!(
             self,
             self.primary.set_nx(key, value.clone(), ttl),
@@ -399,6 +415,17 @@ impl Kv for FallbackStore {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         serve!(self, self.primary.exists(key), &[], None, |m| m.exists(key))
+    }
+
+    // TTL reads and changes are about keys Redis holds: memory, which holds only what
+    // was written during the outage, cannot answer them, and a change made there would
+    // be replayed as a delete of the real key. Both are `Unavailable` during an outage.
+    async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>> {
+        self.primary_only(self.primary.pttl(key)).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        self.primary_only(self.primary.expire(key, ttl)).await
     }
 
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {

@@ -37,6 +37,7 @@ pub use backend::{BackendState, StoreStats};
 pub use fallback::Fallback;
 pub use memory::MemoryLimits;
 pub(crate) use redis::url::RedisOptions;
+pub use redis::url::{RedisKind, RedisUrl};
 
 /// A handle on a backend: memory, Redis, or Redis with a memory fallback. Cheap to clone.
 #[derive(Clone)]

@@ -1,23 +1,20 @@
-// sharecache dashboard: reads /ready, /v1/stats and key listings with the admin token.
-// Every value from the server is inserted with textContent, never as HTML: keys and
-// namespace names are tenant data and may contain markup.
+// sharecache dashboard. It logs in once (POST /v1/dashboard/login) and then relies on the
+// HttpOnly session cookie: the token is never kept by the page. Every value from the
+// server is inserted with textContent, never as HTML: keys and namespace names are
+// tenant data and may contain markup. Change controls are shown only where the caller
+// may change; the server checks every request anyway.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("sharecache-token") || "";
-let browsing = null; // { ns, pattern, cursor }
+let me = null;         // { role, name, read, write } once logged in
+let browsing = null;   // { ns, pattern, cursor } for search results
+let current = null;    // { ns, key, expiresAt } of the open key
 let timer = null;
+let ttlTimer = null;
 
-// The URL fragment (never sent to the server) may carry a token and a namespace to open:
-// #token=...&ns=user. The token is moved to session storage and the fragment removed from
-// the address bar at once.
+// #ns=user opens a namespace's tree once logged in (the fragment never reaches the server).
 const fragment = new URLSearchParams(location.hash.slice(1));
-if (fragment.get("token")) {
-  token = fragment.get("token");
-  sessionStorage.setItem("sharecache-token", token);
-}
 const openNs = fragment.get("ns");
-if (location.hash) history.replaceState(null, "", location.pathname);
 
 function fmtBytes(n) {
   if (n == null) return "–";
@@ -26,8 +23,14 @@ function fmtBytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
 }
-
 function fmtNum(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+function fmtTtl(ms) {
+  if (ms == null) return "no expiry";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return s + " s";
+  if (s < 7200) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
 
 function setMessage(text, isError) {
   const m = $("message");
@@ -36,17 +39,28 @@ function setMessage(text, isError) {
   m.hidden = !text;
 }
 
-async function api(path) {
-  const r = await fetch(path, { headers: { Authorization: "Bearer " + token } });
-  const body = await r.json().catch(() => ({}));
+async function api(path, opts) {
+  const init = Object.assign({ credentials: "same-origin", headers: {} }, opts || {});
+  if (init.json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(init.json);
+    delete init.json;
+  }
+  const r = await fetch(path, init);
+  const text = await r.text();
+  let body = {};
+  try { body = text ? JSON.parse(text) : {}; } catch (_) { body = {}; }
   if (!r.ok) {
-    const msg = body.error ? body.error.message : r.statusText;
-    const e = new Error(msg);
+    const e = new Error(body.error ? body.error.message : r.statusText);
     e.status = r.status;
+    e.code = body.error ? body.error.code : "";
     throw e;
   }
   return body;
 }
+
+const enc = encodeURIComponent;
+const canWrite = (ns) => me && (me.write === null || me.write.includes(ns));
 
 async function refreshReady() {
   try {
@@ -69,19 +83,18 @@ function cell(text) {
 }
 
 async function refreshStats() {
-  if (!token) return;
+  if (!me) return;
   let stats;
   try {
     stats = await api("/v1/stats");
   } catch (e) {
-    $("overview").hidden = true;
-    setMessage(e.status === 401 || e.status === 403 ? "The token was refused: " + e.message : "Cannot load stats: " + e.message, true);
+    if (e.status === 401) return loggedOut("The session has ended; log in again.");
+    setMessage("Cannot load stats: " + e.message, true);
     return;
   }
-  setMessage("", false);
   $("overview").hidden = false;
-  $("logout").hidden = false;
   const b = stats.backend || {};
+  $("cards").hidden = b.keys === undefined;
   $("total-keys").textContent = fmtNum(b.keys);
   $("total-bytes").textContent = fmtBytes(b.bytes);
   $("evictions").textContent = fmtNum(b.evictions);
@@ -92,9 +105,10 @@ async function refreshStats() {
     const tr = document.createElement("tr");
     tr.dataset.ns = n.namespace;
     const name = document.createElement("td");
-    const link = document.createElement("a");
+    const link = document.createElement("button");
+    link.className = "link";
     link.textContent = n.namespace;
-    link.addEventListener("click", () => browse(n.namespace, "*"));
+    link.addEventListener("click", () => openTree(n.namespace));
     name.appendChild(link);
     tr.appendChild(name);
     tr.appendChild(cell(fmtNum(n.keys) + (n.keys_truncated ? "+" : "")));
@@ -109,59 +123,534 @@ async function refreshStats() {
   }
 }
 
-async function browse(ns, pattern, cursor) {
-  browsing = { ns, pattern, cursor: null };
-  $("browser").hidden = false;
-  $("browser-ns").textContent = ns;
-  $("pattern").value = pattern;
-  if (!cursor) $("keys").replaceChildren();
-  const q = new URLSearchParams({ match: pattern, count: "100" });
+// ---- the tree: one level per request, counts per node, "more" follows the cursor ----
+
+function keyItem(ns, key, label) {
+  const li = document.createElement("li");
+  const b = document.createElement("button");
+  b.className = "link key";
+  b.dataset.key = key;
+  b.textContent = label;
+  b.addEventListener("click", () => showKey(ns, key));
+  li.appendChild(b);
+  return li;
+}
+
+async function loadLevel(ns, prefix, ul, cursor) {
+  const q = new URLSearchParams({ prefix });
   if (cursor) q.set("cursor", cursor);
+  let page;
   try {
-    const page = await api("/v1/cache/" + encodeURIComponent(ns) + "?" + q.toString());
-    for (const k of page.keys) {
-      const li = document.createElement("li");
-      li.textContent = k;
-      $("keys").appendChild(li);
-    }
-    browsing.cursor = page.cursor;
-    $("more").hidden = !page.cursor;
+    page = await api("/v1/dashboard/tree/" + enc(ns) + "?" + q);
   } catch (e) {
     const li = document.createElement("li");
     li.className = "error";
     li.textContent = e.message;
-    $("keys").appendChild(li);
+    ul.appendChild(li);
+    return;
+  }
+  const old = ul.querySelector(":scope > li.more");
+  if (old) old.remove();
+  if (!page.nodes.length && !cursor && !page.cursor) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = prefix ? "nothing here any more" : "This namespace holds no keys.";
+    ul.appendChild(li);
+    return;
+  }
+  for (const n of page.nodes) {
+    // Counts of a node seen in an earlier part of the scan are added up.
+    const existing = [...ul.children].find((li) => li.dataset.name === n.name);
+    if (existing) {
+      existing.dataset.count = Number(existing.dataset.count) + n.count;
+      const c = existing.querySelector(".count");
+      if (c) c.textContent = fmtNum(existing.dataset.count);
+      continue;
+    }
+    const children = n.count - (n.key ? 1 : 0);
+    let li;
+    if (children > 0) {
+      li = document.createElement("li");
+      const b = document.createElement("button");
+      b.className = "link node";
+      b.setAttribute("aria-expanded", "false");
+      b.textContent = "▸ " + n.name + " ";
+      const c = document.createElement("span");
+      c.className = "count";
+      c.textContent = fmtNum(n.count);
+      b.appendChild(c);
+      const sub = document.createElement("ul");
+      sub.hidden = true;
+      b.addEventListener("click", () => {
+        const open = b.getAttribute("aria-expanded") === "true";
+        b.setAttribute("aria-expanded", open ? "false" : "true");
+        b.firstChild.textContent = (open ? "▸ " : "▾ ") + n.name + " ";
+        sub.hidden = open;
+        if (!open && !sub.children.length) loadLevel(ns, n.prefix, sub);
+      });
+      li.appendChild(b);
+      if (n.key) li.appendChild(keyItem(ns, prefix + n.name, "(key)").firstChild);
+      li.appendChild(sub);
+    } else {
+      li = keyItem(ns, prefix + n.name, n.name);
+    }
+    li.dataset.name = n.name;
+    li.dataset.count = n.count;
+    ul.appendChild(li);
+  }
+  sortLevel(ul);
+  if (page.cursor) {
+    const li = document.createElement("li");
+    li.className = "more";
+    const b = document.createElement("button");
+    b.textContent = "scan more…";
+    b.addEventListener("click", () => loadLevel(ns, prefix, ul, page.cursor));
+    li.appendChild(b);
+    ul.appendChild(li);
   }
 }
 
-function start() {
-  refreshReady();
-  refreshStats();
-  if (openNs && token) browse(openNs, "*");
-  clearInterval(timer);
-  timer = setInterval(() => { refreshReady(); refreshStats(); }, 2000);
+// Orders one loaded level by name or by count (largest first); "scan more" stays last.
+function sortLevel(ul) {
+  const byCount = $("sort").value === "count";
+  const items = [...ul.children].filter((li) => li.dataset.name !== undefined);
+  items.sort((a, b) => byCount
+    ? Number(b.dataset.count) - Number(a.dataset.count) || a.dataset.name.localeCompare(b.dataset.name)
+    : a.dataset.name.localeCompare(b.dataset.name));
+  const more = ul.querySelector(":scope > li.more");
+  for (const li of items) ul.appendChild(li);
+  if (more) ul.appendChild(more);
 }
 
-$("login").addEventListener("submit", (ev) => {
+$("sort").addEventListener("change", () => {
+  for (const ul of [$("tree"), ...$("tree").querySelectorAll("ul")]) sortLevel(ul);
+});
+
+function openTree(ns) {
+  browsing = { ns, pattern: "*", cursor: null };
+  current = null;
+  $("browser").hidden = false;
+  $("browser-ns").textContent = ns;
+  $("key").hidden = true;
+  $("results").hidden = true;
+  $("more").hidden = true;
+  $("tree").hidden = false;
+  $("tree").replaceChildren();
+  $("pattern").value = "*";
+  $("bulk").hidden = !canWrite(ns);
+  resetBulk();
+  loadLevel(ns, "", $("tree"));
+}
+
+async function search(pattern, cursor) {
+  const ns = browsing.ns;
+  browsing.pattern = pattern;
+  $("tree").hidden = true;
+  $("results").hidden = false;
+  if (!cursor) $("results").replaceChildren();
+  const q = new URLSearchParams({ match: pattern, count: "100" });
+  if (cursor) q.set("cursor", cursor);
+  try {
+    const page = await api("/v1/cache/" + enc(ns) + "?" + q);
+    for (const k of page.keys) $("results").appendChild(keyItem(ns, k, k));
+    browsing.cursor = page.cursor;
+    $("more").hidden = !page.cursor;
+    if (!cursor && !page.keys.length && !page.cursor) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "No key matches.";
+      $("results").appendChild(li);
+    }
+  } catch (e) {
+    const li = document.createElement("li");
+    li.className = "error";
+    li.textContent = e.message;
+    $("results").appendChild(li);
+  }
+}
+
+// ---- one key ----
+
+function keyStatus(text, isError) {
+  $("key-status").textContent = text;
+  $("key-status").className = isError ? "error" : "muted";
+}
+
+async function showKey(ns, key) {
+  $("key").hidden = false;
+  $("key-name").textContent = key;
+  $("key-delete-confirm").hidden = true;
+  // Nothing of the previous key stays on screen (or in `current`) while this one loads.
+  current = null;
+  for (const id of ["key-kind", "key-ttl", "key-size", "key-value"]) $(id).textContent = "";
+  $("key-edit").hidden = true;
+  $("key-rows").hidden = true;
+  keyStatus("", false);
+  let v;
+  try {
+    v = await api("/v1/dashboard/key/" + enc(ns) + "/" + enc(key));
+  } catch (e) {
+    $("key-value").textContent = "";
+    $("key-edit").hidden = true;
+    keyStatus(e.message, true);
+    return;
+  }
+  current = { ns, key, expiresAt: v.ttl_ms == null ? null : Date.now() + v.ttl_ms };
+  $("key-size").textContent = fmtBytes(v.size);
+  const typed = Array.isArray(v.rows);
+  if (typed) {
+    // A hash, list, set, sorted set or stream another client wrote: a bounded table.
+    $("key-kind").textContent = v.kind + " (" + fmtNum(v.length) + (v.truncated ? ", first " + fmtNum(v.rows.length) + " shown" : "") + ")";
+    const head = document.createElement("tr");
+    for (const c of v.columns) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
+    $("key-rows").querySelector("thead").replaceChildren(head);
+    const body = $("key-rows").querySelector("tbody");
+    body.replaceChildren();
+    for (const r of v.rows) {
+      const tr = document.createElement("tr");
+      for (const c of r) tr.appendChild(cell(c));
+      body.appendChild(tr);
+    }
+    $("key-rows").hidden = false;
+  } else {
+    $("key-kind").textContent = v.kind === "json" ? "JSON" : "binary (hex)";
+    $("key-value").textContent = v.kind === "json" ? JSON.stringify(v.value, null, 2) : v.hex.replace(/(..)/g, "$1 ").trim();
+  }
+  tickTtl();
+  const writable = canWrite(ns);
+  $("key-edit").hidden = !writable;
+  $("key-value-edit").hidden = typed;
+  if (writable) {
+    $("key-editor").value = v.kind === "json" ? JSON.stringify(v.value, null, 2) : "";
+    $("key-editor").disabled = v.kind !== "json";
+    $("key-save").disabled = v.kind !== "json";
+    $("key-ttl-input").value = v.ttl_ms == null ? "" : Math.ceil(v.ttl_ms / 1000);
+  }
+}
+
+function tickTtl() {
+  if (!current) return;
+  $("key-ttl").textContent = current.expiresAt == null ? "no expiry" : fmtTtl(current.expiresAt - Date.now());
+}
+
+async function change(what, path, opts) {
+  try {
+    await api(path, opts);
+    keyStatus(what, false);
+    return true;
+  } catch (e) {
+    keyStatus(e.message, true);
+    return false;
+  }
+}
+
+$("key-save").addEventListener("click", async () => {
+  let value;
+  try { value = JSON.parse($("key-editor").value); } catch (e) { return keyStatus("Not JSON: " + e.message, true); }
+  const { ns, key } = current;
+  if (await change("Saved.", "/v1/dashboard/key/" + enc(ns) + "/" + enc(key), { method: "PUT", json: value })) {
+    await showKey(ns, key);
+    keyStatus("Saved.", false);
+  }
+});
+async function setTtl(ttl, what) {
+  const { ns, key } = current;
+  const ttl_ms = ttl === null ? null : ttl * 1000;
+  if (await change(what, "/v1/cache/" + enc(ns) + "/" + enc(key) + "/_ttl", { method: "PUT", json: { ttl_ms } })) {
+    await showKey(ns, key);
+    keyStatus(what, false);
+  }
+}
+$("key-ttl-set").addEventListener("click", () => {
+  const n = Number($("key-ttl-input").value);
+  if (!Number.isInteger(n) || n < 1) return keyStatus("A TTL is a whole number of seconds, at least 1.", true);
+  setTtl(n, "TTL set.");
+});
+$("key-ttl-remove").addEventListener("click", () => setTtl(null, "TTL removed."));
+$("key-delete").addEventListener("click", () => {
+  $("key-delete-confirm").hidden = false;
+  keyStatus("Delete " + current.key + "? Press “Really delete”.", false);
+});
+$("key-delete-confirm").addEventListener("click", async () => {
+  const { ns, key } = current;
+  if (await change("Deleted.", "/v1/dashboard/key/" + enc(ns) + "/" + enc(key), { method: "DELETE" })) {
+    $("key-edit").hidden = true;
+    $("key-value").textContent = "";
+    $("key-delete-confirm").hidden = true;
+    current = null;
+    $("key-ttl").textContent = "";
+    for (const b of document.querySelectorAll("button.key")) if (b.dataset.key === key) b.closest("li").remove();
+  }
+});
+
+// ---- delete by pattern: preview the count, confirm, delete in batches ----
+
+function resetBulk() {
+  $("bulk-info").textContent = "";
+  $("bulk-sample").replaceChildren();
+  $("bulk-confirm").hidden = true;
+  $("bulk-cancel").hidden = true;
+}
+
+$("bulk").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  token = $("token").value.trim();
+  resetBulk();
+  const pattern = $("bulk-pattern").value.trim();
+  if (!pattern) return;
+  try {
+    const p = await api("/v1/dashboard/match/" + enc(browsing.ns), { method: "POST", json: { pattern } });
+    $("bulk-info").textContent = fmtNum(p.keys) + (p.truncated ? "+" : "") + " keys match " + pattern;
+    for (const k of p.sample) {
+      const li = document.createElement("li");
+      li.textContent = k;
+      $("bulk-sample").appendChild(li);
+    }
+    if (p.keys > 0) {
+      $("bulk-confirm").textContent = "Delete " + fmtNum(p.keys) + (p.truncated ? "+" : "") + " keys";
+      $("bulk-confirm").dataset.pattern = pattern;
+      $("bulk-confirm").hidden = false;
+      $("bulk-cancel").hidden = false;
+    }
+  } catch (e) {
+    $("bulk-info").textContent = e.message;
+  }
+});
+$("bulk-cancel").addEventListener("click", resetBulk);
+$("bulk-confirm").addEventListener("click", async () => {
+  const pattern = $("bulk-confirm").dataset.pattern;
+  $("bulk-confirm").hidden = true;
+  $("bulk-cancel").hidden = true;
+  let total = 0;
+  // Each call deletes one batch; bounded so a pattern that keeps matching cannot spin.
+  for (let i = 0; i < 10000; i++) {
+    let r;
+    try {
+      r = await api("/v1/dashboard/delete/" + enc(browsing.ns), { method: "POST", json: { pattern, confirm: true } });
+    } catch (e) {
+      $("bulk-info").textContent = "Stopped after " + fmtNum(total) + " keys: " + e.message;
+      return;
+    }
+    total += r.deleted;
+    $("bulk-info").textContent = "Deleted " + fmtNum(total) + " keys" + (r.done ? "." : "…");
+    if (r.done) break;
+  }
+  $("bulk-sample").replaceChildren();
+  openTreeKeepingBulk();
+});
+function openTreeKeepingBulk() {
+  const info = $("bulk-info").textContent;
+  openTree(browsing.ns);
+  $("bulk-info").textContent = info;
+}
+
+// ---- audit log (admin) ----
+
+async function refreshAudit() {
+  if (!me || me.role !== "admin") return;
+  let a;
+  try { a = await api("/v1/admin/audit"); } catch (_) { return; }
+  $("audit").hidden = false;
+  const body = $("audit-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const e of a.entries.slice(0, 50)) {
+    const tr = document.createElement("tr");
+    tr.appendChild(cell(new Date(e.at_ms).toISOString().replace("T", " ").slice(0, 19)));
+    tr.appendChild(cell(e.who));
+    tr.appendChild(cell(e.method));
+    tr.appendChild(cell(decodeURIComponent(e.path)));
+    tr.appendChild(cell(String(e.status)));
+    tr.appendChild(cell(e.note || ""));
+    body.appendChild(tr);
+  }
+}
+
+// ---- monitoring: samples kept by the service (GET /v1/admin/monitor), drawn with uPlot ----
+
+const charts = {};
+const palette = ["#2563eb", "#15803d", "#b45309", "#b91c1c", "#7c3aed", "#0891b2", "#be185d", "#4d7c0f"];
+
+function chart(id, series, data, fmt) {
+  const el = $(id);
+  const width = Math.max(300, el.clientWidth || 500);
+  if (charts[id] && charts[id].series.length === series.length + 1) {
+    charts[id].setData(data);
+    return;
+  }
+  if (charts[id]) charts[id].destroy();
+  charts[id] = new uPlot({
+    width, height: 180,
+    series: [{}].concat(series.map((label, i) => ({ label, stroke: palette[i % palette.length], width: 2, value: (u, v) => v == null ? "–" : fmt(v) }))),
+    axes: [{}, { values: (u, vals) => vals.map(fmt), size: 84 }],
+    legend: { live: true },
+  }, data, el);
+}
+
+async function refreshMonitor() {
+  if (!me || me.role === "service" || typeof uPlot === "undefined") return;
+  let m;
+  try { m = await api("/v1/admin/monitor"); } catch (_) { return; }
+  $("monitoring").hidden = false;
+  const s = m.samples;
+  $("monitor-info").textContent = s.length ? "(" + s.length + " samples, every " + m.interval_secs + " s; backend " + s[s.length - 1].state + ")" : "(the first sample comes in " + m.interval_secs + " s)";
+  const xs = s.map((p) => p.at_ms / 1000);
+  const pct = (v) => v == null ? null : v * 100;
+  chart("chart-ops", ["ops/s"], [xs, s.map((p) => p.ops_per_sec)], (v) => v.toFixed(1));
+  chart("chart-hits", ["hit ratio", "L1 hit ratio"], [xs, s.map((p) => pct(p.hit_ratio)), s.map((p) => pct(p.l1_hit_ratio))], (v) => v.toFixed(0) + "%");
+  chart("chart-latency", ["p50", "p99"], [xs, s.map((p) => p.p50_ms), s.map((p) => p.p99_ms)], (v) => v.toFixed(2) + " ms");
+  chart("chart-bytes", ["memory"], [xs, s.map((p) => p.bytes)], fmtBytes);
+  chart("chart-keys", ["keys", "evictions"], [xs, s.map((p) => p.keys), s.map((p) => p.evictions)], fmtNum);
+  const names = [...new Set(s.flatMap((p) => Object.keys(p.namespaces)))].sort().slice(0, palette.length);
+  // State history: one line per run of the same backend state.
+  const runs = [];
+  for (const p of s) {
+    if (!runs.length || runs[runs.length - 1].state !== p.state) runs.push({ state: p.state, from: p.at_ms, to: p.at_ms });
+    else runs[runs.length - 1].to = p.at_ms;
+  }
+  const hist = $("state-history");
+  hist.replaceChildren();
+  const hhmm = (ms) => new Date(ms).toISOString().slice(11, 19);
+  for (const r of runs.reverse()) {
+    const li = document.createElement("li");
+    li.textContent = r.state + ": " + hhmm(r.from) + " – " + hhmm(r.to) + " UTC";
+    hist.appendChild(li);
+  }
+  refreshRedisView();
+  chart("chart-ns", names, [xs].concat(names.map((n) => s.map((p) => (p.namespaces[n] || [null])[0]))), (v) => v.toFixed(1));
+}
+
+async function refreshRedisView() {
+  let v;
+  try { v = await api("/v1/admin/redis"); } catch (_) { return; }
+  $("redis-view").hidden = !v;
+  if (!v) return;
+  $("clients-count").textContent = fmtNum(v.clients);
+  const cb = $("clients").querySelector("tbody");
+  cb.replaceChildren();
+  for (const [who, n] of Object.entries(v.clients_by_user)) {
+    const tr = document.createElement("tr");
+    tr.appendChild(cell(who));
+    tr.appendChild(cell(fmtNum(n)));
+    cb.appendChild(tr);
+  }
+  const sb = $("slowlog").querySelector("tbody");
+  sb.replaceChildren();
+  for (const e of v.slowlog) {
+    const tr = document.createElement("tr");
+    tr.appendChild(cell(new Date(e.at_s * 1000).toISOString().slice(11, 19)));
+    tr.appendChild(cell(fmtNum(e.micros)));
+    tr.appendChild(cell(e.command));
+    tr.appendChild(cell(e.client));
+    sb.appendChild(tr);
+  }
+}
+
+// ---- live tail of an event channel (SSE with the session cookie; last 100 events) ----
+
+let source = null;
+function stopTail(text) {
+  if (source) source.close();
+  source = null;
+  $("tail-start").hidden = false;
+  $("tail-stop").hidden = true;
+  if (text !== undefined) $("tail-status").textContent = text;
+}
+$("tail-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  stopTail();
+  const ns = $("tail-ns").value.trim(), channel = $("tail-channel").value.trim();
+  if (!ns || !channel) return;
+  $("tail-events").replaceChildren();
+  source = new EventSource("/v1/events/" + enc(ns) + "/" + enc(channel));
+  $("tail-start").hidden = true;
+  $("tail-stop").hidden = false;
+  $("tail-status").textContent = "connecting…";
+  source.onopen = () => { $("tail-status").textContent = "listening on " + ns + "/" + channel; };
+  source.onerror = () => { if (source && source.readyState === EventSource.CLOSED) stopTail("refused or closed"); };
+  source.onmessage = (m) => {
+    const li = document.createElement("li");
+    li.textContent = new Date().toISOString().slice(11, 19) + "  " + m.data;
+    $("tail-events").prepend(li);
+    while ($("tail-events").children.length > 100) $("tail-events").lastChild.remove();
+  };
+});
+$("tail-stop").addEventListener("click", () => stopTail("stopped"));
+
+// ---- doctor (admin): the checks of `sharecache doctor` on the backend ----
+
+$("doctor-run").addEventListener("click", async () => {
+  $("doctor-status").textContent = "Running…";
+  let r;
+  try { r = await api("/v1/admin/doctor"); } catch (e) { $("doctor-status").textContent = e.message; return; }
+  const body = $("doctor-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const c of r.checks) {
+    const tr = document.createElement("tr");
+    tr.className = "status-" + c.status;
+    for (const t of [c.id, c.status, c.message, c.fix]) tr.appendChild(cell(t));
+    body.appendChild(tr);
+  }
+  $("doctor-table").hidden = false;
+  const worst = ["fail", "warn", "unknown"].find((s) => r.checks.some((c) => c.status === s)) || "pass";
+  $("doctor-status").textContent = r.checks.length + " checks; worst: " + worst;
+});
+
+// ---- session ----
+
+function loggedIn(who) {
+  me = who;
+  $("login").hidden = true;
+  $("who").hidden = false;
+  $("who-name").textContent = who.name;
+  $("who-role").textContent = who.role;
+  $("who-role").className = "pill role-" + who.role;
+  setMessage("", false);
+  document.body.dataset.role = who.role;
+  refreshReady();
+  refreshStats();
+  refreshAudit();
+  refreshMonitor();
+  $("doctor").hidden = me.role !== "admin";
+  $("tail").hidden = false;
+  if (openNs && (me.read === null || me.read.includes(openNs))) openTree(openNs);
+  clearInterval(timer);
+  timer = setInterval(() => { refreshReady(); refreshStats(); refreshAudit(); refreshMonitor(); }, 5000);
+}
+
+function loggedOut(text) {
+  me = null;
+  clearInterval(timer);
+  delete document.body.dataset.role;
+  $("login").hidden = false;
+  $("who").hidden = true;
+  stopTail("");
+  for (const id of ["overview", "browser", "audit", "monitoring", "doctor", "tail"]) $(id).hidden = true;
+  setMessage(text, false);
+}
+
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const token = $("token").value.trim();
   $("token").value = "";
-  sessionStorage.setItem("sharecache-token", token);
-  start();
+  try {
+    loggedIn(await api("/v1/dashboard/login", { method: "POST", json: { token } }));
+  } catch (e) {
+    setMessage(e.status === 401 ? "The token was refused." : "Cannot log in: " + e.message, true);
+  }
 });
-$("logout").addEventListener("click", () => {
-  token = "";
-  sessionStorage.removeItem("sharecache-token");
-  $("overview").hidden = true;
-  $("browser").hidden = true;
-  $("logout").hidden = true;
-  setMessage("Token forgotten.", false);
+$("logout").addEventListener("click", async () => {
+  try { await api("/v1/dashboard/logout", { method: "POST" }); } catch (_) { /* the cookie is cleared anyway */ }
+  loggedOut("Logged out.");
 });
-$("filter").addEventListener("submit", (ev) => {
+$("search").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  if (browsing) browse(browsing.ns, $("pattern").value || "*");
+  if (!browsing) return;
+  const p = $("pattern").value.trim() || "*";
+  if (p === "*") openTree(browsing.ns); else search(p);
 });
 $("more").addEventListener("click", () => {
-  if (browsing && browsing.cursor) browse(browsing.ns, browsing.pattern, browsing.cursor);
+  if (browsing && browsing.cursor) search(browsing.pattern, browsing.cursor);
 });
-start();
+
+ttlTimer = setInterval(tickTtl, 1000);
+refreshReady();
+api("/v1/dashboard/me").then(loggedIn, () => {});

@@ -50,8 +50,11 @@ impl Kv for MemoryStore {
             })
             .collect()
     }
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         MemoryStore::set_nx(self, key, value, ttl)
+    }
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
+        MemoryStore::incr(self, key, by, ttl)
     }
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
         Ok(MemoryStore::del_if_eq(self, key, &value))
@@ -61,6 +64,12 @@ impl Kv for MemoryStore {
     }
     async fn exists(&self, key: &str) -> Result<bool> {
         Ok(MemoryStore::exists(self, key))
+    }
+    async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>> {
+        Ok(MemoryStore::get_with_ttl(self, key).map(|(_, ttl)| ttl))
+    }
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        MemoryStore::expire(self, key, ttl)
     }
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {
         let (keys, cursor) = MemoryStore::scan(self, pattern, cursor, count);

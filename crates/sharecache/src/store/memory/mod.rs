@@ -246,12 +246,49 @@ impl MemoryStore {
     }
 
     /// Stores `value` only if `key` has no live value (compare-and-set under `cas`).
-    pub(crate) fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
+    pub(crate) fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         let _g = self.cas.lock();
         if self.get(key).is_some() {
             return Ok(false);
         }
-        self.set(key, value, Some(ttl)).map(|()| true)
+        self.set(key, value, ttl).map(|()| true)
+    }
+
+    /// Adds `by` to the integer text at `key` (created with `ttl`), as Redis INCRBY does.
+    pub(crate) fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
+        let _g = self.cas.lock();
+        let (old, keep) = match self.get_with_ttl(key) {
+            None => (0, ttl),
+            Some((v, left)) => {
+                let n = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::WrongType,
+                            "the key holds a value that is not an integer counter",
+                        )
+                    })?;
+                (n, left)
+            }
+        };
+        let new = old.checked_add(by).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "the counter would overflow a 64-bit integer",
+            )
+        })?;
+        self.set(key, Bytes::from(new.to_string()), keep)?;
+        Ok(new)
+    }
+
+    /// Gives an existing key a new time to live (`None`: no expiry), keeping its value.
+    pub(crate) fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let _g = self.cas.lock();
+        match self.get(key) {
+            Some(v) => self.set(key, v, ttl).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Deletes `key` only if it holds `value`.

@@ -111,17 +111,40 @@ fn info_field(info: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+impl RedisStore {
+    /// A `WRONGTYPE` answer for `key`, saying which Redis type the key holds (one more
+    /// round trip, on this error path only).
+    async fn name_type(&self, key: &str, e: crate::Error) -> crate::Error {
+        if e.kind() != ErrorKind::WrongType {
+            return e;
+        }
+        match self.exec.run::<String>(redis::cmd("TYPE").arg(key)).await {
+            Ok(t) => e.with_message(format!(
+                "the key holds a Redis {t}, not a string: read it with a client for that type, \
+                 or delete it"
+            )),
+            Err(_) => e,
+        }
+    }
+}
+
 #[async_trait]
 impl Kv for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let v: Option<Vec<u8>> = self.exec.run(redis::cmd("GET").arg(key)).await?;
+        let v: Option<Vec<u8>> = match self.exec.run(redis::cmd("GET").arg(key)).await {
+            Ok(v) => v,
+            Err(e) => return Err(self.name_type(key, e).await),
+        };
         Ok(v.map(Bytes::from))
     }
 
     async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (v, pttl): (Option<Vec<u8>>, i64) = self.exec.run_pipe(&pipe).await?;
+        let (v, pttl): (Option<Vec<u8>>, i64) = match self.exec.run_pipe(&pipe).await {
+            Ok(v) => v,
+            Err(e) => return Err(self.name_type(key, e).await),
+        };
         // PTTL: -1 no expiry, -2 no key.
         let ttl = (pttl >= 0).then(|| Duration::from_millis(pttl as u64));
         Ok((v.map(Bytes::from), ttl))
@@ -175,19 +198,18 @@ impl Kv for RedisStore {
             .collect())
     }
 
-    async fn set_nx(&self, key: &str, value: Bytes, ttl: Duration) -> Result<bool> {
-        let r: Option<String> = self
-            .exec
-            .run(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(&value[..])
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl.as_millis().max(1) as u64),
-            )
-            .await?;
+    async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
+        let mut cmd = set_cmd(key, &value, ttl);
+        cmd.arg("NX");
+        let r: Option<String> = self.exec.run(&cmd).await?;
         Ok(r.is_some())
+    }
+
+    async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
+        let mut inv = scripts::INCR.key(key);
+        inv.arg(by)
+            .arg(ttl.map_or(0, |t| t.as_millis().max(1) as u64));
+        self.exec.run_script::<i64>(key, &inv).await
     }
 
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
@@ -203,6 +225,36 @@ impl Kv for RedisStore {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.exec.run::<u64>(redis::cmd("EXISTS").arg(key)).await? == 1)
+    }
+
+    async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>> {
+        // -2: no key; -1: no expiry.
+        let ms: i64 = self.exec.run(redis::cmd("PTTL").arg(key)).await?;
+        Ok(match ms {
+            -2 => None,
+            ms if ms < 0 => Some(None),
+            ms => Some(Some(Duration::from_millis(ms as u64))),
+        })
+    }
+
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        match ttl {
+            Some(t) => {
+                let ms = t.as_millis().max(1) as u64;
+                Ok(self
+                    .exec
+                    .run::<u64>(redis::cmd("PEXPIRE").arg(key).arg(ms))
+                    .await?
+                    == 1)
+            }
+            None => {
+                // PERSIST answers 0 for a key without expiry too: ask whether it exists.
+                let mut pipe = redis::pipe();
+                pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
+                let (exists,): (u64,) = self.exec.run_pipe(&pipe).await?;
+                Ok(exists == 1)
+            }
+        }
     }
 
     async fn scan(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<ScanPage> {

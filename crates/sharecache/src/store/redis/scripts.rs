@@ -29,6 +29,8 @@ macro_rules! scripts {
 scripts! {
     /// Compare-and-delete: `KEYS[1]`, expected value; 1 if deleted.
     DEL_IF_EQ = "del_if_eq.lua";
+    /// Counter: `KEYS[1]`; delta, ttl ms for a new counter (0: none); the new value.
+    INCR = "incr.lua";
     /// Lock and fence in one step: lock, fence keys; token, ttl ms; the fence or nil.
     LOCK_ACQUIRE = "lock_acquire.lua";
     /// Extends a lock for its holder: lock key; token, ttl ms; 1 if extended.
@@ -112,6 +114,36 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(sha, script.get_hash(), "{file}");
         }
+    }
+
+    #[tokio::test]
+    async fn incr_counts_sets_the_ttl_of_a_new_counter_only_and_refuses_other_values() {
+        let (_s, mut c) = redis().await;
+        assert_eq!(run::<i64>(&mut c, &INCR, &["n"], &["5", "60000"]).await, 5);
+        let ttl: i64 = cmd(&mut c, &["PTTL", "n"]).await;
+        assert!(ttl > 59_000, "{ttl}");
+        cmd::<()>(&mut c, &["PERSIST", "n"]).await;
+        assert_eq!(
+            run::<i64>(&mut c, &INCR, &["n"], &["-7", "60000"]).await,
+            -2
+        );
+        assert_eq!(
+            cmd::<i64>(&mut c, &["PTTL", "n"]).await,
+            -1,
+            "an existing counter keeps its TTL"
+        );
+        assert_eq!(run::<i64>(&mut c, &INCR, &["m"], &["1", "0"]).await, 1);
+        assert_eq!(cmd::<i64>(&mut c, &["PTTL", "m"]).await, -1);
+        cmd::<()>(&mut c, &["SET", "s", "{\"a\":1}"]).await;
+        let mut inv = INCR.prepare_invoke();
+        inv.key("s").arg(1).arg(0);
+        let e = inv.invoke_async::<i64>(&mut c).await.unwrap_err();
+        assert_eq!(e.code(), Some("WRONGTYPE"), "{e}");
+        assert_eq!(
+            cmd::<String>(&mut c, &["GET", "s"]).await,
+            "{\"a\":1}",
+            "untouched"
+        );
     }
 
     #[tokio::test]

@@ -28,8 +28,8 @@ pub(crate) struct RedisOptions {
     pub(crate) command_timeout: Duration,
 }
 
-/// Returns `url` with any password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// Returns `url` with any password replaced by `***`: the form to print or log.
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -366,6 +366,149 @@ pub(crate) fn key_slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(part) % 16384
 }
 
+/// `%XX` escapes decoded (a bad escape stays as written); `+` stays `+`, as in a URL's
+/// userinfo.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Which kind of deployment a [`RedisUrl`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisKind {
+    /// One server (`redis://`, `rediss://`, `unix://`).
+    Standalone,
+    /// A Redis Cluster reached through seed nodes.
+    Cluster,
+    /// A master monitored by sentinels.
+    Sentinel,
+}
+
+/// A parsed backend URL, for tools that talk to each Redis node themselves (`sharecache
+/// provision` and `doctor` apply ACLs and read settings node by node, which the [`Store`]
+/// never exposes).
+///
+/// [`Store`]: crate::Store
+///
+/// **Guarantee**: `Debug` and [`display`](Self::display) never print a password; the
+/// URLs handed out by [`seed_urls`](Self::seed_urls) and [`node_url`](Self::node_url)
+/// carry credentials and are meant for connecting, not for printing.
+#[derive(Clone)]
+pub struct RedisUrl(Topology);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RedisUrl").field(&self.0.display()).finish()
+    }
+}
+
+impl RedisUrl {
+    /// Parses a backend URL with the same rules as [`CacheBuilder::redis`]; errors are
+    /// [`ErrorKind::Config`] and never echo a password.
+    ///
+    /// [`CacheBuilder::redis`]: crate::CacheBuilder::redis
+    pub fn parse(url: &str) -> Result<Self> {
+        Topology::parse(url).map(Self)
+    }
+
+    /// Standalone, Cluster or Sentinel.
+    pub fn kind(&self) -> RedisKind {
+        match self.0 {
+            Topology::Standalone { .. } => RedisKind::Standalone,
+            Topology::Cluster(_) => RedisKind::Cluster,
+            Topology::Sentinel(_) => RedisKind::Sentinel,
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub fn display(&self) -> String {
+        self.0.display()
+    }
+
+    /// Where discovery starts, with credentials: the server itself (standalone), the seed
+    /// nodes (Cluster, with the data nodes' credentials) or the sentinels (with the
+    /// sentinels' own credentials).
+    pub fn seed_urls(&self) -> Vec<String> {
+        match &self.0 {
+            Topology::Standalone { url } => vec![url.clone()],
+            Topology::Cluster(c) => c.seeds.iter().map(|a| c.node_url(a)).collect(),
+            Topology::Sentinel(s) => s.sentinels.iter().map(|a| s.sentinel_url(a)).collect(),
+        }
+    }
+
+    /// The master name a Sentinel URL monitors.
+    pub fn master_name(&self) -> Option<&str> {
+        match &self.0 {
+            Topology::Sentinel(s) => Some(&s.master),
+            _ => None,
+        }
+    }
+
+    /// The username the data nodes are reached with (`None`: the `default` user).
+    pub fn username(&self) -> Option<String> {
+        let userinfo = match &self.0 {
+            Topology::Standalone { url } => url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.rsplit_once('@'))
+                .map(|(u, _)| u.to_owned()),
+            Topology::Cluster(c) => c.userinfo.clone(),
+            Topology::Sentinel(s) => s.userinfo.clone(),
+        }?;
+        let user = userinfo
+            .split_once(':')
+            .map_or(userinfo.as_str(), |(u, _)| u);
+        Some(percent_decode(user)).filter(|u| !u.is_empty())
+    }
+
+    /// The URL of the data node at `host:port` with the data nodes' credentials (and, for
+    /// a standalone URL, its database and TLS setting): how a discovered replica or
+    /// cluster node is reached. `None` for a Unix socket URL, which names no host.
+    pub fn node_url(&self, host: &str, port: u16) -> Option<String> {
+        let addr = NodeAddr {
+            host: host.to_owned(),
+            port,
+        };
+        match &self.0 {
+            Topology::Standalone { url } => {
+                let mut u = url::Url::parse(url).ok()?;
+                if !matches!(u.scheme(), "redis" | "rediss") {
+                    return None;
+                }
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                };
+                u.set_host(Some(&host)).ok()?;
+                u.set_port(Some(port)).ok()?;
+                Some(u.to_string())
+            }
+            Topology::Cluster(c) => Some(c.node_url(&addr)),
+            Topology::Sentinel(s) => Some(s.node_url(&addr)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +636,39 @@ mod tests {
             assert!(e.message().contains(why), "{u}: {}", e.message());
             assert!(!e.message().contains("topsecret"), "{u}: {}", e.message());
         }
+    }
+
+    #[test]
+    fn public_redis_url_names_nodes_without_printing_passwords() {
+        let u = RedisUrl::parse("redis://sc%2Dadmin:s3cret@10.0.0.1:6380/2").unwrap();
+        assert_eq!(u.kind(), RedisKind::Standalone);
+        assert_eq!(u.username().as_deref(), Some("sc-admin"));
+        assert_eq!(
+            u.node_url("10.0.0.9", 7000).as_deref(),
+            Some("redis://sc%2Dadmin:s3cret@10.0.0.9:7000/2")
+        );
+        assert!(!format!("{u:?}").contains("s3cret"));
+        let c = RedisUrl::parse("redis+cluster://:pw@h1:7000,h2:7001").unwrap();
+        assert_eq!(c.kind(), RedisKind::Cluster);
+        assert_eq!(c.username(), None);
+        assert_eq!(
+            c.seed_urls(),
+            ["redis://:pw@h1:7000", "redis://:pw@h2:7001"]
+        );
+        let s = RedisUrl::parse("redis+sentinel://:dpw@s1:26379/mymaster?sentinel_password=spw")
+            .unwrap();
+        assert_eq!(s.master_name(), Some("mymaster"));
+        assert_eq!(s.seed_urls(), ["redis://:spw@s1:26379"]);
+        assert_eq!(
+            s.node_url("10.0.0.3", 6379).as_deref(),
+            Some("redis://:dpw@10.0.0.3:6379")
+        );
+        assert!(!s.display().contains("pw"));
+        assert_eq!(
+            RedisUrl::parse("unix:///tmp/r.sock")
+                .unwrap()
+                .node_url("h", 1),
+            None
+        );
     }
 }
