@@ -630,7 +630,7 @@ async fn tree_levels_are_paged_and_counted() {
             .await
             .json();
         let n = r["deleted"].as_u64().unwrap();
-        assert!(n <= 2000, "one call is one bounded batch: {n}");
+        assert!(n <= 1000, "one call is one bounded batch: {n}");
         deleted += n;
         if r["done"] == true {
             break;

@@ -295,8 +295,14 @@ pub async fn bulk_delete(
     let mut done = false;
     for _ in 0..MAX_STEPS {
         let page = ns.keys(&body.pattern, cursor.as_deref(), 1000).await?;
-        for chunk in page.keys.chunks(s.opts.max_batch.clamp(1, 1000)) {
+        // SCAN may answer more than its COUNT: take only what this batch has room for.
+        // The rest still exists, so the next call (which scans from the start) finds it.
+        let take = page.keys.len().min(DELETE_BATCH - deleted as usize);
+        for chunk in page.keys[..take].chunks(s.opts.max_batch.clamp(1, 1000)) {
             deleted += ns.mdel(chunk).await?;
+        }
+        if take < page.keys.len() {
+            break;
         }
         cursor = page.cursor;
         if cursor.is_none() {
