@@ -37,6 +37,8 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
+    // migrate, provision and doctor open redis-rs connections of their own.
+    sharecache::install_tls_provider();
     if let Err(e) = init_tracing() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

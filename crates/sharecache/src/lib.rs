@@ -89,7 +89,7 @@ pub use key::NamespaceName;
 pub use load::RememberError;
 #[doc(hidden)]
 pub use store::Store;
-pub use store::redis::url::redact_url;
+pub use store::redis::url::{install_tls_provider, redact_url};
 pub use store::{BackendState, Fallback, MemoryLimits, RedisKind, RedisUrl, StoreStats};
 pub use tier::LocalTier;
 pub use ttl::{MAX_TTL, Ttl};

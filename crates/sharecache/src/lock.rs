@@ -16,10 +16,13 @@
 //! ```
 //!
 //! `acquire` takes the lock with a random token and a TTL and, in the same atomic step,
-//! draws the next *fence* from a counter that never expires: fences are strictly
-//! increasing in acquisition order. Release and extend act only if the caller's token
-//! still holds the lock (compare-and-act scripts on Redis; the store's compare-and-set
-//! lock in memory).
+//! draws the next *fence*: max(a counter that never expires + 1, the store's clock in
+//! microseconds). Fences are strictly increasing in acquisition order, and stay so when
+//! Redis loses the counter (a restart without persistence, an `allkeys-*` eviction): the
+//! clock part is then above every earlier fence. Release and extend act only if the
+//! caller's token still holds the lock (compare-and-act scripts on Redis; the store's
+//! compare-and-set lock in memory). While Redis is down, acquire, extend and release all
+//! fail with `Unavailable`: memory cannot tell who holds a lock in Redis.
 //!
 //! A lock with a TTL can be lost without the holder knowing (a long GC pause, a process
 //! stopped past the TTL). Fences make that safe: a resource that remembers the highest
@@ -142,7 +145,7 @@ impl Locks {
     /// Releases lock `name` if `token` holds it; returns whether it did.
     pub async fn release(&self, name: &str, token: &str) -> Result<bool> {
         let key = self.ns.space.aux(Aux::Lock, name)?;
-        self.ns.kv().del_if_eq(&key, token_bytes(token)).await
+        self.ns.coord().lock_release(&key, token_bytes(token)).await
     }
 
     /// Sets a new TTL on lock `name` if `token` holds it; returns whether it did.

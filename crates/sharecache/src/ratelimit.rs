@@ -8,12 +8,13 @@
 //! On Redis the step is one Lua script (`store/redis/lua/gcra.lua`,
 //! `sliding_window.lua`) using the server's clock (`TIME`), so every instance agrees and
 //! the decision is exact under any concurrency; redis-rs retries a `NOSCRIPT` (after a
-//! restart or `SCRIPT FLUSH`) by sending the script again. On the memory store, and in
-//! the memory fallback while Redis is down, the same arithmetic (`gcra`,
-//! `sliding_window`) runs under the store's compare-and-set lock with the store's
-//! clock (injectable, so tests drive it): the limiter keeps answering (fail-open with a
-//! local limit) and never answers a refusal it did not compute; with `Fallback::Fail` it
-//! returns `Unavailable` instead.
+//! restart or `SCRIPT FLUSH`) by sending the script again. On the memory store the same
+//! arithmetic (`gcra`, `sliding_window`) runs under the store's compare-and-set lock with
+//! the store's clock (injectable, so tests drive it).
+//!
+//! While Redis is down a Redis-backed limiter fails closed with `Unavailable` (HTTP 503),
+//! whatever the fallback: one process's memory knows nothing of the budget spent before
+//! the outage or by other instances, so deciding from it would hand out a fresh budget.
 
 use std::time::Duration;
 

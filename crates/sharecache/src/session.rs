@@ -255,6 +255,18 @@ impl Sessions {
         idle: Duration,
         absolute: Duration,
     ) -> Result<NewSession> {
+        let (key, sealed, ttl, new) = self.seal_new(data, idle, absolute)?;
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
+        Ok(new)
+    }
+
+    /// A new session's key, sealed record and TTL, and what its creator is told.
+    fn seal_new(
+        &self,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<(String, Bytes, Duration, NewSession)> {
         let keys = self.keys()?;
         check_ttls(idle, absolute)?;
         let now = now_ms();
@@ -271,11 +283,8 @@ impl Sessions {
             .aux_of(Aux::Session, &slot(&id).expect("fresh ids are well formed"));
         let sealed = seal_record(keys, &key, &record)?;
         let ttl = store_ttl(&record, now).expect("a new session has time left");
-        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
-        Ok(NewSession {
-            id,
-            expires_at_ms: now + ttl.as_millis() as u64,
-        })
+        let expires_at_ms = now + ttl.as_millis() as u64;
+        Ok((key, sealed, ttl, NewSession { id, expires_at_ms }))
     }
 
     /// Like [`create`](Self::create), and records the session under
@@ -288,16 +297,13 @@ impl Sessions {
         idle: Duration,
         absolute: Duration,
     ) -> Result<NewSession> {
-        let new = self.create(data, idle, absolute).await?;
+        let index = self.ns.space.aux(Aux::UserSessions, user)?;
+        let (key, sealed, ttl, new) = self.seal_new(data, idle, absolute)?;
+        // The index first: while Redis is down it refuses (see `Coord::index_add` on the
+        // fallback), and then nothing was stored that `end_all` could not find.
         let slot = slot(&new.id).expect("fresh ids are well formed");
-        self.ns
-            .coord()
-            .index_add(
-                &self.ns.space.aux(Aux::UserSessions, user)?,
-                &slot,
-                absolute,
-            )
-            .await?;
+        self.ns.coord().index_add(&index, &slot, absolute).await?;
+        self.ns.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(new)
     }
 

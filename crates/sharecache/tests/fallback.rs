@@ -375,22 +375,22 @@ async fn coordination_during_and_after_an_outage() {
         .await
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
-    // Presence and rate limits keep answering locally.
+    // Presence keeps answering locally; rate limits fail closed (see
+    // `coordination_fails_closed_and_keeps_what_redis_holds`).
     ns.presence("room")
         .unwrap()
         .beat("bob", Duration::from_secs(60))
         .await
         .unwrap();
-    assert!(
-        ns.rate_limits()
-            .check(
-                "k",
-                sharecache::ratelimit::Limit::per(5, Duration::from_secs(60))
-            )
-            .await
-            .unwrap()
-            .allowed
-    );
+    let e = ns
+        .rate_limits()
+        .check(
+            "k",
+            sharecache::ratelimit::Limit::per(5, Duration::from_secs(60)),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
     server.restart();
     wait_connected(&cache).await;
     // After recovery the Redis-side structures are intact (no JSON replayed over a set)
@@ -425,4 +425,153 @@ async fn coordination_during_and_after_an_outage() {
         before.fence,
         after.fence
     );
+}
+
+/// While Redis is paused, nothing that coordinates processes is decided from one
+/// process's memory: a release (by anyone) cannot delete the real lock, a spent rate
+/// limit is not handed out again, ending every session of a user does not report done
+/// while Redis still holds them. After recovery Redis's state is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordination_fails_closed_and_keeps_what_redis_holds() {
+    use sharecache::ratelimit::Limit;
+    use sharecache::session::SessionKeys;
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .fallback(Fallback::Memory)
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .probe_interval(Duration::from_millis(50))
+        .session_keys(SessionKeys::new(&[SessionKeys::generate()]).unwrap())
+        .build()
+        .await
+        .unwrap();
+    let ns = cache.namespace("user").unwrap();
+    let (locks, limits, sessions) = (ns.locks(), ns.rate_limits(), ns.sessions());
+    let lease = locks
+        .acquire_lease("payroll", Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("free");
+    let budget = Limit::per(3, Duration::from_secs(600));
+    for _ in 0..3 {
+        assert!(limits.check("login:ada", budget).await.unwrap().allowed);
+    }
+    assert!(!limits.check("login:ada", budget).await.unwrap().allowed);
+    let day = Duration::from_secs(86_400);
+    let before = sessions
+        .create_for("ada", serde_json::json!({"n": 1}), day, day)
+        .await
+        .unwrap();
+
+    server.pause();
+    let unavailable = |r: sharecache::Result<()>, what: &str| match r {
+        Err(e) if e.is_unavailable() => {}
+        other => panic!("{what} during the outage: {other:?}"),
+    };
+    unavailable(
+        locks.release("payroll", "not-the-owner").await.map(drop),
+        "a stranger's release",
+    );
+    unavailable(
+        locks.release("payroll", &lease.token).await.map(drop),
+        "the owner's release",
+    );
+    unavailable(
+        limits.check("login:ada", budget).await.map(drop),
+        "a spent rate limit",
+    );
+    unavailable(sessions.end_all("ada").await.map(drop), "end_all");
+    unavailable(sessions.list("ada").await.map(drop), "list");
+    unavailable(
+        sessions
+            .create_for("ada", serde_json::json!({"n": 2}), day, day)
+            .await
+            .map(drop),
+        "create_for",
+    );
+    server.resume();
+    wait_connected(&cache).await;
+
+    assert!(
+        locks
+            .acquire_lease("payroll", Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none(),
+        "the lease survived the outage: nobody else gets the lock"
+    );
+    assert!(
+        locks
+            .extend("payroll", &lease.token, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "the owner still holds it"
+    );
+    assert!(
+        !limits.check("login:ada", budget).await.unwrap().allowed,
+        "the spent budget stays spent"
+    );
+    assert!(sessions.get(&before.id).await.unwrap().is_some());
+    assert_eq!(sessions.end_all("ada").await.unwrap(), 1);
+    assert!(sessions.get(&before.id).await.unwrap().is_none());
+}
+
+/// Fences only grow, even when Redis loses the fence counter: restarted without
+/// persistence, or with the counter evicted (the same loss, done here with DEL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_grow_after_redis_loses_the_counter() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Fail).await;
+    let ns = cache.namespace("user").unwrap();
+    let locks = ns.locks();
+    // The first call on a link Redis dropped may fail before it reconnects: retry those.
+    let take = async || {
+        let mut tries = 0;
+        let l = loop {
+            match locks
+                .acquire_lease("payroll", Duration::from_secs(30), Duration::ZERO)
+                .await
+            {
+                Err(e) if e.is_unavailable() && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => break r.unwrap().expect("free"),
+            }
+        };
+        assert!(locks.release("payroll", &l.token).await.unwrap());
+        l.fence
+    };
+    let mut last = 0;
+    for _ in 0..3 {
+        let f = take().await;
+        assert!(f > last, "{f} after {last}");
+        last = f;
+    }
+    server.kill();
+    server.restart();
+    wait_connected(&cache).await;
+    assert_eq!(
+        server.cmd(&["DBSIZE"]),
+        RespReply::Value("0".into()),
+        "restarted without the counter"
+    );
+    let f = take().await;
+    assert!(
+        f > last,
+        "after a restart without persistence: {f} after {last}"
+    );
+    last = f;
+    let fence_keys = server.cmd(&["KEYS", "*fence*"]);
+    let RespReply::Array(names) = fence_keys else {
+        panic!("{fence_keys:?}")
+    };
+    assert_eq!(names.len(), 1, "{names:?}");
+    let RespReply::Value(name) = &names[0] else {
+        panic!("{names:?}")
+    };
+    server.cmd(&["DEL", name]);
+    let f = take().await;
+    assert!(f > last, "after the counter was evicted: {f} after {last}");
 }

@@ -138,6 +138,8 @@ pub(crate) trait Coord: Send + Sync + fmt::Debug {
     ) -> Result<Option<u64>>;
     /// Sets a new `ttl` on the lock at `key` only if `token` holds it.
     async fn lock_extend(&self, key: &str, token: Bytes, ttl: Duration) -> Result<bool>;
+    /// Deletes the lock at `key` only if `token` holds it.
+    async fn lock_release(&self, key: &str, token: Bytes) -> Result<bool>;
     /// Index sets (sessions of a user): adds `member`, keeping the set at least `ttl`.
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()>;
     /// Index sets: every member.

@@ -167,6 +167,7 @@ impl FallbackStore {
         &'s self,
         touched: &[&str],
         pattern: Option<&str>,
+        changed: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&'s dyn Backend) -> Fut,
     ) -> Option<Result<T>>
     where
@@ -180,7 +181,8 @@ impl FallbackStore {
             return None;
         }
         let out = f(memory as &dyn Backend).await;
-        if out.is_ok() && (!touched.is_empty() || pattern.is_some()) {
+        let recorded = matches!(&out, Ok(v) if changed(v));
+        if recorded && (!touched.is_empty() || pattern.is_some()) {
             let mut d = self.dirty.lock();
             d.keys.extend(touched.iter().map(|k| (*k).to_owned()));
             if let Some(p) = pattern {
@@ -315,9 +317,15 @@ impl FallbackStore {
     }
 }
 
-/// Serves one call: the primary when healthy, else the memory fallback.
+/// Serves one call: the primary when healthy, else the memory fallback. The touched keys
+/// (and pattern) are recorded for replay when the memory call succeeds, or, given
+/// `if = predicate`, only when the predicate says the call changed memory: a conditional
+/// write that did nothing must not make replay overwrite (or delete) Redis's value.
 macro_rules! serve {
     ($self:ident, $primary:expr, $touched:expr, $pattern:expr, $mem:expr) => {
+        serve!($self, $primary, $touched, $pattern, $mem, if = |_| true)
+    };
+    ($self:ident, $primary:expr, $touched:expr, $pattern:expr, $mem:expr, if = $changed:expr) => {
         loop {
             if let Tried::Done(r) = $self.try_primary($primary).await {
                 return r;
@@ -325,15 +333,15 @@ macro_rules! serve {
             // Memory answers without ever returning Pending: spend coop budget so a
             // caller's tight loop cannot starve other tasks (the recovery probe among them).
             tokio::task::consume_budget().await;
-            if let Some(r) = $self.on_memory($touched, $pattern, $mem).await {
+            if let Some(r) = $self.on_memory($touched, $pattern, $changed, $mem).await {
                 return r;
             }
         }
     };
 }
 
-/// Not replayed: Redis keeps presence and index sets as sets, memory as JSON; an outage's
-/// presence and session-index changes stay local (heartbeats redo presence).
+/// Not replayed: Redis keeps presence sets as sets, memory as JSON; an outage's presence
+/// changes stay local (heartbeats redo presence).
 const NOT_REPLAYED: &[&str] = &[];
 
 #[async_trait]
@@ -393,7 +401,8 @@ impl Kv for FallbackStore {
             self.primary.set_nx(key, value.clone(), ttl),
             &[key],
             None,
-            |m| m.set_nx(key, value.clone(), ttl)
+            |m| m.set_nx(key, value.clone(), ttl),
+            if = |set: &bool| *set
         )
     }
 
@@ -403,7 +412,8 @@ impl Kv for FallbackStore {
             self.primary.del_if_eq(key, value.clone()),
             &[key],
             None,
-            |m| m.del_if_eq(key, value.clone())
+            |m| m.del_if_eq(key, value.clone()),
+            if = |deleted: &bool| *deleted
         )
     }
 
@@ -492,13 +502,10 @@ impl Kv for FallbackStore {
 #[async_trait]
 impl Coord for FallbackStore {
     async fn rate_limit(&self, key: &str, limit: &Limit) -> Result<Decision> {
-        serve!(
-            self,
-            self.primary.rate_limit(key, limit),
-            &[key],
-            None,
-            |m| m.rate_limit(key, limit)
-        )
+        // Rate limits fail closed: one process's memory knows nothing of the budget spent
+        // before the outage or by other instances, so it would hand out a fresh one, and
+        // replaying its state would overwrite Redis's. While Redis is down: `Unavailable`.
+        self.primary_only(self.primary.rate_limit(key, limit)).await
     }
 
     async fn lock_acquire(
@@ -520,29 +527,28 @@ impl Coord for FallbackStore {
             .await
     }
 
+    async fn lock_release(&self, key: &str, token: Bytes) -> Result<bool> {
+        // Memory never holds a lock (acquiring fails closed), so it cannot say whether
+        // `token` holds one in Redis: answering "not held" would be a guess.
+        self.primary_only(self.primary.lock_release(key, token))
+            .await
+    }
+
+    // Index sets fail closed: memory would hold only the outage's members, so listing or
+    // ending "every session of a user" from it would miss those Redis holds and report
+    // them ended, and members added in memory would never reach Redis's set.
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
-        serve!(
-            self,
-            self.primary.index_add(key, member, ttl),
-            NOT_REPLAYED,
-            None,
-            |m| m.index_add(key, member, ttl)
-        )
+        self.primary_only(self.primary.index_add(key, member, ttl))
+            .await
     }
 
     async fn index_members(&self, key: &str) -> Result<Vec<String>> {
-        serve!(self, self.primary.index_members(key), &[], None, |m| m
-            .index_members(key))
+        self.primary_only(self.primary.index_members(key)).await
     }
 
     async fn index_remove(&self, key: &str, members: &[String]) -> Result<()> {
-        serve!(
-            self,
-            self.primary.index_remove(key, members),
-            NOT_REPLAYED,
-            None,
-            |m| m.index_remove(key, members)
-        )
+        self.primary_only(self.primary.index_remove(key, members))
+            .await
     }
 
     // Streams and queues have no memory fallback: a message accepted into one process's

@@ -115,11 +115,14 @@ impl Coord for MemoryStore {
         if self.get(key).is_some() {
             return Ok(None);
         }
-        let fence = self
+        // max(counter + 1, the clock in µs), as the Redis script: the counter is an
+        // ordinary entry the memory store may evict, and fences must still only grow.
+        let fence = (self
             .get(fence_key)
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok())
             .unwrap_or(0)
-            + 1;
+            + 1)
+        .max(self.clock.wall_ms().saturating_mul(1000));
         self.set(fence_key, Bytes::from(fence.to_string()), None)?;
         self.set(key, token, Some(ttl))?;
         Ok(Some(fence))
@@ -244,6 +247,11 @@ impl Coord for MemoryStore {
             Some(v) if v == token => self.set(key, v, Some(ttl)).map(|()| true),
             _ => Ok(false),
         }
+    }
+
+    /// Releases a lock held by `token`.
+    async fn lock_release(&self, key: &str, token: Bytes) -> Result<bool> {
+        crate::store::Kv::del_if_eq(self, key, token).await
     }
 
     async fn queue_push(&self, key: &str, payload: Bytes) -> Result<String> {

@@ -364,6 +364,10 @@ impl Coord for RedisStore {
         Ok(self.exec.run_script::<i64>(key, &inv).await? == 1)
     }
 
+    async fn lock_release(&self, key: &str, token: Bytes) -> Result<bool> {
+        self.del_if_eq(key, token).await
+    }
+
     async fn index_add(&self, key: &str, member: &str, ttl: Duration) -> Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic()

@@ -168,12 +168,24 @@ mod tests {
         let take = async |c: &mut MultiplexedConnection, tok: &str| -> Option<u64> {
             run(c, &LOCK_ACQUIRE, &keys, &[tok, "10000"]).await
         };
-        assert_eq!(take(&mut c, "a").await, Some(1));
+        let first = take(&mut c, "a").await.expect("free");
         assert_eq!(take(&mut c, "b").await, None, "held");
         assert!(cmd::<i64>(&mut c, &["PTTL", "{l}lock"]).await > 0);
         assert_eq!(cmd::<i64>(&mut c, &["PTTL", "{l}fence"]).await, -1);
+        assert_eq!(cmd::<u64>(&mut c, &["GET", "{l}fence"]).await, first);
         cmd::<()>(&mut c, &["DEL", "{l}lock"]).await;
-        assert_eq!(take(&mut c, "b").await, Some(2));
+        let second = take(&mut c, "b").await.expect("free");
+        assert!(second > first);
+        // The counter lost (a restart without persistence, an eviction): the next fence
+        // still exceeds every earlier one.
+        cmd::<()>(&mut c, &["DEL", "{l}lock", "{l}fence"]).await;
+        let third = take(&mut c, "c").await.expect("free");
+        assert!(third > second, "{third} after {second}");
+        // A counter ahead of the clock keeps counting.
+        let ahead = (third * 2).to_string();
+        cmd::<()>(&mut c, &["DEL", "{l}lock"]).await;
+        cmd::<()>(&mut c, &["SET", "{l}fence", &ahead]).await;
+        assert_eq!(take(&mut c, "d").await, Some(third * 2 + 1));
     }
 
     #[tokio::test]

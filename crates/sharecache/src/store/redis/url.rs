@@ -110,6 +110,19 @@ fn config_err(display: &str, why: impl std::fmt::Display) -> Error {
     )
 }
 
+/// Installs rustls's ring provider as the process default, once, unless the program
+/// installed one already. redis-rs's `rediss://` connections need a process-level
+/// provider, and rustls cannot pick one by itself when the build enables none or two of
+/// its provider features: without this a TLS URL panicked at connect. Every URL the
+/// library parses calls it; a program that opens redis-rs TLS connections of its own
+/// before touching the library can call it first.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 fn parse_hosts(list: &str, default_port: u16, display: &str) -> Result<Vec<NodeAddr>> {
     let mut out = Vec::new();
     for item in list.split(',') {
@@ -157,6 +170,7 @@ fn parse_hosts(list: &str, default_port: u16, display: &str) -> Result<Vec<NodeA
 impl Topology {
     /// Parses a backend URL. Errors are [`ErrorKind::Config`] and never echo a password.
     pub(crate) fn parse(url: &str) -> Result<Self> {
+        install_tls_provider();
         let display = redact_url(url);
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(config_err(
