@@ -352,13 +352,19 @@ impl Channel {
         after: Option<&str>,
         count: usize,
     ) -> crate::Result<Vec<(String, crate::RawJson)>> {
-        if let Some(a) = after
-            && crate::store::memory::parse_stream_id(a).is_none()
-        {
-            return Err(crate::Error::new(
-                crate::ErrorKind::InvalidArgument,
-                "event ids look like 1700000000000-0",
-            ));
+        if let Some(a) = after {
+            match crate::store::memory::parse_stream_id(a) {
+                None => {
+                    return Err(crate::Error::new(
+                        crate::ErrorKind::InvalidArgument,
+                        "event ids look like 1700000000000-0",
+                    ));
+                }
+                // Nothing can follow the largest id (and Redis refuses an exclusive
+                // range that starts there).
+                Some(id) if id == (u64::MAX, u64::MAX) => return Ok(Vec::new()),
+                Some(_) => {}
+            }
         }
         let events = self
             .ns

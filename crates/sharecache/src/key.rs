@@ -294,8 +294,11 @@ pub(crate) enum Aux {
     Tag,
     /// A cross-instance load lease of `remember` (`cache/remember.rs`).
     Lease,
-    /// A rate limit's state (`ratelimit`).
+    /// A GCRA rate limit's state (`ratelimit`).
     RateLimit,
+    /// A sliding-window rate limit's state (`ratelimit`): its own kind, so a key checked
+    /// under both algorithms never hands one script the other's state.
+    RateWindow,
     /// A lock: its holder's token (`lock`).
     Lock,
     /// A lock's fence counter, which never expires (`lock`).
@@ -323,6 +326,7 @@ impl Aux {
             Aux::Tag => "tag",
             Aux::Lease => "lease",
             Aux::RateLimit => "rl",
+            Aux::RateWindow => "rlw",
             Aux::Lock => "lock",
             Aux::Fence => "fence",
             Aux::Presence => "presence",

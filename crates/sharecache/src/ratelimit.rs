@@ -223,19 +223,27 @@ impl crate::Namespace {
 impl RateLimits {
     /// One decision for `key`: allowed or not, what remains, and when to retry. Exact
     /// across instances on Redis (one atomic script on the server's clock). While Redis
-    /// is down it is decided by the local memory fallback (or fails with `Unavailable`
-    /// under `Fallback::Fail`); it never refuses a call it did not count.
+    /// is down it fails with `Unavailable` (see the module docs); it never refuses a call
+    /// it did not count. Each algorithm keeps its own state for a key: switching a key's
+    /// algorithm starts a full budget under the new one.
     pub async fn check(&self, key: &str, limit: Limit) -> Result<Decision> {
-        let stored = self.ns.space.aux(crate::key::Aux::RateLimit, key)?;
         limit.validate()?;
+        let kind = match limit.algorithm {
+            Algorithm::Gcra => crate::key::Aux::RateLimit,
+            Algorithm::SlidingWindow => crate::key::Aux::RateWindow,
+        };
+        let stored = self.ns.space.aux(kind, key)?;
         self.ns.coord().rate_limit(&stored, &limit).await
     }
 
     /// Forgets what `key` has spent (after a successful login, say): its next call
     /// starts a full budget. Returns whether there was anything to forget.
     pub async fn reset(&self, key: &str) -> Result<bool> {
-        let stored = self.ns.space.aux(crate::key::Aux::RateLimit, key)?;
-        Ok(self.ns.kv().del(&[stored]).await? > 0)
+        let stored = [
+            self.ns.space.aux(crate::key::Aux::RateLimit, key)?,
+            self.ns.space.aux(crate::key::Aux::RateWindow, key)?,
+        ];
+        Ok(self.ns.kv().del(&stored).await? > 0)
     }
 }
 

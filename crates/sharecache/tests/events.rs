@@ -254,6 +254,16 @@ async fn durable(case: Case<'_>) {
             .kind(),
         sharecache::ErrorKind::InvalidArgument
     );
+    // Nothing follows the largest id (Redis refuses that range: it was a 500).
+    let max = format!("{}-{}", u64::MAX, u64::MAX);
+    let log = ch.channel("log").unwrap();
+    assert!(log.since(Some(&max), 10).await.unwrap().is_empty());
+    // One past it does not parse.
+    let over = format!("{}0-0", u64::MAX);
+    assert_eq!(
+        log.since(Some(&over), 10).await.unwrap_err().kind(),
+        sharecache::ErrorKind::InvalidArgument
+    );
 }
 
 every_backend!(durable);

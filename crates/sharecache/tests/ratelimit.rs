@@ -90,7 +90,37 @@ async fn behaviour(case: Case<'_>) {
     }
 }
 
-every_backend!(behaviour);
+
+/// One key checked under both algorithms: each keeps its own budget (no script is handed
+/// the other's state: that was a 500), and `reset` forgets both.
+async fn switching_algorithms(case: Case<'_>) {
+    use sharecache::ratelimit::Algorithm;
+    let ns = case.cache.namespace("auth").unwrap();
+    let limits = ns.rate_limits();
+    let gcra = Limit::per(2, Duration::from_secs(60));
+    let window = gcra.algorithm(Algorithm::SlidingWindow);
+    for (first, then) in [(window, gcra), (gcra, window)] {
+        let key = format!("switch:{:?}", first.algorithm);
+        for i in 0..2 {
+            assert!(limits.check(&key, first).await.unwrap().allowed, "call {i}");
+        }
+        assert!(!limits.check(&key, first).await.unwrap().allowed, "spent");
+        let d = limits.check(&key, then).await.unwrap();
+        assert!(
+            d.allowed && d.remaining == 1,
+            "the other algorithm's budget: {d:?}"
+        );
+        assert!(limits.reset(&key).await.unwrap());
+        assert!(limits.check(&key, first).await.unwrap().allowed, "reset");
+        assert_eq!(
+            limits.check(&key, then).await.unwrap().remaining,
+            1,
+            "reset"
+        );
+    }
+}
+
+every_backend!(behaviour, switching_algorithms);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_across_two_instances_under_concurrency() {
@@ -179,25 +209,21 @@ async fn while_redis_is_down() {
         .unwrap();
     let limit = Limit::per(2, Duration::from_secs(60));
     s.kill();
-    // Memory fallback: a local limit keeps answering, and refuses only past it.
-    let ns = open.namespace("down").unwrap();
-    let decisions: Vec<bool> = {
-        let mut v = Vec::new();
+    // Under either policy: an error (the HTTP service answers 503), never a decision
+    // from one process's memory, which knows nothing of what others spent, and never a
+    // bogus refusal. `tests/fallback.rs` shows a spent budget staying spent across one.
+    for (policy, cache) in [("memory", &open), ("fail", &closed)] {
         for _ in 0..3 {
-            v.push(ns.rate_limits().check("k", limit).await.unwrap().allowed);
+            let e = cache
+                .namespace("down")
+                .unwrap()
+                .rate_limits()
+                .check("k", limit)
+                .await
+                .unwrap_err();
+            assert!(e.is_unavailable(), "{policy}: {e}");
         }
-        v
-    };
-    assert_eq!(decisions, vec![true, true, false]);
-    // Fail policy: an error (the HTTP service answers 503), never a bogus refusal.
-    let e = closed
-        .namespace("down")
-        .unwrap()
-        .rate_limits()
-        .check("k", limit)
-        .await
-        .unwrap_err();
-    assert!(e.is_unavailable(), "{e}");
+    }
 }
 
 async fn sliding(cache: Cache, other: Cache) {

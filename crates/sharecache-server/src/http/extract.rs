@@ -46,15 +46,6 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ip = client_ip(parts);
-        if state.auth_limiter.is_blocked(ip) {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed authentications from this address; wait a minute",
-            );
-            e.retry_after = Some(60);
-            return Err(e);
-        }
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -73,9 +64,10 @@ impl FromRequestParts<AppState> for Caller {
                 via_session: false,
             }),
             None => {
-                state.auth_limiter.record_failure(ip);
                 tracing::info!(client = ?ip, "rejected an unknown token");
-                Err(ApiError::unauthorized("invalid token"))
+                Err(state
+                    .auth_limiter
+                    .refuse(ip, ApiError::unauthorized("invalid token")))
             }
         }
     }
@@ -85,15 +77,15 @@ impl FromRequestParts<AppState> for Caller {
 /// come from this origin (see `login.rs`); the change is then marked for the audit log.
 fn from_session(parts: &Parts, state: &AppState, ip: Option<IpAddr>) -> Result<Caller, ApiError> {
     let Some(id) = login::session_cookie(&parts.headers) else {
-        state.auth_limiter.record_failure(ip);
-        return Err(ApiError::unauthorized(
-            "missing credentials: send Authorization: Bearer <token>",
+        return Err(state.auth_limiter.refuse(
+            ip,
+            ApiError::unauthorized("missing credentials: send Authorization: Bearer <token>"),
         ));
     };
     let Some(principal) = state.logins.check(id) else {
-        state.auth_limiter.record_failure(ip);
-        return Err(ApiError::unauthorized(
-            "the dashboard session has ended; log in again",
+        return Err(state.auth_limiter.refuse(
+            ip,
+            ApiError::unauthorized("the dashboard session has ended; log in again"),
         ));
     };
     let safe = matches!(parts.method, Method::GET | Method::HEAD);

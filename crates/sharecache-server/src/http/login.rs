@@ -282,18 +282,10 @@ pub async fn login(
         return Err(cross_site());
     }
     let ip = super::extract::client_ip(&parts);
-    if s.auth_limiter.is_blocked(ip) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed authentications from this address; wait a minute",
-        );
-        e.retry_after = Some(60);
-        return Err(e);
-    }
     let Some(principal) = s.creds.authenticate(body.token.trim()) else {
-        s.auth_limiter.record_failure(ip);
-        return Err(ApiError::unauthorized("invalid token"));
+        return Err(s
+            .auth_limiter
+            .refuse(ip, ApiError::unauthorized("invalid token")));
     };
     let id = s.logins.start(principal.clone());
     let mut r = axum::Json(me(&s.creds, &principal)).into_response();

@@ -166,8 +166,12 @@ impl AppState {
     }
 }
 
-/// Counts failed authentications per client address in one-minute windows; an address
-/// over the budget gets 429 for the rest of its window, whatever token it sends.
+/// Counts failed authentications per client address in one-minute windows; past the
+/// budget, an address's further failures are answered 429 (with `Retry-After`) instead
+/// of 401 for the rest of its window. A valid token or session is never refused: behind
+/// a proxy or sidecar many tenants share one address, and one broken client must not
+/// lock the others out. (Tokens are 256-bit random; the budget slows probing and keeps
+/// it out of the logs, it is not what makes guessing hopeless.)
 #[derive(Debug)]
 pub struct AuthLimiter {
     per_minute: u32,
@@ -190,24 +194,40 @@ impl AuthLimiter {
         ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
-    /// Whether `ip` has used up its failures for this window.
-    pub fn is_blocked(&self, ip: Option<IpAddr>) -> bool {
-        let w = self.windows.lock();
-        w.get(&Self::key(ip))
-            .is_some_and(|(start, n)| start.elapsed() < WINDOW && *n >= self.per_minute)
+    /// Records one failed authentication from `ip` and answers it: `refusal` (401)
+    /// within the budget, 429 past it.
+    pub fn refuse(&self, ip: Option<IpAddr>, refusal: ApiError) -> ApiError {
+        if self.record_failure(ip) <= self.per_minute {
+            return refusal;
+        }
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications from this address; wait a minute \
+             (valid credentials are still accepted)",
+        );
+        e.retry_after = Some(60);
+        e
     }
 
-    /// Records one failed authentication from `ip`.
-    pub fn record_failure(&self, ip: Option<IpAddr>) {
+    /// Records one failed authentication from `ip`; returns its failures this window.
+    /// The map holds at most `MAX_TRACKED` addresses: when it is full of live windows,
+    /// a new address is not tracked (many addresses cannot be limited per address).
+    fn record_failure(&self, ip: Option<IpAddr>) -> u32 {
         let mut w = self.windows.lock();
-        if w.len() >= MAX_TRACKED {
+        let key = Self::key(ip);
+        if w.len() >= MAX_TRACKED && !w.contains_key(&key) {
             w.retain(|_, (start, _)| start.elapsed() < WINDOW);
+            if w.len() >= MAX_TRACKED {
+                return 1;
+            }
         }
-        let e = w.entry(Self::key(ip)).or_insert((Instant::now(), 0));
+        let e = w.entry(key).or_insert((Instant::now(), 0));
         if e.0.elapsed() >= WINDOW {
             *e = (Instant::now(), 0);
         }
         e.1 += 1;
+        e.1
     }
 }
 
