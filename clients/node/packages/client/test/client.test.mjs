@@ -251,6 +251,69 @@ describe("events, presence, queues", () => {
     assert.equal((await ch.since({ after: first.id })).length, 2);
   });
 
+  // A fetch that cuts the first SSE stream after its first event, as a proxy or a restart would.
+  function cuttingFetch() {
+    let streams = 0;
+    return (u, init) => fetch(u, init).then((r) => {
+      if (!r.headers.get("content-type")?.startsWith("text/event-stream") || streams++ > 0) return r;
+      const reader = r.body.getReader();
+      const body = new ReadableStream({
+        async pull(ctl) {
+          const { value, done } = await reader.read();
+          if (done) return ctl.close();
+          ctl.enqueue(value);
+          if (new TextDecoder().decode(value).includes("data:")) { ctl.close(); reader.cancel().catch(() => {}); }
+        },
+      });
+      return new Response(body, { status: r.status, headers: r.headers });
+    });
+  }
+
+  test("subscribe reconnects when the stream drops", async () => {
+    const ch = new Sharecache({ url: stack.url, token: stack.token, fetch: cuttingFetch() }).ns("app").events("flaky");
+    const pub = ns.events("flaky");
+    let connects = 0;
+    let onConnect;
+    const connected = () => new Promise((r) => (onConnect = r));
+    let next = connected();
+    const got = [];
+    const loop = (async () => {
+      for await (const ev of ch.subscribe({ onConnect: () => { connects++; onConnect(); } })) {
+        got.push(ev);
+        if (got.length === 2) break;
+      }
+    })();
+    await next;
+    next = connected();
+    await pub.publish(1);
+    await next; // the stream was cut after event 1 and opened again
+    await pub.publish(2);
+    await loop;
+    assert.deepEqual(got, [1, 2]);
+    assert.equal(connects, 2);
+  });
+
+  test("a durable subscription loses nothing across a dropped stream", async () => {
+    const ch = new Sharecache({ url: stack.url, token: stack.token, fetch: cuttingFetch() }).ns("app").events("ledger");
+    const pub = ns.events("ledger");
+    let onConnect;
+    const first = new Promise((r) => (onConnect = r));
+    const got = [];
+    const loop = (async () => {
+      for await (const ev of ch.subscribeDurable({ onConnect: () => onConnect() })) {
+        got.push(ev.data);
+        if (got.length === 3) break;
+      }
+    })();
+    await first;
+    await pub.publish("a", { durable: true });
+    await pub.publish("b", { durable: true }); // may land while the stream is cut
+    await new Promise((r) => setTimeout(r, 300));
+    await pub.publish("c", { durable: true });
+    await loop;
+    assert.deepEqual(got, ["a", "b", "c"]);
+  });
+
   test("presence", async () => {
     const room = ns.presence("room1");
     await room.beat("ada", { ttlMs: 30_000 });
