@@ -80,6 +80,16 @@ describe("cache", () => {
     assert.equal(await iso.clear(), 15); // 14 k:* keys and the tagged one (tags invalidate lazily)
   });
 
+  test("a tag-invalidated value is a miss for every read and for If-None-Match", { todo: "server bug: exists, _ttl, listing, If-None-Match and _incr still see an invalidated tagged key" }, async () => {
+    const iso = sc.ns("tagbug");
+    await iso.set("t", 1, { tags: ["x"] });
+    await iso.invalidateTags(["x"]);
+    assert.equal(await iso.get("t", {}), undefined);
+    assert.equal(await iso.exists("t"), false);
+    assert.equal(await iso.ttl("t"), undefined);
+    assert.equal(await iso.setIfAbsent("t", 2), true);
+  });
+
   test("same-tick gets go out as one _mget; opt-out sends one GET each", async () => {
     let calls = [];
     const counting = (u, init) => { calls.push(`${init.method} ${new URL(u).pathname}`); return fetch(u, init); };
