@@ -2,7 +2,7 @@
 //! real Redis: tables and `--json`, the token from the environment, the service's
 //! refusals as errors with a failing exit code.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
