@@ -477,3 +477,117 @@ async fn a_real_prometheus_scrapes_the_service_and_every_alert_has_data() {
         served_names(&s).await
     );
 }
+
+/// The value of one series in a `/metrics` text (`name` or `name{labels}` as written).
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+async fn metrics_of(app: &support::TestApp) -> String {
+    let r = app
+        .call(
+            axum::http::Method::GET,
+            "/metrics",
+            Some(app.admin.as_str()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+/// The figures the alerts read follow what happens: the backend is up and no fallback
+/// runs, L1's link is up, an open SSE stream is counted until it drops, a refused
+/// token is counted; with Redis unreachable, the backend is down and the fallback (with
+/// its budget) in use; without a tier, no L1 link is reported down.
+#[tokio::test]
+async fn the_alerts_figures_follow_the_service() {
+    use support::{Backend, TestApp};
+    use tower::ServiceExt;
+
+    let app = TestApp::new(Backend::Redis).await;
+    // The tier's invalidation link comes up in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = metrics_of(&app).await;
+        if value(&m, "sharecache_l1_link_up") == Some(1.0) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "L1 link not up:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(value(&m, "sharecache_backend_up"), Some(1.0), "{m}");
+    assert_eq!(value(&m, "sharecache_fallback_in_use"), Some(0.0), "{m}");
+    assert_eq!(value(&m, "sharecache_memory_store_bytes"), Some(0.0), "{m}");
+    assert!(
+        value(&m, "sharecache_backend_memory_bytes").unwrap() > 0.0,
+        "{m}"
+    );
+    assert_eq!(value(&m, "sharecache_sse_subscribers"), Some(0.0), "{m}");
+    let failures = value(&m, "sharecache_auth_failures_total").unwrap();
+
+    let req = axum::http::Request::get("/v1/events/user/news")
+        .header("authorization", format!("Bearer {}", app.user))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let stream = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let m = metrics_of(&app).await;
+    assert_eq!(value(&m, "sharecache_sse_subscribers"), Some(1.0), "{m}");
+    drop(stream);
+    assert_eq!(
+        value(&metrics_of(&app).await, "sharecache_sse_subscribers"),
+        Some(0.0)
+    );
+
+    let r = app
+        .call(
+            axum::http::Method::GET,
+            "/v1/cache/user/k",
+            Some("wrong"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let m = metrics_of(&app).await;
+    assert_eq!(
+        value(&m, "sharecache_auth_failures_total"),
+        Some(failures + 1.0),
+        "{m}"
+    );
+
+    // Nobody listens on this port: Redis unreachable, the memory fallback answers.
+    let url: &'static str = Box::leak(
+        format!("redis://127.0.0.1:{}", sharecache_testkit::free_port()).into_boxed_str(),
+    );
+    let down = TestApp::new(Backend::Url(url)).await;
+    let r = down
+        .call(
+            axum::http::Method::PUT,
+            "/v1/cache/user/k",
+            Some(down.user.as_str()),
+            Some("1"),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let m = metrics_of(&down).await;
+    assert_eq!(value(&m, "sharecache_backend_up"), Some(0.0), "{m}");
+    assert_eq!(value(&m, "sharecache_fallback_in_use"), Some(1.0), "{m}");
+    assert!(
+        value(&m, "sharecache_memory_store_bytes").unwrap() > 0.0,
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "sharecache_memory_store_budget_bytes"),
+        Some((256u64 << 20) as f64),
+        "{m}"
+    );
+
+    // The embedded memory store has no tier: no L1 figures at all.
+    let memory = TestApp::new(Backend::Memory).await;
+    let m = metrics_of(&memory).await;
+    assert!(!m.contains("sharecache_l1_"), "{m}");
+    assert_eq!(value(&m, "sharecache_backend_up"), Some(1.0), "{m}");
+}
