@@ -591,3 +591,47 @@ async fn the_alerts_figures_follow_the_service() {
     assert!(!m.contains("sharecache_l1_"), "{m}");
     assert_eq!(value(&m, "sharecache_backend_up"), Some(1.0), "{m}");
 }
+
+/// Keys Redis evicts for space are counted in `sharecache_backend_evictions_total`, the
+/// counter `SharecacheEvictions` watches.
+#[tokio::test]
+async fn redis_evictions_are_counted() {
+    use sharecache_testkit::{RedisConfig, RedisServer};
+    use support::{Backend, TestApp};
+
+    let server = RedisServer::start_with(RedisConfig::args(&[
+        "--maxmemory",
+        "4mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]));
+    let url: &'static str = Box::leak(server.url().into_boxed_str());
+    let app = TestApp::new(Backend::Url(url)).await;
+    let before = value(
+        &metrics_of(&app).await,
+        "sharecache_backend_evictions_total",
+    )
+    .unwrap();
+    let big = format!("\"{}\"", "x".repeat(4000));
+    for i in 0..3000 {
+        let r = app
+            .call(
+                axum::http::Method::PUT,
+                &format!("/v1/cache/user/k{i}"),
+                Some(app.user.as_str()),
+                Some(&big),
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    let m = metrics_of(&app).await;
+    let after = value(&m, "sharecache_backend_evictions_total").unwrap();
+    assert!(
+        after > before,
+        "no evictions counted: {before} -> {after}\n{m}"
+    );
+    assert!(
+        value(&m, "sharecache_backend_keys").unwrap() < 3000.0,
+        "{m}"
+    );
+}
