@@ -3,7 +3,10 @@
 //! a real Prometheus (Debian's package; scripts/test installs it) scraping a real
 //! `sharecache serve` with the admin token, on a real redis-server, that loads the rules,
 //! evaluates them without error, and finds data for every series each alert compares;
-//! and every metric the dashboard's expressions name is one `/metrics` serves.
+//! every metric the dashboard's expressions name is one `/metrics` serves, and
+//! `promtool check metrics` finds nothing to say about the names; and the figures the
+//! alerts read (backend up, fallback and its budget, L1 link, evictions, SSE, failed
+//! authentications) follow what the service does.
 //!
 //! Every process is killed by its pid when its guard drops, and every wait is bounded.
 
@@ -148,9 +151,9 @@ async fn traffic(s: &Served) {
     assert_eq!(r.status().as_u16(), 401);
 }
 
-/// The sample names `/metrics` serves (`_bucket`, `_sum`, `_count`, `_total` included).
-async fn served_names(s: &Served) -> BTreeSet<String> {
-    let text = support::client()
+/// The `/metrics` text of a served process (with the admin token).
+async fn metrics_text(s: &Served) -> String {
+    support::client()
         .get(format!("{}/metrics", s.url))
         .bearer_auth(&s.admin)
         .send()
@@ -160,8 +163,14 @@ async fn served_names(s: &Served) -> BTreeSet<String> {
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The sample names `/metrics` serves (`_bucket`, `_sum`, `_count`, `_total` included).
+async fn served_names(s: &Served) -> BTreeSet<String> {
+    metrics_text(s)
+        .await
+        .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
         .collect()
@@ -226,6 +235,39 @@ async fn every_dashboard_expression_names_a_metric_the_service_serves() {
         assert!(!names.is_empty(), "names no sharecache metric: {q}");
         unknown.extend(names.into_iter().filter(|n| !served.contains(*n)));
     }
+    // And the names follow Prometheus's conventions, as `promtool check metrics` lints
+    // them (units in names, `_total` counters...).
+    let text = metrics_text(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.txt");
+    std::fs::write(&path, &text).unwrap();
+    let out = run_bounded(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{PROMTOOL} check metrics < '{}'", path.display())),
+        Duration::from_secs(60),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool reads the classic text format, where a counter's HELP names its sample
+    // (`x_total`); OpenMetrics names the family (`x`). That difference is no problem.
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let family = l
+                .strip_suffix(" no help text")
+                .and_then(|n| n.strip_suffix("_total"));
+            !family.is_some_and(|f| text.contains(&format!("# HELP {f} ")))
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "promtool check metrics: {problems:#?}\n{text}"
+    );
     assert!(
         unknown.is_empty(),
         "the dashboard names metrics /metrics does not serve: {unknown:?}\nserved: {served:?}"
