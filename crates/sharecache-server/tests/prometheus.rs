@@ -677,3 +677,51 @@ async fn redis_evictions_are_counted() {
         "{m}"
     );
 }
+
+/// An SSE subscriber that reads too slowly skips events, and the skipped ones are counted
+/// in `sharecache_sse_events_dropped_total` (`SharecacheSseEventsDropped`).
+#[tokio::test]
+async fn events_a_slow_sse_subscriber_skips_are_counted() {
+    use http_body_util::BodyExt;
+    use support::{Backend, TestApp};
+    use tower::ServiceExt;
+
+    let app = TestApp::new(Backend::Memory).await;
+    let t = Some(app.user.as_str());
+    let req = axum::http::Request::get("/v1/events/user/firehose")
+        .header("authorization", format!("Bearer {}", app.user))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let mut body = app.router.clone().oneshot(req).await.unwrap().into_body();
+    // More than a channel buffers for one subscriber (1024), none of them read yet.
+    let n = 1100;
+    for i in 0..n {
+        let r = app
+            .call(
+                axum::http::Method::POST,
+                "/v1/events/user/firehose",
+                t,
+                Some(&format!("{{\"n\":{i}}}")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // The first event it reads comes after the skipped ones.
+    let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("an event within 10 s")
+        .unwrap()
+        .unwrap();
+    let data = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+    assert!(data.starts_with("data: {\"n\":"), "{data:?}");
+    assert!(
+        !data.starts_with("data: {\"n\":0}"),
+        "nothing skipped: {data:?}"
+    );
+    let m = metrics_of(&app).await;
+    let dropped = value(&m, "sharecache_sse_events_dropped_total").unwrap();
+    assert!(
+        dropped >= (n - 1024) as f64,
+        "{dropped} dropped counted\n{m}"
+    );
+}
