@@ -54,27 +54,71 @@ pub struct Metrics {
     hits: Family<NsLabels, Counter>,
     misses: Family<NsLabels, Counter>,
     server_errors: Family<CodeLabels, Counter>,
+    auth_failures: Counter,
     backend_state: Family<StateLabels, Gauge>,
     backend_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
-    l1: Family<L1Labels, Gauge>,
+    backend_up: Gauge,
+    fallback_in_use: Gauge,
+    backend_keys: Gauge,
+    backend_memory: Gauge,
+    evictions: Counter,
+    memory_store_bytes: Gauge,
+    memory_store_budget: Gauge,
+    sse_subscribers: Gauge,
+    sse_dropped: Counter,
+    l1: Option<L1Metrics>,
+    /// The last eviction totals read from Redis and from the memory store, to turn
+    /// them into increments of one counter.
+    evictions_seen: parking_lot::Mutex<[u64; 2]>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct L1Labels {
-    figure: &'static str,
+/// The in-process tier's figures (registered only when the cache has one, so a service
+/// without L1 reports no link to be down).
+#[derive(Debug, Default)]
+struct L1Metrics {
+    hits: Counter,
+    misses: Counter,
+    invalidations: Counter,
+    flushes: Counter,
+    evictions: Counter,
+    entries: Gauge,
+    bytes: Gauge,
+    link_up: Gauge,
 }
+
+/// The codes a 5xx answer can carry (`http::error::describe`, readiness): their series
+/// exist from the start at 0, so the alerts on each have data before the first error.
+const SERVER_ERROR_CODES: [&str; 9] = [
+    "backend_full",
+    "backend_read_only",
+    "backend_loading",
+    "backend_busy",
+    "backend_cannot_persist",
+    "backend_permission",
+    "unavailable",
+    "fallback",
+    "internal",
+];
 
 const STATES: [&str; 4] = ["memory", "connected", "degraded", "recovering"];
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
+    }
+}
+
+/// Raises a counter to a running total read elsewhere (never lowers it).
+fn follow(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
     }
 }
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Self {
+    /// Registers every metric; the L1 tier's only `with_tier`.
+    pub fn new(with_tier: bool) -> Self {
         let mut registry = Registry::with_prefix("sharecache");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -103,6 +147,15 @@ impl Metrics {
             "5xx answers by error code (backend_full, backend_read_only, unavailable, internal...)",
             server_errors.clone(),
         );
+        for code in SERVER_ERROR_CODES {
+            let _ = server_errors.get_or_create(&CodeLabels { code });
+        }
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for a missing, unknown or expired credential",
+            auth_failures.clone(),
+        );
         let backend_state = Family::<StateLabels, Gauge>::default();
         registry.register(
             "backend_state",
@@ -112,15 +165,108 @@ impl Metrics {
         let backend_latency = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "backend_ping_seconds",
-            "Round trip of the last backend ping",
+            "Round trip of the last backend ping (NaN when it failed)",
             backend_latency.clone(),
         );
-        let l1 = Family::<L1Labels, Gauge>::default();
-        registry.register(
-            "l1",
-            "In-process tier: hits, misses, invalidations, flushes (running totals), entries, bytes, link_up",
-            l1.clone(),
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let backend_up = gauge(
+            &mut registry,
+            "backend_up",
+            "1 when the last backend ping answered (always 1 for the memory backend)",
         );
+        let fallback_in_use = gauge(
+            &mut registry,
+            "fallback_in_use",
+            "1 while Redis is unreachable and requests are answered from this process's memory \
+             (or fail fast with fallback = \"fail\"), until the outage's writes are replayed",
+        );
+        let backend_keys = gauge(
+            &mut registry,
+            "backend_keys",
+            "Keys the backend holds (Redis DBSIZE summed over nodes)",
+        );
+        let backend_memory = gauge(
+            &mut registry,
+            "backend_memory_bytes",
+            "Memory the backend uses (Redis used_memory summed over nodes)",
+        );
+        let evictions = counter(
+            &mut registry,
+            "backend_evictions",
+            "Keys the backend evicted for space (Redis evicted_keys, or the memory store's), \
+             coordination state such as locks, rate limits and sessions included",
+        );
+        let memory_store_bytes = gauge(
+            &mut registry,
+            "memory_store_bytes",
+            "Bytes held by this process's memory store: the embedded backend, or the fallback \
+             during an outage",
+        );
+        let memory_store_budget = gauge(
+            &mut registry,
+            "memory_store_budget_bytes",
+            "Byte budget of the memory store ([backend] memory_max_bytes); 0 without one",
+        );
+        let sse_subscribers = gauge(
+            &mut registry,
+            "sse_subscribers",
+            "Open Server-Sent Events subscriptions",
+        );
+        let sse_dropped = counter(
+            &mut registry,
+            "sse_events_dropped",
+            "Events skipped for subscribers that read too slowly to keep up",
+        );
+        let l1 = with_tier.then(|| {
+            let l1 = L1Metrics::default();
+            let sub = registry.sub_registry_with_prefix("l1");
+            for (name, help, c) in [
+                ("hits", "Reads answered by the in-process tier", &l1.hits),
+                (
+                    "misses",
+                    "Reads the in-process tier could not answer",
+                    &l1.misses,
+                ),
+                (
+                    "invalidations",
+                    "Keys invalidated in the in-process tier",
+                    &l1.invalidations,
+                ),
+                (
+                    "flushes",
+                    "Whole-tier flushes (database flush, lost link, pattern delete)",
+                    &l1.flushes,
+                ),
+                (
+                    "evictions",
+                    "Entries pushed out of the in-process tier for space",
+                    &l1.evictions,
+                ),
+            ] {
+                sub.register(name, help, c.clone());
+            }
+            for (name, help, g) in [
+                ("entries", "Entries the in-process tier holds", &l1.entries),
+                ("bytes", "Bytes the in-process tier holds", &l1.bytes),
+                (
+                    "link_up",
+                    "1 while the invalidation link to Redis is up (L1 serves only then)",
+                    &l1.link_up,
+                ),
+            ] {
+                sub.register(name, help, g.clone());
+            }
+            l1
+        });
         Self {
             latency_all: LatencyBuckets::default(),
             registry,
@@ -129,9 +275,42 @@ impl Metrics {
             hits,
             misses,
             server_errors,
+            auth_failures,
             backend_state,
             backend_latency,
+            backend_up,
+            fallback_in_use,
+            backend_keys,
+            backend_memory,
+            evictions,
+            memory_store_bytes,
+            memory_store_budget,
+            sse_subscribers,
+            sse_dropped,
             l1,
+            evictions_seen: parking_lot::Mutex::new([0; 2]),
+        }
+    }
+
+    /// Sets the memory store's byte budget (`[backend] memory_max_bytes`, or 0 when
+    /// there is no memory store).
+    pub fn set_memory_budget(&self, bytes: u64) {
+        self.memory_store_budget
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The counter of failed authentications (the limiter that sees them adds to it).
+    pub fn auth_failures(&self) -> Counter {
+        self.auth_failures.clone()
+    }
+
+    /// Counts one open SSE subscription until the returned guard drops.
+    pub fn sse_subscriber(&self) -> SseSubscriber {
+        self.sse_subscribers.inc();
+        SseSubscriber {
+            open: self.sse_subscribers.clone(),
+            dropped: self.sse_dropped.clone(),
+            reported: 0,
         }
     }
 
@@ -168,26 +347,45 @@ impl Metrics {
         }
     }
 
-    /// Renders the text exposition, after setting the backend gauges.
+    /// Renders the text exposition, after setting the backend gauges. `store` is the
+    /// store's figures when they could be read (`None` keeps the last ones).
     pub fn render(
         &self,
         state: sharecache::BackendState,
         ping: Option<Duration>,
         tier: Option<sharecache::TierStats>,
+        store: Option<&sharecache::StoreStats>,
     ) -> String {
-        if let Some(t) = tier {
-            for (figure, v) in [
-                ("hits", t.hits),
-                ("misses", t.misses),
-                ("invalidations", t.invalidations),
-                ("flushes", t.flushes),
-                ("entries", t.entries),
-                ("evictions", t.evictions),
-                ("bytes", t.bytes),
-                ("link_up", u64::from(t.link_up)),
-            ] {
-                self.l1.get_or_create(&L1Labels { figure }).set(v as i64);
+        use sharecache::BackendState as S;
+        if let (Some(t), Some(m)) = (tier, &self.l1) {
+            follow(&m.hits, t.hits);
+            follow(&m.misses, t.misses);
+            follow(&m.invalidations, t.invalidations);
+            follow(&m.flushes, t.flushes);
+            follow(&m.evictions, t.evictions);
+            m.entries.set(t.entries as i64);
+            m.bytes.set(t.bytes as i64);
+            m.link_up.set(i64::from(t.link_up));
+        }
+        if let Some(st) = store {
+            let in_memory = st.state != S::Connected;
+            // Redis's figures while connected; the memory store's otherwise.
+            if matches!(st.state, S::Connected | S::Memory) {
+                self.backend_keys.set(st.keys as i64);
+                self.backend_memory.set(st.bytes as i64);
             }
+            self.memory_store_bytes
+                .set(if in_memory { st.bytes as i64 } else { 0 });
+            let mut seen = self.evictions_seen.lock();
+            let last = &mut seen[usize::from(in_memory)];
+            // A total below the last one is a restarted Redis: all of it is new.
+            let new = if st.evictions >= *last {
+                st.evictions - *last
+            } else {
+                st.evictions
+            };
+            *last = st.evictions;
+            self.evictions.inc_by(new);
         }
         let current = state.to_string();
         for s in STATES {
@@ -195,12 +393,39 @@ impl Metrics {
                 .get_or_create(&StateLabels { state: s })
                 .set(i64::from(s == current));
         }
+        self.backend_up.set(i64::from(ping.is_some()));
+        self.fallback_in_use
+            .set(i64::from(matches!(state, S::Degraded | S::Recovering)));
         self.backend_latency
             .set(ping.map_or(f64::NAN, |d| d.as_secs_f64()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// One open SSE subscription ([`Metrics::sse_subscriber`]): counted until dropped.
+#[derive(Debug)]
+pub struct SseSubscriber {
+    open: Gauge,
+    dropped: Counter,
+    reported: u64,
+}
+
+impl SseSubscriber {
+    /// Reports the subscription's running total of skipped events.
+    pub fn skipped(&mut self, total: u64) {
+        if total > self.reported {
+            self.dropped.inc_by(total - self.reported);
+            self.reported = total;
+        }
+    }
+}
+
+impl Drop for SseSubscriber {
+    fn drop(&mut self) {
+        self.open.dec();
     }
 }
 

@@ -125,6 +125,13 @@ pub fn app_state(cfg: &Config, cache: Cache, admin_hash: [u8; 32]) -> AppState {
         metrics_public: cfg.server.metrics_public,
         auth_failures_per_minute: cfg.server.auth_failures_per_minute,
         lenient_readiness: cfg.server.readiness == Readiness::Lenient,
+        memory_budget_bytes: if cfg.backend.url.starts_with("memory")
+            || cfg.backend.fallback == FallbackPolicy::Memory
+        {
+            cfg.backend.memory_max_bytes
+        } else {
+            0
+        },
     };
     AppState::new(
         cache,

@@ -2,92 +2,13 @@
 //! real Redis: tables and `--json`, the token from the environment, the service's
 //! refusals as errors with a failing exit code.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sharecache_server::auth::{hash_token, new_token};
-use sharecache_testkit::RedisServer;
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sharecache");
-
-struct Served {
-    child: Child,
-    url: String,
-    admin: String,
-    user: String,
-    viewer: String,
-    _dir: tempfile::TempDir,
-    _redis: RedisServer,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Served {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, user, viewer) = (new_token(), new_token(), new_token());
-    let h = |t: &str| hex::encode(hash_token(t));
-    let config = dir.path().join("sharecache.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nstate_dir = \"{}\"\n[backend]\nurl = \"{}\"\n[admin]\ntoken_sha256 = \"{}\"\n\
-             [[services]]\nname = \"user\"\ntoken_sha256 = \"{}\"\nwrite = [\"user\", \"chat\"]\n\
-             [[viewers]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\n",
-            dir.path().display(),
-            redis.url(),
-            h(&admin),
-            h(&user),
-            h(&viewer)
-        ),
-    )
-    .unwrap();
-    let port = sharecache_testkit::free_port();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .current_dir(dir.path())
-        .env_remove("REDIS_URL")
-        .env_remove("CACHE_TYPE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut line = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "serve did not start");
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "serve exited");
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Served {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        admin,
-        user,
-        viewer,
-        _dir: dir,
-        _redis: redis,
-    }
-}
+use support::serve::{BIN, Served, serve};
 
 /// Runs the client with the token in SHARECACHE_TOKEN (never on the command line).
 fn sc(s: &Served, token: &str, args: &[&str]) -> Output {

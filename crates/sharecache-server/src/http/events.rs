@@ -5,11 +5,13 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::AppState;
 use super::cache::NoQuery;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
@@ -92,16 +94,21 @@ pub async fn publish(
     responses((status = 200, description = "one `data:` line per event; heartbeat comments every 15 s",
         content_type = "text/event-stream", body = String)))]
 pub async fn subscribe(
+    State(s): State<AppState>,
     ReadNs(n): ReadNs,
     ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
     let sub = n.channel(&channel)?.subscribe().await?;
-    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
-        let b = sub.recv().await?;
-        let event = Event::default().data(String::from_utf8_lossy(&b));
-        Some((Ok::<_, Infallible>(event), sub))
-    });
+    // Counted in `sharecache_sse_subscribers` until the client goes and the stream drops.
+    let counted = s.metrics.sse_subscriber();
+    let stream =
+        futures_util::stream::unfold((sub, counted), |(mut sub, mut counted)| async move {
+            let b = sub.recv().await?;
+            counted.skipped(sub.skipped());
+            let event = Event::default().data(String::from_utf8_lossy(&b));
+            Some((Ok::<_, Infallible>(event), (sub, counted)))
+        });
     let sse = Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))

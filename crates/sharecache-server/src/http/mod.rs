@@ -74,6 +74,9 @@ pub struct HttpOptions {
     /// `[server] readiness = "lenient"`: `/ready` answers 200 while requests are served
     /// from the memory fallback or the backend refuses writes.
     pub lenient_readiness: bool,
+    /// `[backend] memory_max_bytes` when a memory store exists (the embedded backend or
+    /// the memory fallback), 0 otherwise: the budget `/metrics` reports.
+    pub memory_budget_bytes: u64,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -145,13 +148,15 @@ impl AppState {
         opts: HttpOptions,
         serves_during_outage: bool,
     ) -> Self {
-        let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute);
+        let metrics = Metrics::new(cache.tier_stats().is_some());
+        metrics.set_memory_budget(opts.memory_budget_bytes);
+        let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute, metrics.auth_failures());
         let granted_namespaces = creds.all_namespaces();
         let raw = rawview::RawRedis::new(opts.doctor_url.clone());
         Self(Arc::new(Inner {
             cache,
             creds,
-            metrics: Metrics::new(),
+            metrics,
             auth_limiter,
             opts,
             rates: ops::Rates::default(),
@@ -176,6 +181,8 @@ impl AppState {
 pub struct AuthLimiter {
     per_minute: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// `sharecache_auth_failures_total`.
+    failures: prometheus_client::metrics::counter::Counter,
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -183,10 +190,11 @@ const WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED: usize = 100_000;
 
 impl AuthLimiter {
-    fn new(per_minute: u32) -> Self {
+    fn new(per_minute: u32, failures: prometheus_client::metrics::counter::Counter) -> Self {
         Self {
             per_minute,
             windows: Mutex::new(HashMap::new()),
+            failures,
         }
     }
 
@@ -214,6 +222,7 @@ impl AuthLimiter {
     /// The map holds at most `MAX_TRACKED` addresses: when it is full of live windows,
     /// a new address is not tracked (many addresses cannot be limited per address).
     fn record_failure(&self, ip: Option<IpAddr>) -> u32 {
+        self.failures.inc();
         let mut w = self.windows.lock();
         let key = Self::key(ip);
         if w.len() >= MAX_TRACKED && !w.contains_key(&key) {

@@ -133,9 +133,17 @@ async fn strict_refusal(
         (status = 403, description = "not the admin credential", body = ErrorBody)))]
 pub async fn metrics(State(s): State<AppState>, _: MetricsReader) -> Response {
     let ping = s.cache.ping().await.ok();
+    let state = s.cache.state();
+    // Redis's figures need Redis: skip them (keeping the last) when its ping failed and
+    // calls still go to it; otherwise they are Redis's or the memory store's.
+    let store = if ping.is_none() && state == BackendState::Connected {
+        None
+    } else {
+        s.cache.stats().await.ok()
+    };
     let text = s
         .metrics
-        .render(s.cache.state(), ping, s.cache.tier_stats());
+        .render(state, ping, s.cache.tier_stats(), store.as_ref());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -2,12 +2,13 @@
 //! admin and three service credentials, driven with `oneshot` or over a real socket;
 //! [`on_every_backend!`] to run a behaviour test on each backend; the route table
 //! ([`routes`]) and the store snapshots ([`store`]) the isolation and bad-input checks
-//! share.
+//! share; a real `sharecache serve` process ([`serve`]).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod acl;
 pub mod node;
 pub mod routes;
+pub mod serve;
 pub mod store;
 
 /// Runs each named `async fn(Backend)` as one test on the memory backend and one on a
