@@ -90,7 +90,6 @@ async fn behaviour(case: Case<'_>) {
     }
 }
 
-
 /// One key checked under both algorithms: each keeps its own budget (no script is handed
 /// the other's state: that was a 500), and `reset` forgets both.
 async fn switching_algorithms(case: Case<'_>) {
