@@ -343,8 +343,9 @@ fn on_conflict_fail_writes_nothing_and_lists_the_conflict() {
     assert_eq!(get(&dst, "auth:s:3"), None, "nothing written");
 }
 
-#[test]
-fn on_conflict_skip_keeps_the_target_key_and_counts_it() {
+/// `migrate --on-conflict POLICY --json` over [`conflict_setup`]: the target and the
+/// report of a successful run.
+fn conflict_run(policy: &str) -> (RedisServer, serde_json::Value) {
     let (src, dst) = conflict_setup();
     let s = format!("auth={}", src.url());
     let out = migrate(&[
@@ -353,21 +354,27 @@ fn on_conflict_skip_keeps_the_target_key_and_counts_it() {
         "--to",
         &dst.url(),
         "--on-conflict",
-        "skip",
+        policy,
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let r = report(&out);
+    (dst, report(&out))
+}
+
+/// A source report's (copied, conflicts, unchanged).
+fn counts(s0: &serde_json::Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    (
+        s0["copied"].as_u64(),
+        s0["conflicts"].as_u64(),
+        s0["unchanged"].as_u64(),
+    )
+}
+
+#[test]
+fn on_conflict_skip_keeps_the_target_key_and_counts_it() {
+    let (dst, r) = conflict_run("skip");
     let s0 = &r["sources"][0];
-    assert_eq!(
-        (
-            s0["copied"].as_u64(),
-            s0["conflicts"].as_u64(),
-            s0["unchanged"].as_u64()
-        ),
-        (Some(1), Some(1), Some(1)),
-        "{r}"
-    );
+    assert_eq!(counts(s0), (Some(1), Some(1), Some(1)), "{r}");
     assert_eq!(s0["conflict_keys"][0], "auth:s:1");
     assert_eq!(get(&dst, "auth:s:1").as_deref(), Some("X"));
     assert_eq!(get(&dst, "auth:s:3").as_deref(), Some("c"));
@@ -375,29 +382,9 @@ fn on_conflict_skip_keeps_the_target_key_and_counts_it() {
 
 #[test]
 fn on_conflict_replace_overwrites_and_counts_it() {
-    let (src, dst) = conflict_setup();
-    let s = format!("auth={}", src.url());
-    let out = migrate(&[
-        "--source",
-        &s,
-        "--to",
-        &dst.url(),
-        "--on-conflict",
-        "replace",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let r = report(&out);
+    let (dst, r) = conflict_run("replace");
     let s0 = &r["sources"][0];
-    assert_eq!(
-        (
-            s0["copied"].as_u64(),
-            s0["conflicts"].as_u64(),
-            s0["unchanged"].as_u64()
-        ),
-        (Some(2), Some(1), Some(1)),
-        "{r}"
-    );
+    assert_eq!(counts(s0), (Some(2), Some(1), Some(1)), "{r}");
     assert_eq!(s0["conflict_keys"][0], "auth:s:1");
     assert_eq!(get(&dst, "auth:s:1").as_deref(), Some("a"));
     assert_eq!(r["differences"]["total"], 0, "{r}");

@@ -325,17 +325,26 @@ fn the_binary_prints_json_refuses_bad_names_and_fails_on_an_unreachable_node() {
         "1".repeat(64)
     );
     std::fs::write(&cfg, &text).unwrap();
-    let bin = env!("CARGO_BIN_EXE_sharecache");
-    let out = std::process::Command::new(bin)
-        .args(["provision", "--json", "--url", &server.url(), "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `sharecache provision ARGS --config CFG`; `ok` also checks it succeeded.
+    let provision = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sharecache"))
+            .arg("provision")
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = provision(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = ok(&["--json", "--url", &server.url()]);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["nodes"][0]["users"][0]["action"], "create");
     let pw = j["passwords"]["sc-auth"].as_str().unwrap();
@@ -353,18 +362,12 @@ fn the_binary_prints_json_refuses_bad_names_and_fails_on_an_unreachable_node() {
     )
     .unwrap();
     let pwfile = dir.path().join("passwords");
-    let out = std::process::Command::new(bin)
-        .args(["provision", "--url", &server.url(), "--password-file"])
-        .arg(&pwfile)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(&[
+        "--url",
+        &server.url(),
+        "--password-file",
+        pwfile.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let saved = std::fs::read_to_string(&pwfile).unwrap();
     let late_pw = saved.strip_prefix("sc-late ").unwrap().trim();
@@ -380,18 +383,7 @@ fn the_binary_prints_json_refuses_bad_names_and_fails_on_an_unreachable_node() {
     let aclfile = dir.path().join("users.acl");
     std::fs::write(&aclfile, "user default on nopass ~* &* +@all\n").unwrap();
     for _ in 0..2 {
-        let out = std::process::Command::new(bin)
-            .args(["provision", "--aclfile"])
-            .arg(&aclfile)
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&["--aclfile", aclfile.to_str().unwrap()]);
     }
     let acl = std::fs::read_to_string(&aclfile).unwrap();
     assert!(acl.starts_with("user default on nopass"), "{acl}");
@@ -407,11 +399,7 @@ fn the_binary_prints_json_refuses_bad_names_and_fails_on_an_unreachable_node() {
 
     // A bad ACL user name is a config error naming the line.
     std::fs::write(&cfg, format!("{text}acl_user = \"two words\"\n")).unwrap();
-    let out = std::process::Command::new(bin)
-        .args(["provision", "--url", &server.url(), "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = provision(&["--url", &server.url()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":5:") && err.contains("acl_user"), "{err}");
@@ -419,16 +407,7 @@ fn the_binary_prints_json_refuses_bad_names_and_fails_on_an_unreachable_node() {
     // Nothing listening: non-zero, and says where.
     std::fs::write(&cfg, &text).unwrap();
     let port = sharecache_testkit::free_port();
-    let out = std::process::Command::new(bin)
-        .args([
-            "provision",
-            "--url",
-            &format!("redis://127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = provision(&["--url", &format!("redis://127.0.0.1:{port}")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&port.to_string()));
 }
