@@ -56,8 +56,10 @@
 //! * A caller's key or pattern never reaches outside its namespace.
 //! * A stored value that does not decode (another format, version or type) is a counted
 //!   miss, never a panic.
-//! * With [`Fallback::Memory`], calls keep answering while Redis is down, and after
-//!   recovery no caller reads a value older than one written during the outage.
+//! * With [`Fallback::Memory`], cache calls keep answering while Redis is down, and after
+//!   recovery no caller reads a value older than one written during the outage. What one
+//!   process's memory cannot decide for every instance (locks, rate limits, queues,
+//!   durable events, the per-user session index) fails with `Unavailable` instead.
 
 #![warn(missing_docs)]
 
