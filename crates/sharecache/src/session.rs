@@ -105,6 +105,11 @@ struct Record {
     pub(crate) created_ms: u64,
     pub(crate) idle_ms: u64,
     pub(crate) absolute_ms: u64,
+    /// The user whose index lists this session ([`Sessions::create_for`]), so that a
+    /// rotation moves the index entry with it. Absent in sessions made by `create` and in
+    /// records sealed before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
 }
 
 /// Whether a session is past its absolute lifetime at `now_ms` (pure: tests drive it
@@ -255,7 +260,7 @@ impl Sessions {
         idle: Duration,
         absolute: Duration,
     ) -> Result<NewSession> {
-        let (key, sealed, ttl, new) = self.seal_new(data, idle, absolute)?;
+        let (key, sealed, ttl, new) = self.seal_new(None, data, idle, absolute)?;
         self.ns.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(new)
     }
@@ -263,6 +268,7 @@ impl Sessions {
     /// A new session's key, sealed record and TTL, and what its creator is told.
     fn seal_new(
         &self,
+        user: Option<&str>,
         data: serde_json::Value,
         idle: Duration,
         absolute: Duration,
@@ -275,6 +281,7 @@ impl Sessions {
             created_ms: now,
             idle_ms: idle.as_millis() as u64,
             absolute_ms: absolute.as_millis() as u64,
+            user: user.map(str::to_owned),
         };
         let id = new_id();
         let key = self
@@ -298,7 +305,7 @@ impl Sessions {
         absolute: Duration,
     ) -> Result<NewSession> {
         let index = self.ns.space.aux(Aux::UserSessions, user)?;
-        let (key, sealed, ttl, new) = self.seal_new(data, idle, absolute)?;
+        let (key, sealed, ttl, new) = self.seal_new(Some(user), data, idle, absolute)?;
         // The index first: while Redis is down it refuses (see `Coord::index_add` on the
         // fallback), and then nothing was stored that `end_all` could not find.
         let slot = slot(&new.id).expect("fresh ids are well formed");
@@ -415,13 +422,33 @@ impl Sessions {
             return Ok(None);
         };
         let new_id = new_id();
-        let key = self.ns.space.aux_of(
-            Aux::Session,
-            &slot(&new_id).expect("fresh ids are well formed"),
-        );
+        let new_slot = slot(&new_id).expect("fresh ids are well formed");
+        let key = self.ns.space.aux_of(Aux::Session, &new_slot);
         let sealed = seal_record(self.keys()?, &key, &record)?;
+        // A listed session stays listed: the new slot joins its user's index before the
+        // new id exists (so `end_all` can always find it), the old one leaves after the
+        // old id is dead.
+        let index = match &record.user {
+            Some(user) => {
+                let index = self.ns.space.aux(Aux::UserSessions, user)?;
+                let left = record
+                    .created_ms
+                    .saturating_add(record.absolute_ms)
+                    .saturating_sub(now);
+                self.ns
+                    .coord()
+                    .index_add(&index, &new_slot, Duration::from_millis(left.max(1)))
+                    .await?;
+                Some(index)
+            }
+            None => None,
+        };
         self.ns.kv().set(&key, sealed, Some(ttl)).await?;
         self.ns.kv().del(&[old_key]).await?;
+        if let Some(index) = index {
+            let old_slot = slot(id).expect("a loaded id is well formed");
+            self.ns.coord().index_remove(&index, &[old_slot]).await?;
+        }
         Ok(Some(NewSession {
             id: new_id,
             expires_at_ms: now + ttl.as_millis() as u64,
@@ -492,6 +519,7 @@ mod tests {
             created_ms: 1,
             idle_ms: 2,
             absolute_ms: 3,
+            user: None,
         };
         let sealed = seal_record(&keys, "#sess:auth:aa", &r).unwrap();
         assert_eq!(
@@ -530,6 +558,7 @@ mod tests {
             created_ms: 1000,
             idle_ms: 100,
             absolute_ms: 250,
+            user: None,
         };
         assert_eq!(store_ttl(&r, 1000), Some(Duration::from_millis(100)));
         assert_eq!(

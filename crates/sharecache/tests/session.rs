@@ -258,8 +258,17 @@ async fn per_user(case: Case<'_>) {
     // Ending one prunes it from the list.
     assert!(auth.sessions().end(&a.id).await.unwrap());
     assert_eq!(auth.sessions().list("user:42").await.unwrap().len(), 1);
-    // End all: the user's sessions are gone, another user's are not.
+    // A rotated session stays listed under its user, once, under its new handle.
+    let before = auth.sessions().list("user:42").await.unwrap();
+    let b2 = auth.sessions().rotate(&b.id).await.unwrap().unwrap();
+    let twice = auth.sessions().rotate(&b2.id).await.unwrap().unwrap();
+    let after = auth.sessions().list("user:42").await.unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].handle, before[0].handle);
+    assert_eq!(after[0].created_ms, before[0].created_ms);
+    // End all: the user's sessions are gone, rotated ones included; another user's are not.
     assert_eq!(auth.sessions().end_all("user:42").await.unwrap(), 1);
+    assert!(auth.sessions().get(&twice.id).await.unwrap().is_none());
     assert!(auth.sessions().get(&b.id).await.unwrap().is_none());
     assert!(auth.sessions().list("user:42").await.unwrap().is_empty());
     assert!(auth.sessions().get(&other.id).await.unwrap().is_some());

@@ -96,7 +96,37 @@ async fn behaviour(case: Case<'_>) {
     assert!(!ns.exists("bad").await.unwrap());
 }
 
-every_backend!(behaviour);
+/// An invalidated tagged value is absent for every operation that looks at the key, not
+/// only for reads: exists, TTL, expire, set-if-absent and incr agree with `get`.
+async fn invalidated_is_absent_everywhere(case: Case<'_>) {
+    let ns = case.cache.namespace("tga").unwrap();
+    for k in ["e", "t", "x", "n", "c"] {
+        ns.set_tagged(k, &1u64, Ttl::secs(60), &["v"])
+            .await
+            .unwrap();
+    }
+    assert!(ns.exists("e").await.unwrap());
+    assert!(ns.ttl("t").await.unwrap().is_some());
+    ns.invalidate_tags(&["v"]).await.unwrap();
+    assert!(!ns.exists("e").await.unwrap(), "exists");
+    assert_eq!(ns.ttl("t").await.unwrap(), None, "ttl");
+    assert!(!ns.expire("x", Ttl::secs(5)).await.unwrap(), "expire");
+    assert!(
+        ns.set_if_absent("n", &2u64, Ttl::secs(60)).await.unwrap(),
+        "set_if_absent"
+    );
+    assert_eq!(ns.get::<u64>("n").await.unwrap(), Some(2));
+    assert_eq!(ns.incr("c", 5, Ttl::secs(60)).await.unwrap(), 5, "incr");
+    // A live value still blocks set_if_absent, and a non-counter still refuses incr.
+    assert!(!ns.set_if_absent("n", &3u64, Ttl::secs(60)).await.unwrap());
+    ns.set("j", &"text", Ttl::secs(60)).await.unwrap();
+    assert_eq!(
+        ns.incr("j", 1, Ttl::secs(60)).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+}
+
+every_backend!(behaviour, invalidated_is_absent_everywhere);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_l1() {

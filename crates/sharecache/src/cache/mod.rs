@@ -321,9 +321,19 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.codec.encode(value)?;
-        let stored = self
-            .tiered_write(&[full.as_str()], self.kv().create(&full, bytes, ttl))
+        let mut stored = self
+            .tiered_write(
+                &[full.as_str()],
+                self.kv().create(&full, bytes.clone(), ttl),
+            )
             .await?;
+        // What holds the key may be something reads treat as absent (an invalidated
+        // tagged value, a cached absence): then the key is absent, and the write goes in.
+        if !stored && self.clear_dead(&full).await? {
+            stored = self
+                .tiered_write(&[full.as_str()], self.kv().create(&full, bytes, ttl))
+                .await?;
+        }
         if stored {
             self.counters.sets.fetch_add(1, Ordering::Relaxed);
         }
@@ -338,15 +348,37 @@ impl Namespace {
     pub async fn incr(&self, key: &str, by: i64, ttl: Ttl) -> Result<i64> {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
-        self.tiered_write(&[full.as_str()], self.kv().incr(&full, by, ttl))
+        match self
+            .tiered_write(&[full.as_str()], self.kv().incr(&full, by, ttl))
             .await
+        {
+            // A value reads treat as absent is no counter, and no obstacle either.
+            Err(e) if e.kind() == ErrorKind::WrongType && self.clear_dead(&full).await? => {
+                self.tiered_write(&[full.as_str()], self.kv().incr(&full, by, ttl))
+                    .await
+            }
+            r => r,
+        }
     }
 
     /// How long `key` has left to live: `None` if it does not exist, `Some(Ttl::NEVER)` if
     /// it does not expire, else the remaining time (to the millisecond on Redis).
     pub async fn ttl(&self, key: &str) -> Result<Option<Ttl>> {
         let full = self.space.key(key)?;
-        Ok(self.kv().pttl(&full).await?.map(|ttl| match ttl {
+        // PTTL first: during an outage it is `Unavailable` (process memory cannot know
+        // what Redis holds), where a read would answer from memory.
+        let Some(ttl) = self.kv().pttl(&full).await? else {
+            return Ok(None);
+        };
+        match self.kv().get(&full).await {
+            Ok(Some(stored)) if !self.readable(&stored).await => return Ok(None),
+            Ok(None) => return Ok(None),
+            Ok(Some(_)) => {}
+            // Another Redis type: a key that exists, with this TTL.
+            Err(e) if e.kind() == ErrorKind::WrongType => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Some(match ttl {
             Some(d) => Ttl::millis(d.as_millis().max(1) as u64),
             None => Ttl::NEVER,
         }))
@@ -358,14 +390,51 @@ impl Namespace {
     pub async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool> {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
+        if self.clear_dead(&full).await? {
+            return Ok(false);
+        }
         self.tiered_write(&[full.as_str()], self.kv().expire(&full, ttl))
             .await
     }
 
-    /// Whether `key` holds a value.
+    /// Whether `key` holds a value a read would return: an invalidated tagged value or a
+    /// cached absence is no value.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.space.key(key)?;
-        self.kv().exists(&full).await
+        Ok(match self.kv().get(&full).await {
+            Ok(Some(stored)) => self.readable(&stored).await,
+            Ok(None) => false,
+            // Another Redis type (a hash a RESP client wrote, say) is a key that exists.
+            Err(e) if e.kind() == ErrorKind::WrongType => true,
+            Err(e) => return Err(e),
+        })
+    }
+
+    /// Whether a stored value is one reads return (not a cached absence, not a tagged
+    /// value whose tags were invalidated since it was written).
+    async fn readable(&self, stored: &[u8]) -> bool {
+        match crate::codec::untagged_fresh(stored) {
+            Some(fresh) => fresh,
+            None => self.tags_current(stored).await,
+        }
+    }
+
+    /// Removes what `full` holds if reads treat it as absent, and only if it is still
+    /// that value; returns whether it did. The operations that look at the key itself
+    /// (set-if-absent, incr, expire) call it so that they agree with reads. A key of
+    /// another Redis type is left alone (`false`).
+    async fn clear_dead(&self, full: &str) -> Result<bool> {
+        let stored = match self.kv().get(full).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::WrongType => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if self.readable(&stored).await {
+            return Ok(false);
+        }
+        self.tiered_write(&[full], self.kv().del_if_eq(full, stored))
+            .await
     }
 
     /// Writes many keys with one TTL.

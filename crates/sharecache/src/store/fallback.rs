@@ -423,10 +423,6 @@ impl Kv for FallbackStore {
             .del(keys))
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
-        serve!(self, self.primary.exists(key), &[], None, |m| m.exists(key))
-    }
-
     // TTL reads and changes are about keys Redis holds: memory, which holds only what
     // was written during the outage, cannot answer them, and a change made there would
     // be replayed as a delete of the real key. Both are `Unavailable` during an outage.

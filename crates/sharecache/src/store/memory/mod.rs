@@ -318,10 +318,6 @@ impl MemoryStore {
         })
     }
 
-    pub(crate) fn exists(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
     /// One page of keys matching `pattern`, in key order, after `cursor` (exclusive).
     /// Returns the keys and the cursor for the next page (`None` when done).
     ///

@@ -223,10 +223,6 @@ impl Kv for RedisStore {
         Ok(counts.into_iter().map(|(_, n)| n).sum())
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.exec.run::<u64>(redis::cmd("EXISTS").arg(key)).await? == 1)
-    }
-
     async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>> {
         // -2: no key; -1: no expiry.
         let ms: i64 = self.exec.run(redis::cmd("PTTL").arg(key)).await?;
