@@ -145,6 +145,13 @@ pub struct ServerConfig {
     pub auth_failures_per_minute: u32,
     /// What `/ready` requires (see [`Readiness`]).
     pub readiness: Readiness,
+    /// Time a client has to send a request's headers, milliseconds; also how long an idle
+    /// keep-alive connection is kept open waiting for its next request. The connection is
+    /// closed after it.
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body once its headers are in, milliseconds
+    /// (408 after it).
+    pub body_timeout_ms: u64,
 }
 
 /// `[server] readiness`: when `/ready` tells a load balancer to send traffic.
@@ -171,6 +178,8 @@ impl Default for ServerConfig {
             metrics_public: false,
             auth_failures_per_minute: 20,
             readiness: Readiness::Strict,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -360,6 +369,17 @@ impl Config {
                 "{}: [server] max_body_bytes must be between 64 and 67108864",
                 src.name
             )));
+        }
+        for (name, ms) in [
+            ("header_timeout_ms", s.header_timeout_ms),
+            ("body_timeout_ms", s.body_timeout_ms),
+        ] {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(ConfigError(format!(
+                    "{}: [server] {name} must be between 100 and 3600000 (one hour)",
+                    src.name
+                )));
+            }
         }
         if !(1..=100_000).contains(&s.max_batch) {
             return Err(ConfigError(format!(

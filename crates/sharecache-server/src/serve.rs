@@ -125,6 +125,7 @@ pub fn app_state(cfg: &Config, cache: Cache, admin_hash: [u8; 32]) -> AppState {
         metrics_public: cfg.server.metrics_public,
         auth_failures_per_minute: cfg.server.auth_failures_per_minute,
         lenient_readiness: cfg.server.readiness == Readiness::Lenient,
+        body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
         memory_budget_bytes: if cfg.backend.url.starts_with("memory")
             || cfg.backend.fallback == FallbackPolicy::Memory
         {
@@ -212,15 +213,89 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "sharecache listening on http://{addr}  (backend: {}; health: http://{addr}/health, API: http://{addr}/openapi.json)",
         cache.state()
     );
-    axum::serve(
+    serve_http(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state),
+        Duration::from_millis(cfg.server.header_timeout_ms),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serve HTTP")?;
+    .await;
     tracing::info!("sharecache stopped");
     Ok(())
+}
+
+/// How long shutdown waits for open connections (a live event stream never ends by
+/// itself) before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 and HTTP/2 over cleartext (prior knowledge) on `listener` until a
+/// shutdown signal, then lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]).
+/// Unlike `axum::serve`, a client gets `header_timeout` to send a request's headers, and
+/// an idle keep-alive connection is closed after it; the body's own timeout is a layer
+/// of the router (`[server] body_timeout_ms`).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the open
+                    // connections and try again shortly.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+            });
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "connections still open after the shutdown grace period (event streams?): closing them"
+        );
+    }
 }
 
 async fn shutdown_signal() {

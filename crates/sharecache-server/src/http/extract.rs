@@ -271,10 +271,30 @@ fn too_large() -> ApiError {
     )
 }
 
+/// 408 when reading the body failed because it did not arrive within
+/// `[server] body_timeout_ms` (the body-read timeout's error is in the source chain).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return Some(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive within [server] body_timeout_ms",
+            ));
+        }
+        cur = err.source();
+    }
+    None
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return too_large();
+        }
+        if let Some(t) = timed_out(&e) {
+            return t;
         }
         if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             return ApiError::new(e.status(), "unsupported_media_type", e.body_text());
@@ -289,6 +309,8 @@ impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
+        } else if let Some(t) = timed_out(&e) {
+            t
         } else {
             ApiError::bad_request("invalid_body", e.body_text())
         }

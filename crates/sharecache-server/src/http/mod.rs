@@ -46,6 +46,7 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -77,6 +78,8 @@ pub struct HttpOptions {
     /// `[backend] memory_max_bytes` when a memory store exists (the embedded backend or
     /// the memory fallback), 0 otherwise: the budget `/metrics` reports.
     pub memory_budget_bytes: u64,
+    /// `[server] body_timeout_ms`: a request body not received within it answers 408.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -507,6 +510,8 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(state.opts.body_timeout))
+        .map_request(|req: Request<tower_http::timeout::TimeoutBody<Body>>| req.map(Body::new))
         .layer(middleware::from_fn(method_not_allowed))
         .layer(Extension(doc_json))
         .service(routes);

@@ -34,6 +34,11 @@ impl Drop for Served {
 /// Starts the service (config written to a temp dir, which is also its state dir) and
 /// waits, at most 20 s, for it to listen.
 pub fn serve() -> Served {
+    serve_with("")
+}
+
+/// Like [`serve`], with `server` (TOML lines) added to the `[server]` section.
+pub fn serve_with(server: &str) -> Served {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let (admin, user, viewer) = (new_token(), new_token(), new_token());
@@ -42,7 +47,7 @@ pub fn serve() -> Served {
     std::fs::write(
         &config,
         format!(
-            "[server]\nstate_dir = \"{}\"\n[backend]\nurl = \"{}\"\n[admin]\ntoken_sha256 = \"{}\"\n\
+            "[server]\n{server}\nstate_dir = \"{}\"\n[backend]\nurl = \"{}\"\n[admin]\ntoken_sha256 = \"{}\"\n\
              [[services]]\nname = \"user\"\ntoken_sha256 = \"{}\"\nwrite = [\"user\", \"chat\"]\n\
              [[viewers]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\n",
             dir.path().display(),
