@@ -645,6 +645,25 @@ mod tests {
                 .unwrap_err()
                 .contains("max_body_bytes")
         );
+        for bad in [
+            "header_timeout_ms = 0",
+            "header_timeout_ms = 99",
+            "body_timeout_ms = 3600001",
+            "body_timeout_ms = 18446744073709551615",
+        ] {
+            let e = parse(&format!("[server]\n{bad}\n")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        for bad in ["header_timeout_ms = -1", "body_timeout_ms = \"10s\""] {
+            assert!(
+                parse(&format!("[server]\n{bad}\n"))
+                    .unwrap_err()
+                    .starts_with("sharecache.toml:2:"),
+                "{bad}"
+            );
+        }
+        assert!(parse("[server]\nheader_timeout_ms = 100\nbody_timeout_ms = 3600000\n").is_ok());
         assert!(
             parse("[backend]\nfallback = \"maybe\"\n")
                 .unwrap_err()

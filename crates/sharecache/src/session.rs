@@ -118,14 +118,17 @@ fn expired(r: &Record, now_ms: u64) -> bool {
     now_ms >= r.created_ms.saturating_add(r.absolute_ms)
 }
 
+/// What is left of a session's absolute lifetime at `now_ms`, ms (`None`: past it).
+fn absolute_left(r: &Record, now_ms: u64) -> Option<u64> {
+    r.created_ms
+        .saturating_add(r.absolute_ms)
+        .checked_sub(now_ms)
+}
+
 /// The store TTL for a session at `now_ms`: the idle timeout, capped by what is left of
 /// the absolute one. `None` when nothing is left.
 fn store_ttl(r: &Record, now_ms: u64) -> Option<Duration> {
-    let left = r
-        .created_ms
-        .saturating_add(r.absolute_ms)
-        .checked_sub(now_ms)
-        .filter(|l| *l > 0)?;
+    let left = absolute_left(r, now_ms).filter(|l| *l > 0)?;
     Some(Duration::from_millis(r.idle_ms.min(left)))
 }
 
@@ -431,10 +434,7 @@ impl Sessions {
         let index = match &record.user {
             Some(user) => {
                 let index = self.ns.space.aux(Aux::UserSessions, user)?;
-                let left = record
-                    .created_ms
-                    .saturating_add(record.absolute_ms)
-                    .saturating_sub(now);
+                let left = absolute_left(&record, now).unwrap_or(0);
                 self.ns
                     .coord()
                     .index_add(&index, &new_slot, Duration::from_millis(left.max(1)))

@@ -370,13 +370,8 @@ impl Namespace {
         let Some(ttl) = self.kv().pttl(&full).await? else {
             return Ok(None);
         };
-        match self.kv().get(&full).await {
-            Ok(Some(stored)) if !self.readable(&stored).await => return Ok(None),
-            Ok(None) => return Ok(None),
-            Ok(Some(_)) => {}
-            // Another Redis type: a key that exists, with this TTL.
-            Err(e) if e.kind() == ErrorKind::WrongType => {}
-            Err(e) => return Err(e),
+        if !self.holds(&full).await?.is_value() {
+            return Ok(None);
         }
         Ok(Some(match ttl {
             Some(d) => Ttl::millis(d.as_millis().max(1) as u64),
@@ -401,38 +396,28 @@ impl Namespace {
     /// cached absence is no value.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let full = self.space.key(key)?;
-        Ok(match self.kv().get(&full).await {
-            Ok(Some(stored)) => self.readable(&stored).await,
-            Ok(None) => false,
+        Ok(self.holds(&full).await?.is_value())
+    }
+
+    /// What `full` holds, as reads see it (one GET; on this path only, not on reads).
+    async fn holds(&self, full: &str) -> Result<Held> {
+        Ok(match self.kv().get(full).await {
+            Ok(Some(stored)) if self.readable(&stored).await => Held::Value,
+            Ok(Some(stored)) => Held::Dead(stored),
+            Ok(None) => Held::Nothing,
             // Another Redis type (a hash a RESP client wrote, say) is a key that exists.
-            Err(e) if e.kind() == ErrorKind::WrongType => true,
+            Err(e) if e.kind() == ErrorKind::WrongType => Held::Value,
             Err(e) => return Err(e),
         })
     }
 
-    /// Whether a stored value is one reads return (not a cached absence, not a tagged
-    /// value whose tags were invalidated since it was written).
-    async fn readable(&self, stored: &[u8]) -> bool {
-        match crate::codec::untagged_fresh(stored) {
-            Some(fresh) => fresh,
-            None => self.tags_current(stored).await,
-        }
-    }
-
     /// Removes what `full` holds if reads treat it as absent, and only if it is still
     /// that value; returns whether it did. The operations that look at the key itself
-    /// (set-if-absent, incr, expire) call it so that they agree with reads. A key of
-    /// another Redis type is left alone (`false`).
+    /// (set-if-absent, incr, expire) call it so that they agree with reads.
     async fn clear_dead(&self, full: &str) -> Result<bool> {
-        let stored = match self.kv().get(full).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::WrongType => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if self.readable(&stored).await {
+        let Held::Dead(stored) = self.holds(full).await? else {
             return Ok(false);
-        }
+        };
         self.tiered_write(&[full], self.kv().del_if_eq(full, stored))
             .await
     }
@@ -710,5 +695,22 @@ where
         }
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(max_pause);
+    }
+}
+
+/// What a key holds, as reads see it ([`Namespace::holds`]).
+enum Held {
+    /// Nothing.
+    Nothing,
+    /// Something a read returns (or a key of another Redis type).
+    Value,
+    /// A stored value reads treat as absent: a cached absence, or a tagged value whose
+    /// tags were invalidated.
+    Dead(Bytes),
+}
+
+impl Held {
+    fn is_value(&self) -> bool {
+        matches!(self, Held::Value)
     }
 }

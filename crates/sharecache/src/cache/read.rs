@@ -231,10 +231,7 @@ impl Namespace {
     #[inline]
     async fn checked(&self, found: Option<Found>) -> Option<(Found, bool)> {
         let found = found?;
-        let fresh = match crate::codec::untagged_fresh(found.bytes()) {
-            Some(fresh) => fresh,
-            None => self.tags_current(found.bytes()).await,
-        };
+        let fresh = self.readable(found.bytes()).await;
         Some((found, fresh))
     }
 
@@ -268,10 +265,7 @@ impl Namespace {
                 return Ok(Some(out(Value::InL1(e), Source::L1)));
             }
             let found = Found::L1(e);
-            let fresh = match crate::codec::untagged_fresh(found.bytes()) {
-                Some(fresh) => fresh,
-                None => self.tags_current(found.bytes()).await,
-            };
+            let fresh = self.readable(found.bytes()).await;
             let v = self.settle(key, Some((found, fresh)), None, true)?;
             return Ok(v.map(|(v, s)| out(v, s)));
         }

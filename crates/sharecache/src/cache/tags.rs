@@ -72,6 +72,16 @@ impl Namespace {
         Ok(crate::codec::with_tags(encoded, &pairs))
     }
 
+    /// Whether a stored value is one reads return: not a cached absence, and not a
+    /// tagged value whose tags were invalidated since it was written.
+    #[inline]
+    pub(super) async fn readable(&self, stored: &[u8]) -> bool {
+        match crate::codec::untagged_fresh(stored) {
+            Some(fresh) => fresh,
+            None => self.tags_current(stored).await,
+        }
+    }
+
     /// Whether a tagged value's tags are all at the versions it was written with (a
     /// missing version or a corrupt tag section is "no"). Untagged values never get here:
     /// `read.rs` decides them from their header (`codec::untagged_fresh`).

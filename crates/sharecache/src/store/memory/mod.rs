@@ -415,7 +415,6 @@ mod tests {
         );
         t.store(100, Ordering::Relaxed);
         assert!(m.get("a").is_none());
-        assert!(m.get("a").is_none());
         assert!(!m.del("a"));
         assert_eq!(m.get_with_ttl("b").unwrap().1, None);
         t.store(1_000_000, Ordering::Relaxed);
