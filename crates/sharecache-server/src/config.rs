@@ -394,6 +394,10 @@ impl Config {
                 src.name
             )));
         }
+        if let Some(p) = &b.key_prefix {
+            check_prefix(p)
+                .map_err(|e| ConfigError(format!("{}: [backend] key_prefix {e}", src.name)))?;
+        }
         if let Some(t) = &self.admin.token_sha256 {
             check_hash(src, t, "[admin] token_sha256")?;
         }
@@ -525,17 +529,27 @@ impl Config {
         Ok(())
     }
 
-    /// Applies `REDIS_URL` and `CACHE_TYPE` from the environment.
+    /// Applies `REDIS_URL`, `CACHE_TYPE` and `REDIS_KEY_PREFIX` from the environment (the
+    /// seed services' variables), over the file's `[backend]`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        self.apply_vars(get("CACHE_TYPE").as_deref(), get("REDIS_URL"))
+        self.apply_vars(
+            get("CACHE_TYPE").as_deref(),
+            get("REDIS_URL"),
+            get("REDIS_KEY_PREFIX"),
+        )
     }
 
     fn apply_vars(
         &mut self,
         cache_type: Option<&str>,
         redis_url: Option<String>,
+        key_prefix: Option<String>,
     ) -> Result<(), ConfigError> {
+        if let Some(p) = key_prefix {
+            check_prefix(&p).map_err(|e| ConfigError(format!("REDIS_KEY_PREFIX {e}")))?;
+            self.backend.key_prefix = Some(p);
+        }
         match (cache_type, redis_url) {
             (Some("memory"), _) => self.backend.url = "memory://".into(),
             (Some("redis") | None, Some(url)) => self.backend.url = url,
@@ -554,6 +568,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A key prefix is named like a namespace, so the `/` after it ([`sharecache::key::PREFIX_SEPARATOR`])
+/// is never part of it.
+fn check_prefix(p: &str) -> Result<(), String> {
+    validate_namespace(p).map_err(|e| {
+        format!(
+            "{p:?} is not usable: {} (keys are then stored as \"{p}/namespace:key\")",
+            e.message()
+        )
+    })
 }
 
 fn check_hash(src: &Source<'_>, h: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
@@ -710,17 +735,42 @@ mod tests {
     #[test]
     fn environment_overrides_the_backend() {
         let mut c = Config::default();
-        c.apply_vars(None, Some("redis://h:1".into())).unwrap();
+        c.apply_vars(None, Some("redis://h:1".into()), None)
+            .unwrap();
         assert_eq!(c.backend.url, "redis://h:1");
-        c.apply_vars(Some("memory"), Some("redis://h:1".into()))
+        c.apply_vars(Some("memory"), Some("redis://h:1".into()), None)
             .unwrap();
         assert_eq!(c.backend.url, "memory://");
-        assert!(c.apply_vars(Some("redis"), None).is_err());
+        assert!(c.apply_vars(Some("redis"), None, None).is_err());
         assert!(
-            c.apply_vars(Some("etcd"), None)
+            c.apply_vars(Some("etcd"), None, None)
                 .unwrap_err()
                 .0
                 .contains("etcd")
         );
+        c.apply_vars(None, None, Some("app".into())).unwrap();
+        assert_eq!(c.backend.key_prefix.as_deref(), Some("app"));
+        assert_eq!(
+            c.backend.url, "memory://",
+            "a prefix alone changes nothing else"
+        );
+        for bad in ["App", "a/b", "a:b", "a*", "x".repeat(65).as_str(), "a\nb"] {
+            let e = c.apply_vars(None, None, Some(bad.into())).unwrap_err().0;
+            assert!(e.contains("REDIS_KEY_PREFIX"), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            c.backend.key_prefix.as_deref(),
+            Some("app"),
+            "a refused prefix is not applied"
+        );
+    }
+
+    #[test]
+    fn bad_key_prefix_in_the_file_names_the_setting() {
+        for bad in ["App", "a/b", "a:b", "", "a b"] {
+            let e = parse(&format!("[backend]\nkey_prefix = {bad:?}\n")).unwrap_err();
+            assert!(e.contains("[backend] key_prefix"), "{bad:?}: {e}");
+        }
+        assert!(parse("[backend]\nkey_prefix = \"app-1\"\n").is_ok());
     }
 }

@@ -15,9 +15,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_sharecache");
 
 /// Runs `sharecache migrate ARGS`; returns the output.
 fn migrate(args: &[&str]) -> Output {
+    migrate_env(args, &[])
+}
+
+/// `migrate` with these environment variables set for the process.
+fn migrate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(BIN)
         .arg("migrate")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run sharecache");
@@ -902,23 +908,35 @@ fn match_and_key_prefix_select_and_place_the_keys() {
     let out = migrate(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(report(&out)["sources"][0]["copied"], 2);
-    assert_eq!(get(&dst, "app:auth:session:1").as_deref(), Some("a"));
-    assert_eq!(get(&dst, "app:auth:other:1"), None);
+    assert_eq!(get(&dst, "app/auth:session:1").as_deref(), Some("a"));
+    assert_eq!(get(&dst, "app/auth:other:1"), None);
     assert_eq!(dst.cmd(&["DBSIZE"]).text(), Some("2"));
     let mut verify = vec!["verify"];
     verify.extend(&args);
     let out = migrate(&verify);
     assert!(out.status.success(), "{}", stderr(&out));
+    // REDIS_KEY_PREFIX, the services' own variable, stands for --key-prefix.
+    let by_env: Vec<&str> = verify
+        .iter()
+        .copied()
+        .filter(|a| !matches!(*a, "--key-prefix" | "app"))
+        .collect();
+    assert!(
+        migrate(&by_env).status.code() != Some(0),
+        "no prefix: nothing found"
+    );
+    let out = migrate_env(&by_env, &[("REDIS_KEY_PREFIX", "app")]);
+    assert!(out.status.success(), "{}", stderr(&out));
     // An extra key under the prefix and namespace that matches is found; one that does
     // not match --match is not this run's business.
-    dst.cmd(&["SET", "app:auth:session:9", "x"]);
-    dst.cmd(&["SET", "app:auth:unrelated", "x"]);
+    dst.cmd(&["SET", "app/auth:session:9", "x"]);
+    dst.cmd(&["SET", "app/auth:unrelated", "x"]);
     let out = migrate(&verify);
     assert!(!out.status.success());
     let d = &report(&out)["differences"];
     assert_eq!(
         d["extra"]["examples"],
-        serde_json::json!(["app:auth:session:9"]),
+        serde_json::json!(["app/auth:session:9"]),
         "{d}"
     );
 }

@@ -570,11 +570,12 @@ fn the_key_prefix_and_acl_info_shape_the_rules() {
     cfg.services[1].acl_info = false;
     let r = provision(&cfg, &server.url(), &Options::default()).unwrap();
     let mut c = login(server.port(), "sc-auth", &r.passwords["sc-auth"]).unwrap();
-    ok(&mut c, &["SET", "app:auth:k", "v"]);
+    ok(&mut c, &["SET", "app/auth:k", "v"]);
+    denied(&mut c, &["SET", "app:auth:k", "v"]);
     denied(&mut c, &["SET", "auth:k", "v"]);
-    ok(&mut c, &["PUBLISH", "app:auth:events", "x"]);
+    ok(&mut c, &["PUBLISH", "app/auth:events", "x"]);
     ok(&mut c, &["INFO"]);
     let mut u = login(server.port(), "sc-user", &r.passwords["sc-user"]).unwrap();
-    ok(&mut u, &["SET", "app:user:k", "v"]);
+    ok(&mut u, &["SET", "app/user:k", "v"]);
     denied(&mut u, &["INFO"]);
 }

@@ -461,25 +461,31 @@ fn header(resp: &str, name: &str) -> Option<String> {
     })
 }
 
-/// `PUT /v1/cache/hot/k` with JSON `v`.
-fn put_hot(s: &Served, t: &str, v: &str) -> String {
+/// `method path` on `s` with token `t` and, if given, a JSON body; the whole answer.
+fn call(s: &Served, t: &str, method: &str, path: &str, body: Option<&str>) -> String {
+    let body_part = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
     http(
         &s.addr,
         &format!(
-            "PUT /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
-            v.len()
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n{body_part}Connection: close\r\n\r\n{}",
+            body.unwrap_or("")
         ),
     )
 }
 
+/// `PUT /v1/cache/hot/k` with JSON `v`.
+fn put_hot(s: &Served, t: &str, v: &str) -> String {
+    call(s, t, "PUT", "/v1/cache/hot/k", Some(v))
+}
+
 /// `GET /v1/cache/hot/k`.
 fn get_hot(s: &Served, t: &str) -> String {
-    http(
-        &s.addr,
-        &format!(
-            "GET /v1/cache/hot/k HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
-        ),
-    )
+    call(s, t, "GET", "/v1/cache/hot/k", None)
 }
 
 /// Reads the hot key from `s` until it is answered from L1 (its tracking link is up),
@@ -579,4 +585,86 @@ fn serve_processes_keep_their_l1_coherent() {
         worst = worst.max(start.elapsed());
     }
     println!("worst time until B and C served A's write: {worst:?}");
+}
+
+/// `REDIS_KEY_PREFIX` in `serve`: deployment A (prefix `app`) and deployment B (none) on
+/// one Redis. B's namespace `app` never reaches A's keys (reads, writes, listing, clear),
+/// and two A processes keep their L1 coherent under the prefix.
+#[test]
+fn a_key_prefix_keeps_deployments_apart() {
+    let redis = sharecache_testkit::RedisServer::start();
+    let url = redis.url();
+    let prefixed = [("REDIS_URL", url.as_str()), ("REDIS_KEY_PREFIX", "app")];
+    let (a, a2) = (serve_env(&[], &prefixed), serve_env(&[], &prefixed));
+    let b = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    let (ta, ta2, tb) = (
+        a.token.clone().unwrap(),
+        a2.token.clone().unwrap(),
+        b.token.clone().unwrap(),
+    );
+    let status = |r: &str| r.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let put = call(&a, &ta, "PUT", "/v1/cache/user/secret", Some("\"a\""));
+    assert_eq!(status(&put), "204", "{put}");
+    let lock = call(
+        &a,
+        &ta,
+        "POST",
+        "/v1/locks/user/payroll",
+        Some(r#"{"ttl_ms":30000}"#),
+    );
+    assert_eq!(status(&lock), "200", "{lock}");
+    assert_eq!(redis.cmd(&["EXISTS", "app/user:secret"]).text(), Some("1"));
+    let a_keys = |r: &sharecache_testkit::RedisServer| {
+        let sharecache_testkit::RespReply::Array(keys) = r.cmd(&["KEYS", "app/*"]) else {
+            panic!("KEYS answers an array");
+        };
+        let mut k: Vec<String> = keys.iter().map(|k| k.text().unwrap().to_owned()).collect();
+        k.sort();
+        k
+    };
+    let before = a_keys(&redis);
+    assert!(before.len() >= 3, "value, lock and fence: {before:?}");
+
+    for path in ["/v1/cache/app/user:secret", "/v1/cache/app/secret"] {
+        let r = call(&b, &tb, "GET", path, None);
+        assert_eq!(status(&r), "404", "{path}: {r}");
+    }
+    let r = call(&b, &tb, "GET", "/v1/cache/app?match=*", None);
+    assert!(r.contains(r#""keys":[]"#), "B lists nothing of A's: {r}");
+    let r = call(&b, &tb, "PUT", "/v1/cache/app/user:secret", Some("\"b\""));
+    assert_eq!(status(&r), "204", "{r}");
+    let r = call(&b, &tb, "DELETE", "/v1/cache/app", None);
+    assert_eq!(status(&r), "200", "{r}");
+    assert_eq!(
+        a_keys(&redis),
+        before,
+        "B's clear of `app` left A's keys alone"
+    );
+    let r = call(&a, &ta, "GET", "/v1/cache/user/secret", None);
+    assert!(r.ends_with("\r\n\r\n\"a\""), "A still reads its value: {r}");
+
+    // Coherence under the prefix: A's write reaches A2's L1.
+    assert!(put_hot(&a, &ta, "1").starts_with("HTTP/1.1 204"));
+    wait_for_l1_hit(&a2, &ta2, "\r\n\r\n1");
+    assert!(put_hot(&a, &ta, "2").starts_with("HTTP/1.1 204"));
+    let start = Instant::now();
+    while !get_hot(&a2, &ta2).ends_with("\r\n\r\n2") {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "stale L1 value under a key prefix"
+        );
+    }
+    // A bad prefix is refused at start, naming the variable.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("REDIS_KEY_PREFIX", "App:x")
+        .env_remove("REDIS_URL")
+        .env_remove("SHARECACHE_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("REDIS_KEY_PREFIX"),
+        "{err}"
+    );
 }

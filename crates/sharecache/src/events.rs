@@ -9,7 +9,7 @@
 //! One process keeps **one** pub/sub connection to Redis (opened at its first
 //! subscription) whatever its number of subscribers (an SSE endpoint with a thousand clients holds one Redis subscription
 //! per channel), and resubscribes every channel after a reconnect. Channels live at
-//! `[prefix:]#ev:ns:channel`: a tenant can only hear the channels of namespaces it may
+//! `[prefix/]#ev:ns:channel`: a tenant can only hear the channels of namespaces it may
 //! read.
 
 use std::collections::HashMap;

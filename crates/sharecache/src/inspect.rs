@@ -40,7 +40,7 @@ pub struct MatchCount {
 }
 
 impl Namespace {
-    /// The key as stored in Redis (`[prefix:]ns:key`), for operator tools that read a
+    /// The key as stored in Redis (`[prefix/]ns:key`), for operator tools that read a
     /// key another client wrote with a type of its own (a hash, a list...).
     pub fn stored_key(&self, key: &str) -> Result<String> {
         self.space.key(key)

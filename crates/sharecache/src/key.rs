@@ -1,8 +1,11 @@
 //! Namespaces, key validation and building, and glob patterns.
 //!
-//! Every stored key is `[prefix:]ns:key`. A namespace matches `[a-z0-9_-]{1,64}`, so it
-//! can never contain `:` or a glob character: the literal `ns:` at the front of every
-//! stored key and of every pattern is what confines a caller to its namespace. Redis glob
+//! Every stored key is `[prefix/]ns:key`. A namespace matches `[a-z0-9_-]{1,64}`, so it
+//! can never contain `:`, `/` or a glob character: the literal `ns:` at the front of every
+//! stored key and of every pattern is what confines a caller to its namespace, and the
+//! `/` after a key prefix (a deployment's, [`PREFIX_SEPARATOR`]) is what keeps a prefixed
+//! deployment's keys apart from every unprefixed namespace's (`app/user:k` is never
+//! namespace `app`'s key `user:k`, which is stored as `app:user:k`). Redis glob
 //! patterns must match the whole key, so a pattern that starts with the literal `ns:`
 //! can only ever match keys that start with `ns:`; namespace `a` never reaches `ab:*`.
 //!
@@ -286,7 +289,7 @@ fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
 }
 
 /// Internal key kinds: state the cache and each primitive keep beside a namespace's
-/// keys, stored at `[prefix:]#kind:ns:name`. `#` is not a namespace character, so no
+/// keys, stored at `[prefix/]#kind:ns:name`. `#` is not a namespace character, so no
 /// caller key, pattern, listing or clear can reach these keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Aux {
@@ -347,22 +350,43 @@ impl Aux {
     }
 }
 
-/// The one internal key outside every namespace: `[prefix:]#ready`, written (10 s TTL) by
+/// What follows a key prefix in every stored key: outside the namespace alphabet (and not
+/// `#`, which starts internal keys), so a prefixed key space can never equal an
+/// unprefixed namespace's keys, whatever the prefix and the namespace are called.
+pub const PREFIX_SEPARATOR: char = '/';
+
+/// `[prefix/]`: the start of every key a deployment with this key prefix stores. `prefix`
+/// must be a valid namespace name (the builder, the config and the commands check it).
+pub fn deployment_head(prefix: Option<&str>) -> String {
+    match prefix {
+        Some(p) => format!("{p}{PREFIX_SEPARATOR}"),
+        None => String::new(),
+    }
+}
+
+/// `[prefix/]ns:`, the literal start of every caller key of namespace `ns`: the one
+/// definition that the cache, `migrate`, `provision` and `export` share. Both names must
+/// be valid namespace names.
+pub fn namespace_head(prefix: Option<&str>, ns: &str) -> String {
+    let mut head = deployment_head(prefix);
+    head.push_str(ns);
+    head.push(':');
+    head
+}
+
+/// The one internal key outside every namespace: `[prefix/]#ready`, written (10 s TTL) by
 /// [`Cache::ping_write`](crate::Cache::ping_write) to learn whether the backend takes
 /// writes.
 pub(crate) fn probe_key(prefix: Option<&NamespaceName>) -> String {
-    match prefix {
-        Some(p) => format!("{p}:#ready"),
-        None => "#ready".to_owned(),
-    }
+    deployment_head(prefix.map(NamespaceName::as_str)) + "#ready"
 }
 
 /// Builds stored keys and patterns for one namespace.
 #[derive(Clone, Debug)]
 pub(crate) struct KeySpace {
-    /// `[prefix:]ns:`, the literal start of every key of the namespace.
+    /// `[prefix/]ns:`, the literal start of every key of the namespace.
     head: Arc<str>,
-    /// `[prefix:]#`, the start of every internal key ([`Aux`]).
+    /// `[prefix/]#`, the start of every internal key ([`Aux`]).
     aux_head: Arc<str>,
     /// The namespace name.
     ns: NamespaceName,
@@ -370,10 +394,9 @@ pub(crate) struct KeySpace {
 
 impl KeySpace {
     pub(crate) fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
-        let (head, aux_head) = match prefix {
-            Some(p) => (format!("{p}:{ns}:"), format!("{p}:#")),
-            None => (format!("{ns}:"), "#".to_owned()),
-        };
+        let prefix = prefix.map(NamespaceName::as_str);
+        let head = namespace_head(prefix, ns.as_str());
+        let aux_head = deployment_head(prefix) + "#";
         Self {
             head: Arc::from(head),
             aux_head: Arc::from(aux_head),
@@ -429,7 +452,7 @@ impl KeySpace {
     /// The stored pattern for a caller's pattern (validated), anchored to the namespace.
     pub(crate) fn pattern(&self, pattern: &str) -> Result<String> {
         validate_pattern(pattern)?;
-        // The head holds only [a-z0-9_-:], none of which is a glob metacharacter except
+        // The head holds only [a-z0-9_-:/], none of which is a glob metacharacter except
         // '-' (only special inside a class), so it is a literal as it stands.
         Ok(format!("{}{pattern}", self.head))
     }
@@ -577,7 +600,35 @@ mod tests {
             Some(&NamespaceName::new("app").unwrap()),
             &NamespaceName::new("a").unwrap(),
         );
-        assert_eq!(prefixed.key("k").unwrap(), "app:a:k");
+        assert_eq!(prefixed.key("k").unwrap(), "app/a:k");
+        assert_eq!(
+            probe_key(Some(&NamespaceName::new("app").unwrap())),
+            "app/#ready"
+        );
+    }
+
+    /// Deployment `app`'s keys (prefix `app`) and namespace `app`'s keys of an unprefixed
+    /// deployment never meet, in keys, internal keys, patterns or the probe.
+    #[test]
+    fn a_prefix_never_equals_a_namespace() {
+        let app = NamespaceName::new("app").unwrap();
+        let user = NamespaceName::new("user").unwrap();
+        let prefixed = KeySpace::new(Some(&app), &user);
+        let plain = KeySpace::new(None, &app);
+        let stored = prefixed.key("secret").unwrap();
+        assert_eq!(plain.strip(&stored), None, "{stored}");
+        assert!(!glob_match(plain.all().as_bytes(), stored.as_bytes()));
+        let lock = prefixed.aux(Aux::Lock, "k").unwrap();
+        assert!(!glob_match(plain.all().as_bytes(), lock.as_bytes()));
+        assert!(!glob_match(
+            plain.all().as_bytes(),
+            probe_key(Some(&app)).as_bytes()
+        ));
+        // And the unprefixed namespace's keys are not the prefixed deployment's.
+        let theirs = plain.key("user:secret").unwrap();
+        assert_eq!(prefixed.strip(&theirs), None);
+        assert!(!glob_match(prefixed.all().as_bytes(), theirs.as_bytes()));
+        assert!(validate_namespace("a/b").is_err());
     }
 
     /// Stored data depends on these layouts: a change would orphan every lock, session
@@ -602,7 +653,7 @@ mod tests {
             assert_eq!(a.aux_of(kind, "x"), format!("#{label}:a:x"));
         }
         let p = KeySpace::new(Some(&NamespaceName::new("app").unwrap()), &a.ns);
-        assert_eq!(p.aux(Aux::Lock, "k").unwrap(), "app:#lock:a:{k}");
+        assert_eq!(p.aux(Aux::Lock, "k").unwrap(), "app/#lock:a:{k}");
         assert!(
             a.aux(Aux::Lock, "").is_err(),
             "names are validated like keys"

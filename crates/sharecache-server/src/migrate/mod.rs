@@ -67,8 +67,8 @@ pub struct CommonArgs {
     /// Only the source keys that match this glob.
     #[arg(long = "match", value_name = "GLOB", default_value = "*")]
     pub pattern: String,
-    /// The key prefix the services are configured with (`REDIS_KEY_PREFIX`): `k` becomes `P:NS:k`.
-    #[arg(long, value_name = "P")]
+    /// The key prefix the services are configured with: `k` becomes `P/NS:k`.
+    #[arg(long, value_name = "P", env = "REDIS_KEY_PREFIX")]
     pub key_prefix: Option<String>,
     /// A TTL on the target may differ from the source's by this much.
     #[arg(long, default_value_t = 1000)]
@@ -130,7 +130,7 @@ pub enum OnConflict {
 pub(crate) struct SourceSpec {
     pub(crate) namespace: String,
     pub(crate) url: RedisUrl,
-    /// `[prefix:]ns:`: what every target key of this source starts with.
+    /// `[prefix/]ns:`: what every target key of this source starts with.
     pub(crate) head: String,
 }
 
@@ -378,10 +378,10 @@ pub(crate) fn parse_sources(
         if out.iter().any(|o| o.namespace == ns) {
             bail!("--source {ns}: the namespace is given twice");
         }
-        let head = match &prefix {
-            Some(p) => format!("{p}:{name}:"),
-            None => format!("{name}:"),
-        };
+        let head = sharecache::key::namespace_head(
+            prefix.as_ref().map(NamespaceName::as_str),
+            name.as_str(),
+        );
         out.push(SourceSpec {
             namespace: ns.to_owned(),
             url,

@@ -5,7 +5,7 @@
 //!    type, see `value`), or with a TTL further than `--ttl-tolerance-ms` from the
 //!    source's (or a TTL on one side only). A source key that expires meanwhile is no
 //!    difference.
-//! 2. Every target key under `[prefix:]NS:` (matching `--match`) on its source: one that is
+//! 2. Every target key under `[prefix/]NS:` (matching `--match`) on its source: one that is
 //!    not there is extra, unless it expires on the target within the tolerance (its
 //!    source key just expired first).
 

@@ -55,9 +55,9 @@ pub struct UserSpec {
     pub user: String,
     /// The service it belongs to.
     pub service: String,
-    /// Key rules: `~p:ns:*` (read-write) and `%R~p:ns:*` (read-only).
+    /// Key rules: `~p/ns:*` (read-write) and `%R~p/ns:*` (read-only).
     pub keys: Vec<String>,
-    /// Channel rules: `&p:ns:*`.
+    /// Channel rules: `&p/ns:*`.
     pub channels: Vec<String>,
     /// Command rules, in order.
     pub commands: Vec<String>,
@@ -74,10 +74,7 @@ impl UserSpec {
         prefix: Option<&str>,
         allow_info: bool,
     ) -> Self {
-        let head = |ns: &str| match prefix {
-            Some(p) => format!("{p}:{ns}:*"),
-            None => format!("{ns}:*"),
-        };
+        let head = |ns: &str| sharecache::key::namespace_head(prefix, ns) + "*";
         let write: BTreeSet<&str> = write.iter().map(String::as_str).collect();
         let read: BTreeSet<&str> = read
             .iter()
@@ -390,7 +387,7 @@ mod tests {
             Some("app"),
             false,
         );
-        assert_eq!(p.keys, ["~app:a:*"]);
+        assert_eq!(p.keys, ["~app/a:*"]);
         assert!(!p.commands.contains(&"+info".to_owned()));
         let args = s.setuser_args(&["ab".into()]);
         assert_eq!(&args[..4], ["reset", "on", "#ab", "~auth:*"]);

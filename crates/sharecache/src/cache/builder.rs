@@ -243,7 +243,7 @@ impl CacheBuilder {
         self
     }
 
-    /// A prefix before every namespace (`prefix:ns:key`), for sharing one Redis database
+    /// A prefix before every namespace (`prefix/ns:key`), for sharing one Redis database
     /// between several sharecache deployments. Same rules as a namespace name.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = Some(prefix.into());
@@ -312,7 +312,9 @@ impl CacheBuilder {
         let tier = match (&link, self.local_tier) {
             (Some(link), Some(cfg)) => {
                 let tier = Arc::new(Tier::new(cfg));
-                let track_prefix = prefix.as_ref().map(|p| format!("{p}:"));
+                let track_prefix = prefix
+                    .as_ref()
+                    .map(|p| crate::key::deployment_head(Some(p.as_str())));
                 tokio::spawn(crate::tier::run_tracking(
                     Arc::downgrade(&tier),
                     link.clone(),

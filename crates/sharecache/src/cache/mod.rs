@@ -3,7 +3,7 @@
 //! A [`Namespace`] owns the key-value core: `get`, `get_shared`, `get_with_source`,
 //! `set`, `del`, `exists`, `mget`, `mset`, `mdel`, `clear`, `delete_pattern`, `keys`,
 //! `usage`, `stats`, `remember*` and tags. Every key a caller passes is validated and
-//! stored as `[prefix:]ns:key`; no call reaches outside its namespace. Primitives are
+//! stored as `[prefix/]ns:key`; no call reaches outside its namespace. Primitives are
 //! handles got from a namespace, each in its own module: [`Namespace::locks`],
 //! [`Namespace::sessions`], [`Namespace::rate_limits`], [`Namespace::presence`],
 //! [`Namespace::channel`], [`Namespace::queue`].
@@ -141,7 +141,7 @@ impl Cache {
     }
 
     /// Round trip of one write: sets an internal key outside every namespace
-    /// (`[prefix:]#ready`, 10 s TTL). PING answers while Redis refuses writes (out of
+    /// (`[prefix/]#ready`, 10 s TTL). PING answers while Redis refuses writes (out of
     /// memory under `noeviction`, a failed snapshot with `stop-writes-on-bgsave-error`, a
     /// read-only replica, a missing ACL permission); this fails with the reason
     /// ([`Error::backend_code`]). Readiness checks use it. During an outage with the memory

@@ -146,10 +146,7 @@ impl<'a> Case<'a> {
     /// Writes `value` at `key` (a stored key, without the case's prefix) straight into
     /// Redis, as another client would; `false` on the memory store.
     pub fn raw_set(&self, key: &str, value: &[u8]) -> bool {
-        let full = match self.prefix {
-            Some(p) => format!("{p}:{key}"),
-            None => key.to_owned(),
-        };
+        let full = sharecache::key::deployment_head(self.prefix) + key;
         let value = std::str::from_utf8(value).expect("UTF-8 test value");
         match self.backend {
             Backend::Memory => return false,
