@@ -200,6 +200,9 @@ pub struct BackendConfig {
     pub memory_max_bytes: u64,
     /// Entry budget of the memory store (and of the fallback).
     pub memory_max_entries: u64,
+    /// Bytes of the fallback one namespace may fill while Redis is down (default: a
+    /// quarter of `memory_max_bytes`); past it, its writes answer 503 `fallback_full`.
+    pub fallback_namespace_max_bytes: Option<u64>,
     /// Optional prefix before every namespace.
     pub key_prefix: Option<String>,
 }
@@ -213,6 +216,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 2000,
             memory_max_bytes: 256 << 20,
             memory_max_entries: 1_000_000,
+            fallback_namespace_max_bytes: None,
             key_prefix: None,
         }
     }
@@ -392,6 +396,15 @@ impl Config {
             return Err(ConfigError(format!(
                 "{}: [backend] timeouts must be above 0 ms",
                 src.name
+            )));
+        }
+        if let Some(n) = b.fallback_namespace_max_bytes
+            && !(4096..=b.memory_max_bytes.max(4096)).contains(&n)
+        {
+            return Err(ConfigError(format!(
+                "{}: [backend] fallback_namespace_max_bytes must be between 4096 and \
+                 memory_max_bytes ({})",
+                src.name, b.memory_max_bytes
             )));
         }
         if let Some(p) = &b.key_prefix {
@@ -763,6 +776,23 @@ mod tests {
             Some("app"),
             "a refused prefix is not applied"
         );
+    }
+
+    #[test]
+    fn bad_fallback_share_names_the_setting() {
+        let bad_value = |v: &str| {
+            parse(&format!("[backend]\nfallback_namespace_max_bytes = {v}\n")).unwrap_err()
+        };
+        for bad in ["0", "4095", "268435457"] {
+            let e = bad_value(bad);
+            assert!(e.contains("fallback_namespace_max_bytes"), "{bad}: {e}");
+        }
+        // Not a byte count at all: the error points at the line.
+        for bad in ["-1", "\"1MiB\"", "1.5"] {
+            let e = bad_value(bad);
+            assert!(e.contains("sharecache.toml:2"), "{bad}: {e}");
+        }
+        assert!(parse("[backend]\nfallback_namespace_max_bytes = 4096\n").is_ok());
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
     if let Some(p) = &b.key_prefix {
         builder = builder.key_prefix(p);
     }
+    if let Some(n) = b.fallback_namespace_max_bytes {
+        builder = builder.fallback_namespace_max_bytes(n);
+    }
     if cfg.tier.enabled {
         let mut tier = sharecache::LocalTier::max_bytes(cfg.tier.max_bytes)
             .ttl_cap(Duration::from_secs(cfg.tier.ttl_cap_secs));

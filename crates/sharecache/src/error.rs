@@ -48,6 +48,10 @@ pub enum ErrorKind {
     /// reached with `noeviction`, or nothing left that the policy may evict). Free memory,
     /// raise `maxmemory` or pick an evicting policy; retrying at once will not help.
     BackendFull,
+    /// Redis is unreachable and the memory fallback refused a write rather than evict
+    /// another acknowledged one: the namespace's share of the fallback (or the whole
+    /// fallback) is full. Nothing was written; the write succeeds again once Redis is back.
+    FallbackFull,
     /// The key holds a value of another type (Redis `WRONGTYPE`: a hash, a list... where
     /// a string was expected).
     WrongType,

@@ -374,6 +374,22 @@ pub fn namespace_head(prefix: Option<&str>, ns: &str) -> String {
     head
 }
 
+/// The namespace a stored key belongs to (`[prefix/]ns:key` or `[prefix/]#kind:ns:name`),
+/// `""` for a key outside every namespace (the probe). The inverse of the layouts above,
+/// for accounting that sees only stored keys (the memory fallback's per-namespace budget).
+pub(crate) fn namespace_of(stored: &str) -> &str {
+    // A prefix holds neither ':' nor '/': a '/' before the first ':' ends one.
+    let rest = match (stored.find(PREFIX_SEPARATOR), stored.find(':')) {
+        (Some(slash), colon) if colon.is_none_or(|c| slash < c) => &stored[slash + 1..],
+        _ => stored,
+    };
+    let rest = match rest.strip_prefix('#') {
+        Some(aux) => aux.split_once(':').map_or("", |(_, r)| r),
+        None => rest,
+    };
+    rest.split_once(':').map_or("", |(ns, _)| ns)
+}
+
 /// The one internal key outside every namespace: `[prefix/]#ready`, written (10 s TTL) by
 /// [`Cache::ping_write`](crate::Cache::ping_write) to learn whether the backend takes
 /// writes.
@@ -605,6 +621,27 @@ mod tests {
             probe_key(Some(&NamespaceName::new("app").unwrap())),
             "app/#ready"
         );
+    }
+
+    #[test]
+    fn namespace_of_reads_every_layout() {
+        let user = NamespaceName::new("user").unwrap();
+        let app = NamespaceName::new("app").unwrap();
+        for prefix in [None, Some(&app)] {
+            let s = KeySpace::new(prefix, &user);
+            for stored in [
+                s.key("k").unwrap(),
+                s.key("a/b:c").unwrap(),
+                s.key("#x:y").unwrap(),
+                s.aux(Aux::Lock, "a/b").unwrap(),
+                s.aux_of(Aux::Session, "h"),
+            ] {
+                assert_eq!(namespace_of(&stored), "user", "{stored}");
+            }
+            assert_eq!(namespace_of(&probe_key(prefix)), "", "the probe");
+        }
+        assert_eq!(namespace_of("plain"), "");
+        assert_eq!(namespace_of(""), "");
     }
 
     /// Deployment `app`'s keys (prefix `app`) and namespace `app`'s keys of an unprefixed

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sharecache::{BackendState, Cache, ErrorKind, Fallback, Ttl};
+use sharecache::{BackendState, Cache, ErrorKind, Fallback, MemoryLimits, Ttl};
 use sharecache_testkit::{RedisConfig, RedisServer, RespReply};
 use support::eventually;
 
@@ -574,4 +574,118 @@ async fn fences_grow_after_redis_loses_the_counter() {
     server.cmd(&["DEL", name]);
     let f = take().await;
     assert!(f > last, "after the counter was evicted: {f} after {last}");
+}
+
+/// `len` bytes of hex that LZ4 cannot shrink (a xorshift stream), so a value weighs what
+/// it says in the fallback's budget.
+fn incompressible(len: usize, seed: u64) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(&format!("{x:016x}"));
+    }
+    out.truncate(len);
+    out
+}
+
+/// One tenant filling the memory fallback cannot push out another's acknowledged writes
+/// (issue 11, item 6): with a 4 MiB fallback, `user` writing 60 x 200 KB is refused
+/// (`FallbackFull`, naming its namespace) once its quarter is spent, while every one of
+/// `auth`'s 50 writes stays readable, takes new writes, and reaches Redis on recovery;
+/// so does each of `user`'s writes that was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_fallback_refuses_rather_than_evicts() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .command_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .probe_interval(Duration::from_millis(50))
+        .memory_limits(MemoryLimits {
+            max_bytes: 4 << 20,
+            max_entries: 100_000,
+        })
+        .build()
+        .await
+        .unwrap();
+    let (auth, user) = (
+        cache.namespace("auth").unwrap(),
+        cache.namespace("user").unwrap(),
+    );
+    server.kill();
+    for i in 0..50 {
+        auth.set(&format!("k{i}"), &format!("v{i}"), Ttl::secs(600))
+            .await
+            .unwrap();
+    }
+    assert_eq!(cache.state(), BackendState::Degraded);
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for i in 0..60 {
+        match user
+            .set(
+                &format!("b{i}"),
+                &incompressible(200_000, i),
+                Ttl::secs(600),
+            )
+            .await
+        {
+            Ok(()) => stored.push(i),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::FallbackFull, "{e}");
+                assert!(e.message().contains("\"user\""), "names the namespace: {e}");
+                refused += 1;
+            }
+        }
+    }
+    // A quarter of 4 MiB holds 5 of them: the rest are refused, none evicts.
+    assert!(
+        (3..=5).contains(&stored.len()) && refused == 60 - stored.len(),
+        "stored {stored:?}, refused {refused}"
+    );
+    auth.set("later", &"still room", Ttl::secs(600))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            auth.get::<String>(&format!("k{i}")).await.unwrap(),
+            Some(format!("v{i}")),
+            "auth's k{i} during the outage"
+        );
+    }
+    // Deleting frees the share again.
+    user.del(&format!("b{}", stored[0])).await.unwrap();
+    let again = stored.remove(0);
+    user.set(
+        &format!("b{again}"),
+        &incompressible(200_000, again),
+        Ttl::secs(600),
+    )
+    .await
+    .unwrap();
+    stored.push(again);
+
+    server.restart();
+    wait_connected(&cache).await;
+    for i in 0..50 {
+        assert_eq!(
+            server.cmd(&["EXISTS", &format!("auth:k{i}")]).text(),
+            Some("1"),
+            "auth:k{i} reached redis"
+        );
+        assert_eq!(
+            auth.get::<String>(&format!("k{i}")).await.unwrap(),
+            Some(format!("v{i}"))
+        );
+    }
+    for i in &stored {
+        assert_eq!(
+            user.get::<String>(&format!("b{i}")).await.unwrap(),
+            Some(incompressible(200_000, *i)),
+            "user's acknowledged b{i}"
+        );
+    }
 }

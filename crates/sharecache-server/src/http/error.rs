@@ -119,6 +119,8 @@ pub fn describe(e: &sharecache::Error) -> ApiError {
              another user",
             5,
         ),
+        // The library's message names the namespace and the settings to raise.
+        (ErrorKind::FallbackFull, _) => unavailable("fallback_full", e.message(), 1),
         (ErrorKind::Unavailable, _) => unavailable(
             "unavailable",
             "the cache backend is unavailable; retry shortly",

@@ -44,6 +44,8 @@ pub struct CacheBuilder {
     /// Per-namespace formats that differ from `codec.format`.
     formats: HashMap<String, Format>,
     memory: MemoryLimits,
+    /// Each namespace's share of the memory fallback; `None`: a quarter of `memory`.
+    fallback_namespace_max_bytes: Option<u64>,
     connect_timeout: Duration,
     command_timeout: Duration,
     probe_interval: Duration,
@@ -61,6 +63,7 @@ impl Default for CacheBuilder {
             codec: Codec::default(),
             formats: HashMap::new(),
             memory: MemoryLimits::default(),
+            fallback_namespace_max_bytes: None,
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_millis(500),
             probe_interval: Duration::from_millis(250),
@@ -225,6 +228,17 @@ impl CacheBuilder {
         self
     }
 
+    /// How many bytes of the memory fallback one namespace may fill while Redis is down
+    /// (default: a quarter of [`memory_limits`](Self::memory_limits)' `max_bytes`, at
+    /// least 4096). The fallback never evicts what it acknowledged: a write past the
+    /// namespace's share, or past the whole budget, fails with
+    /// [`ErrorKind::FallbackFull`](crate::ErrorKind::FallbackFull) instead, so one tenant
+    /// filling it cannot push out another's writes.
+    pub fn fallback_namespace_max_bytes(mut self, bytes: u64) -> Self {
+        self.fallback_namespace_max_bytes = Some(bytes);
+        self
+    }
+
     /// How long connecting to Redis may take (default 2 s).
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = t;
@@ -303,9 +317,18 @@ impl CacheBuilder {
                     connect_timeout: self.connect_timeout,
                     command_timeout: self.command_timeout,
                 };
-                let (store, link) =
-                    Store::redis(url, opts, self.fallback, self.memory, self.probe_interval)
-                        .await?;
+                let share = self
+                    .fallback_namespace_max_bytes
+                    .unwrap_or((self.memory.max_bytes / 4).max(4096));
+                let (store, link) = Store::redis(
+                    url,
+                    opts,
+                    self.fallback,
+                    self.memory,
+                    share,
+                    self.probe_interval,
+                )
+                .await?;
                 (store, Some(link))
             }
         };

@@ -75,13 +75,14 @@ impl Store {
         opts: RedisOptions,
         fallback: Fallback,
         memory: MemoryLimits,
+        namespace_max_bytes: u64,
         probe_interval: Duration,
     ) -> Result<(Store, Arc<redis::link::Link>)> {
         let redis = redis::RedisStore::open(url, opts)?;
         let label = redis.display_url().to_owned();
         let link = redis.link();
         let memory = match fallback {
-            Fallback::Memory => Some(memory::MemoryStore::new(memory)?),
+            Fallback::Memory => Some(memory::MemoryStore::refusing(memory, namespace_max_bytes)?),
             Fallback::Fail => None,
         };
         let first = redis.check().await?;

@@ -36,19 +36,30 @@ impl Kv for MemoryStore {
         Ok(keys.iter().map(|k| MemoryStore::get(self, k)).collect())
     }
     async fn mset(&self, items: &[(String, Bytes)], ttl: Option<Duration>) -> Result<()> {
-        for (k, v) in items {
-            MemoryStore::set(self, k, v.clone(), ttl)?;
-        }
-        Ok(())
+        MemoryStore::set_all(
+            self,
+            items.iter().map(|(k, v)| (k.as_str(), v.clone())),
+            ttl,
+        )
     }
     async fn get_or_init(&self, keys: &[String], inits: &[Bytes]) -> Result<Vec<Bytes>> {
-        keys.iter()
+        // All the missing ones stored at once, or none.
+        let held: Vec<Option<Bytes>> = keys.iter().map(|k| MemoryStore::get(self, k)).collect();
+        let missing = keys
+            .iter()
             .zip(inits)
-            .map(|(k, init)| match MemoryStore::get(self, k) {
-                Some(v) => Ok(v),
-                None => MemoryStore::set(self, k, init.clone(), None).map(|()| init.clone()),
-            })
-            .collect()
+            .zip(&held)
+            .filter(|(_, h)| h.is_none());
+        MemoryStore::set_all(
+            self,
+            missing.map(|((k, init), _)| (k.as_str(), init.clone())),
+            None,
+        )?;
+        Ok(held
+            .into_iter()
+            .zip(inits)
+            .map(|(h, init)| h.unwrap_or_else(|| init.clone()))
+            .collect())
     }
     async fn set_nx(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         MemoryStore::set_nx(self, key, value, ttl)

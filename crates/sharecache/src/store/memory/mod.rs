@@ -15,6 +15,13 @@
 //! it is reclaimed when read, overwritten, or evicted as a cold entry. There is no sweeper
 //! walking the map. Both bounds hold at all times: each entry weighs at least
 //! `max_bytes / max_entries`, so the byte budget also caps the number of entries.
+//!
+//! As the Redis fallback the store never evicts ([`MemoryStore::refusing`]): everything it
+//! holds was acknowledged to a caller and replay writes it to Redis, so evicting one
+//! tenant's write to make room for another's would lose it in both places. It keeps an
+//! account per namespace instead and refuses (`FallbackFull`) a write that would take its
+//! namespace past its share or the store past `max_bytes`; the map itself is sized so
+//! that what the account admits never makes it evict.
 
 mod coord;
 mod kv;
@@ -104,6 +111,46 @@ impl Lifecycle<String, Entry> for EvictionCounter {
 
 type Map = QuickCache<String, Entry, EntryWeighter, DefaultHashBuilder, EvictionCounter>;
 
+/// The fallback's account: bytes held per namespace and in all ([`MemoryStore::refusing`]).
+/// Every map change is made with its lock held (account first, then the map's shard), so
+/// the account always equals the weight of the entries in the map.
+struct Admission {
+    namespace_max_bytes: u64,
+    usage: parking_lot::Mutex<Usage>,
+}
+
+#[derive(Default)]
+struct Usage {
+    total: u64,
+    per_namespace: std::collections::HashMap<String, u64>,
+    /// When expired entries were last dropped to make room (clock ms).
+    purged_at: u64,
+}
+
+impl Usage {
+    fn add(&mut self, key: &str, weight: u64) {
+        self.total += weight;
+        let ns = crate::key::namespace_of(key);
+        match self.per_namespace.get_mut(ns) {
+            Some(n) => *n += weight,
+            None => {
+                self.per_namespace.insert(ns.to_owned(), weight);
+            }
+        }
+    }
+
+    fn sub(&mut self, key: &str, weight: u64) {
+        self.total = self.total.saturating_sub(weight);
+        let ns = crate::key::namespace_of(key);
+        if let Some(n) = self.per_namespace.get_mut(ns) {
+            *n = n.saturating_sub(weight);
+            if *n == 0 {
+                self.per_namespace.remove(ns);
+            }
+        }
+    }
+}
+
 /// The bounded in-memory store. All operations are synchronous and non-blocking apart
 /// from a shard lock held for the length of one map operation.
 pub(crate) struct MemoryStore {
@@ -123,6 +170,8 @@ pub(crate) struct MemoryStore {
     /// Largest weight one entry may have (a shard's capacity).
     max_entry_weight: u64,
     limits: MemoryLimits,
+    /// Set for the Redis fallback: refuse rather than evict.
+    admission: Option<Admission>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -138,7 +187,18 @@ impl MemoryStore {
         Self::with_clock(limits, Clock::system())
     }
 
+    /// The Redis fallback's store: it never evicts, and refuses (`FallbackFull`) a write
+    /// that would take its namespace past `namespace_max_bytes` or the store past
+    /// `limits.max_bytes`.
+    pub(crate) fn refusing(limits: MemoryLimits, namespace_max_bytes: u64) -> Result<Self> {
+        Self::build(limits, Clock::system(), Some(namespace_max_bytes))
+    }
+
     pub(crate) fn with_clock(limits: MemoryLimits, clock: Clock) -> Result<Self> {
+        Self::build(limits, clock, None)
+    }
+
+    fn build(limits: MemoryLimits, clock: Clock, refuse_over: Option<u64>) -> Result<Self> {
         if limits.max_bytes < 4096 || limits.max_entries == 0 {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -155,12 +215,26 @@ impl MemoryStore {
         } else {
             shards
         };
+        if let Some(n) = refuse_over
+            && n < 4096
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the fallback's per-namespace budget must be at least 4096 bytes",
+            ));
+        }
+        // Refusing: one shard of twice the budget, which the account never lets fill, so
+        // the map has no reason to evict.
+        let (shards, capacity) = match refuse_over {
+            Some(_) => (1, limits.max_bytes.saturating_mul(2)),
+            None => (shards, limits.max_bytes),
+        };
         let lifecycle = EvictionCounter::default();
         let weighter = EntryWeighter { min_weight };
         let estimated = (limits.max_entries.min(limits.max_bytes / 256).max(16)) as usize;
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity(estimated)
-            .weight_capacity(limits.max_bytes)
+            .weight_capacity(capacity)
             .shards(shards)
             .build()
             .map_err(|e| Error::new(ErrorKind::Config, format!("memory store options: {e:?}")))?;
@@ -170,7 +244,10 @@ impl MemoryStore {
             DefaultHashBuilder::default(),
             lifecycle.clone(),
         );
-        let max_entry_weight = map.shard_capacity();
+        let max_entry_weight = match refuse_over {
+            Some(n) => n.min(limits.max_bytes),
+            None => map.shard_capacity(),
+        };
         Ok(Self {
             map,
             clock,
@@ -182,6 +259,10 @@ impl MemoryStore {
             weighter,
             max_entry_weight,
             limits,
+            admission: refuse_over.map(|n| Admission {
+                namespace_max_bytes: n.min(limits.max_bytes),
+                usage: parking_lot::Mutex::new(Usage::default()),
+            }),
         })
     }
 
@@ -195,8 +276,13 @@ impl MemoryStore {
         if self.live(&e, self.clock.now_ms()) {
             Some(e.value)
         } else {
-            self.map
+            let _account = self.admission.as_ref().map(|a| a.usage.lock());
+            let removed = self
+                .map
                 .remove_if(key, |e| !self.live(e, self.clock.now_ms()));
+            if let (Some(mut usage), Some((k, e))) = (_account, removed) {
+                usage.sub(&k, self.weighter.weight(&k, &e));
+            }
             None
         }
     }
@@ -213,6 +299,16 @@ impl MemoryStore {
     }
 
     pub(crate) fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.set_all(std::iter::once((key, value)), ttl)
+    }
+
+    /// Stores every item with `ttl`: all of them, or (refused for size or, as the
+    /// fallback, for room) none.
+    pub(crate) fn set_all<'k>(
+        &self,
+        items: impl IntoIterator<Item = (&'k str, Bytes)>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
         let expires_at = match ttl {
             Some(t) => self
                 .clock
@@ -220,29 +316,131 @@ impl MemoryStore {
                 .saturating_add(t.as_millis().max(1) as u64),
             None => 0,
         };
-        let entry = Entry { value, expires_at };
-        let key = key.to_owned();
-        let weight = self.weighter.weight(&key, &entry);
-        if weight > self.max_entry_weight {
-            // Refuse rather than let the map drop it silently.
+        let mut entries = Vec::new();
+        for (key, value) in items {
+            let entry = Entry { value, expires_at };
+            let key = key.to_owned();
+            let weight = self.weighter.weight(&key, &entry);
+            if weight > self.max_entry_weight {
+                // Refuse rather than let the map drop it silently.
+                return Err(Error::new(
+                    ErrorKind::ValueTooLarge,
+                    format!(
+                        "entry of {weight} bytes does not fit the memory store (at most {} bytes per \
+                         entry with max_bytes = {}); raise the memory budget or store less",
+                        self.max_entry_weight, self.limits.max_bytes
+                    ),
+                ));
+            }
+            entries.push((key, entry, weight));
+        }
+        if entries.len() > 1 {
+            // A key given twice: the last one is what it holds, and the only one booked.
+            let mut last = std::collections::HashMap::new();
+            for (i, (k, _, _)) in entries.iter().enumerate() {
+                last.insert(k.clone(), i);
+            }
+            if last.len() < entries.len() {
+                let mut i = 0;
+                entries.retain(|(k, _, _)| {
+                    i += 1;
+                    last[k] == i - 1
+                });
+            }
+        }
+        let account = match &self.admission {
+            Some(a) => Some(self.admit(a, &entries)?),
+            None => None,
+        };
+        for (key, entry, _) in entries {
+            let mut state = InsertState {
+                inserting: self.lifecycle.hasher.hash_one(&key),
+                evicted: 0,
+            };
+            self.map.insert_with_lifecycle(key, entry, &mut state);
+            if state.evicted > 0 {
+                self.evictions.fetch_add(state.evicted, Ordering::Relaxed);
+            }
+        }
+        drop(account);
+        Ok(())
+    }
+
+    /// Books `entries` in the fallback's account, or refuses them all; returns the
+    /// account's lock, held until they are in the map.
+    fn admit<'a>(
+        &self,
+        a: &'a Admission,
+        entries: &[(String, Entry, u64)],
+    ) -> Result<parking_lot::MutexGuard<'a, Usage>> {
+        let mut usage = a.usage.lock();
+        // `Err(Some(ns))`: past the namespace's share; `Err(None)`: past the whole budget.
+        let fits = |usage: &Usage| -> std::result::Result<(), Option<String>> {
+            // What the account would hold with the entries in (each replacing its key's
+            // current entry): per namespace and in all.
+            let mut trial: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+            let mut total = usage.total;
+            for (key, _, weight) in entries {
+                let ns = crate::key::namespace_of(key);
+                let held = trial
+                    .entry(ns)
+                    .or_insert_with(|| usage.per_namespace.get(ns).copied().unwrap_or(0));
+                let old = self
+                    .map
+                    .peek(key.as_str())
+                    .map_or(0, |e| self.weighter.weight(key, &e));
+                *held = (*held + weight).saturating_sub(old);
+                total = (total + weight).saturating_sub(old);
+                if *held > a.namespace_max_bytes {
+                    return Err(Some(ns.to_owned()));
+                }
+            }
+            if total > self.limits.max_bytes {
+                return Err(None);
+            }
+            Ok(())
+        };
+        let mut verdict = fits(&usage);
+        // Expired entries still count until dropped: drop them (at most once a second,
+        // a walk of the map) and look again.
+        let now = self.clock.now_ms();
+        if verdict.is_err() && now.saturating_sub(usage.purged_at) >= 1000 {
+            usage.purged_at = now;
+            let cell = std::cell::RefCell::new(&mut *usage);
+            self.map.retain(|k, e| {
+                let live = self.live(e, now);
+                if !live {
+                    cell.borrow_mut().sub(k, self.weighter.weight(k, e));
+                }
+                live
+            });
+            verdict = fits(&usage);
+        }
+        if let Err(over) = verdict {
+            let (what, limit) = match over {
+                None => ("the memory fallback".to_owned(), self.limits.max_bytes),
+                Some(ns) => (
+                    format!("namespace {ns:?}'s share of the memory fallback"),
+                    a.namespace_max_bytes,
+                ),
+            };
             return Err(Error::new(
-                ErrorKind::ValueTooLarge,
+                ErrorKind::FallbackFull,
                 format!(
-                    "entry of {weight} bytes does not fit the memory store (at most {} bytes per \
-                     entry with max_bytes = {}); raise the memory budget or store less",
-                    self.max_entry_weight, self.limits.max_bytes
+                    "redis is unreachable and {what} is full ({limit} bytes): nothing was \
+                     written, and nothing already acknowledged was evicted to make room; \
+                     retry once redis is back, or raise the fallback's budget \
+                     ([backend] memory_max_bytes and fallback_namespace_max_bytes)"
                 ),
             ));
         }
-        let mut state = InsertState {
-            inserting: self.lifecycle.hasher.hash_one(&key),
-            evicted: 0,
-        };
-        self.map.insert_with_lifecycle(key, entry, &mut state);
-        if state.evicted > 0 {
-            self.evictions.fetch_add(state.evicted, Ordering::Relaxed);
+        for (key, _, weight) in entries {
+            if let Some(e) = self.map.peek(key.as_str()) {
+                usage.sub(key, self.weighter.weight(key, &e));
+            }
+            usage.add(key, *weight);
         }
-        Ok(())
+        Ok(usage)
     }
 
     /// Stores `value` only if `key` has no live value (compare-and-set under `cas`).
@@ -301,8 +499,14 @@ impl MemoryStore {
     }
 
     pub(crate) fn del(&self, key: &str) -> bool {
+        let account = self.admission.as_ref().map(|a| a.usage.lock());
         match self.map.remove(key) {
-            Some((_, e)) => self.live(&e, self.clock.now_ms()),
+            Some((k, e)) => {
+                if let Some(mut usage) = account {
+                    usage.sub(&k, self.weighter.weight(&k, &e));
+                }
+                self.live(&e, self.clock.now_ms())
+            }
             None => false,
         }
     }
@@ -358,10 +562,15 @@ impl MemoryStore {
     pub(crate) fn delete_matching(&self, pattern: &str) -> u64 {
         let now = self.clock.now_ms();
         let deleted = AtomicU64::new(0);
+        let account = self.admission.as_ref().map(|a| a.usage.lock());
+        let account = std::cell::RefCell::new(account);
         self.map.retain(|k, e| {
             if glob_match(pattern.as_bytes(), k.as_bytes()) {
                 if self.live(e, now) {
                     deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(usage) = account.borrow_mut().as_mut() {
+                    usage.sub(k, self.weighter.weight(k, e));
                 }
                 false
             } else {
@@ -372,7 +581,15 @@ impl MemoryStore {
     }
 
     pub(crate) fn clear(&self) {
+        let account = self.admission.as_ref().map(|a| a.usage.lock());
         self.map.clear();
+        if let Some(mut usage) = account {
+            let purged_at = usage.purged_at;
+            *usage = Usage {
+                purged_at,
+                ..Usage::default()
+            };
+        }
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -394,6 +611,89 @@ mod tests {
 
     fn manual() -> (Clock, Arc<AtomicU64>) {
         Clock::manual()
+    }
+
+    /// The fallback's store: each namespace within its share, the whole within
+    /// `max_bytes`, overwrites and deletes booked exactly, batches all or nothing,
+    /// expired entries reclaimed for room, and never an eviction.
+    #[test]
+    fn refusing_store_books_every_change_and_never_evicts() {
+        let (clock, t) = manual();
+        let limits = MemoryLimits {
+            max_bytes: 64 << 10,
+            max_entries: 10_000,
+        };
+        let m = MemoryStore::build(limits, clock, Some(16 << 10)).unwrap();
+        let v = |n: usize| Bytes::from(vec![b'x'; n]);
+        let full = |r: Result<()>| {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::FallbackFull, "{e}");
+            e
+        };
+        // ~5 KB entries: three fit one namespace's 16 KiB share, the fourth does not.
+        for i in 0..3 {
+            m.set(&format!("a:{i}"), v(5000), None).unwrap();
+        }
+        let e = full(m.set("a:3", v(5000), None));
+        assert!(e.message().contains("\"a\""), "{e}");
+        // Overwriting a key books the difference only; the same key twice in a batch once
+        // (the last value wins).
+        m.set("a:0", v(5000), None).unwrap();
+        m.set_all([("a:0", v(5000)), ("a:0", v(5000))], None)
+            .unwrap();
+        // Internal keys count for their namespace, under a prefix too.
+        full(m.set("#lock:a:{x}", v(5000), None));
+        full(m.set("p/a:k", v(5000), None));
+        let e = m.set("z:k", v(17 << 10), None).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::ValueTooLarge,
+            "bigger than a share: {e}"
+        );
+        // A batch that does not fit is refused whole.
+        full(m.set_all([("b:0", v(8000)), ("b:1", v(9000))], None));
+        assert!(
+            m.get("b:0").is_none(),
+            "nothing of a refused batch is stored"
+        );
+        // Deletes free the share: del, delete_matching, and an expired entry read.
+        assert!(m.del("a:2"));
+        m.set("a:3", v(5000), None).unwrap();
+        assert_eq!(m.delete_matching("a:*"), 3);
+        for i in 0..3 {
+            m.set(&format!("a:{i}"), v(5000), Some(Duration::from_millis(10)))
+                .unwrap();
+        }
+        t.store(20, Ordering::Relaxed);
+        assert!(m.get("a:0").is_none());
+        // a:1 and a:2 expired unread: the refusal's purge reclaims them.
+        t.store(2000, Ordering::Relaxed);
+        for i in 10..13 {
+            m.set(&format!("a:{i}"), v(5000), None).unwrap();
+        }
+        // The whole store: four namespaces at their share fill most of 64 KiB; a fifth
+        // namespace's first entry no longer fits.
+        for ns in ["b", "c", "d"] {
+            for i in 0..3 {
+                m.set(&format!("{ns}:{i}"), v(5000), None).unwrap();
+            }
+        }
+        let e = full(m.set("e:0", v(5000), None));
+        assert!(e.message().contains("the memory fallback is full"), "{e}");
+        assert_eq!(m.evictions(), 0);
+        assert!(m.weight() <= limits.max_bytes, "{}", m.weight());
+        for ns in ["a", "b", "c", "d"] {
+            let base = if ns == "a" { 10 } else { 0 };
+            for i in base..base + 3 {
+                assert!(m.get(&format!("{ns}:{i}")).is_some(), "{ns}:{i} kept");
+            }
+        }
+        // Clearing (after recovery) empties the account too.
+        m.clear();
+        for i in 0..3 {
+            m.set(&format!("a:{i}"), v(5000), None).unwrap();
+            m.set(&format!("e:{i}"), v(5000), None).unwrap();
+        }
     }
 
     #[test]
