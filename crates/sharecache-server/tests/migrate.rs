@@ -5,40 +5,20 @@
 //! finding an injected difference of each kind, clear errors, and a `kill -9` mid-copy
 //! followed by `--resume`.
 
+mod support;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
 use sharecache_testkit::{RedisCluster, RedisConfig, RedisServer, free_port};
+use support::cli::{report, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sharecache");
 
 /// Runs `sharecache migrate ARGS`; returns the output.
 fn migrate(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .arg("migrate")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sharecache");
-    eprintln!(
-        "sharecache migrate {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The JSON report: the last line of stdout.
-fn report(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a report line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {last}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    support::cli::run("migrate", args)
 }
 
 fn conn(url: &str) -> redis::Connection {
