@@ -25,6 +25,10 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Copy each service's own Redis into the shared one under its namespace, then verify.
     Migrate(crate::migrate::MigrateArgs),
+    /// Write one namespace (every key, its type, value and TTL) to a checksummed file.
+    Export(crate::backup::ExportArgs),
+    /// Restore a file written by `export` (under its namespace or `--as` another), then verify.
+    Import(crate::backup::ImportArgs),
     /// Create or update one Redis ACL user per service from the config, on every node.
     Provision(crate::provision::ProvisionArgs),
     /// Check whether a Redis is set up for production; exit 0 (pass or warn), 1 (a
@@ -37,7 +41,7 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    // migrate, provision and doctor open redis-rs connections of their own.
+    // migrate, export, import, provision and doctor open redis-rs connections of their own.
     sharecache::install_tls_provider();
     if let Err(e) = init_tracing() {
         eprintln!("error: {e}");
@@ -48,6 +52,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Token(cmd) => crate::token::run(cmd),
         Command::Bench(args) => crate::bench::run_blocking(args),
         Command::Migrate(args) => crate::migrate::run_blocking(args),
+        Command::Export(args) => crate::backup::export_blocking(args),
+        Command::Import(args) => crate::backup::import_blocking(args),
         Command::Provision(args) => crate::provision::run(&args),
         Command::Doctor(args) => return crate::doctor::run(&args),
         Command::Client(cmd) => crate::client::run_blocking(cmd),
