@@ -267,6 +267,59 @@ mod tests {
     }
 
     #[test]
+    fn export_and_import_arguments_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "export",
+            "auth",
+            "--to",
+            "/tmp/auth.scxp",
+            "--from",
+            "redis+cluster://127.0.0.1:7000",
+            "--key-prefix",
+            "p",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Export(e) = cli.command else {
+            panic!("expected export")
+        };
+        assert_eq!(
+            (e.namespace.as_str(), e.key_prefix.as_deref(), e.json),
+            ("auth", Some("p"), true)
+        );
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "import",
+            "/tmp/auth.scxp",
+            "--to",
+            "redis://h:1",
+            "--as",
+            "auth2",
+            "--on-conflict",
+            "skip",
+        ])
+        .unwrap();
+        let Command::Import(i) = cli.command else {
+            panic!("expected import")
+        };
+        assert_eq!(i.as_namespace.as_deref(), Some("auth2"));
+        assert_eq!(i.on_conflict, crate::migrate::OnConflict::Skip);
+        for bad in [
+            vec!["sharecache", "export", "auth"],
+            vec!["sharecache", "export", "--to", "f"],
+            vec!["sharecache", "import"],
+            vec!["sharecache", "import", "f", "--on-conflict", "overwrite"],
+            vec!["sharecache", "import", "f", "--batch", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn migrate_arguments_parse_and_refuse_nonsense() {
         let cli = Cli::try_parse_from([
             "sharecache",

@@ -96,17 +96,31 @@ macro_rules! cmd {
     }};
 }
 
-/// Fills namespace `head` (`[prefix:]ns:`) with `strings` strings (two in three with a TTL
+/// `len` pseudo-random hex digits from `seed` (xorshift): values that neither Redis's LZF
+/// in DUMP nor the file's LZ4 can shrink, so their size is the memory they take.
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x & 15) as u32, 16).unwrap()
+        })
+        .collect()
+}
+
+/// Fills namespace `head` (`[prefix:]ns:`) with `strings` strings of `value_len`
+/// incompressible bytes (two in three with a TTL
 /// of an odd number of milliseconds), a hash, a list, a set, a sorted set, a stream with a
 /// consumer group and two pending entries, and the keys the coordination primitives
 /// leave (a lock, a fence counter, a session, a queue stream): all are just keys.
 fn seed(side: &Side, head: &str, strings: usize, value_len: usize) {
     let k = |s: &str| format!("{head}{s}");
     let mut cmds = Vec::new();
-    let filler = "v".repeat(value_len);
     for i in 0..strings {
         let key = k(&format!("s:{i}"));
-        cmds.push((key.clone(), cmd!("SET", &key, &format!("{i}-{filler}"))));
+        cmds.push((key.clone(), cmd!("SET", &key, noise(i as u64, value_len))));
         if i % 3 != 0 {
             let ttl = 600_000 + i as i64 * 7 + 3;
             cmds.push((key.clone(), cmd!("PEXPIRE", &key, &ttl)));
@@ -651,8 +665,9 @@ fn export_peak_rss_kb(from: &str, file: &Path) -> u64 {
 
 #[test]
 fn export_memory_stays_flat_as_the_key_count_grows() {
-    // 1 KiB values: 5k keys are 5 MB, 50k keys 50 MB. An export that held the namespace
-    // would grow by 45 MB or more; a streaming one by far less than the bound below.
+    // 1 KiB incompressible values: 5k keys are 5 MB, 50k keys 50 MB. An export that held
+    // the namespace would grow by 45 MB or more (checked: one that kept every page's
+    // items did), a streaming one by far less than the bound below.
     let (small, large) = (RedisServer::start(), RedisServer::start());
     seed(&Side::One(&small), "app:", 5_000, 1024);
     seed(&Side::One(&large), "app:", 50_000, 1024);
@@ -668,5 +683,39 @@ fn export_memory_stays_flat_as_the_key_count_grows() {
     assert!(
         b < a + 20 * 1024,
         "peak RSS grew from {a} kB to {b} kB for 10x the keys: not bounded"
+    );
+}
+
+#[test]
+fn a_target_that_refuses_restore_is_a_clear_error() {
+    let (_from, _dir, file) = small_export();
+    let to = RedisServer::start();
+    to.cmd(&[
+        "ACL",
+        "SETUSER",
+        "mover",
+        "on",
+        ">mover-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-restore",
+    ]);
+    let url = format!("redis://mover:mover-pw@127.0.0.1:{}", to.port());
+    let out = import(&file, &url, &[]);
+    assert!(!out.status.success(), "an import without RESTORE succeeded");
+    let err = stderr(&out);
+    assert!(
+        err.contains("through RESTORE") && err.contains("DUMP payloads only"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exported from Redis 7."),
+        "names the source's version: {err}"
+    );
+    assert_eq!(
+        Side::One(&to).dbsize(),
+        0,
+        "nothing restored without RESTORE"
     );
 }
