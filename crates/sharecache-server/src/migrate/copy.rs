@@ -7,6 +7,10 @@
 //! `REPLACE` is the existence check: a `BUSYKEY` reply, and only that, makes a key a
 //! candidate conflict, compared with the source (same value and TTL: `unchanged`), so a
 //! key is never overwritten by a race between a check and a write.
+//!
+//! The read of a page (`read_batch`) and the write with its conflict policy
+//! (`write_batch`, generic over an [`Origin`]) are also `sharecache export`'s and
+//! `sharecache import`'s (`crate::backup`): one path for both.
 
 use std::sync::Arc;
 use std::time::Instant;
