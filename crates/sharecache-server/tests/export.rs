@@ -719,3 +719,48 @@ fn a_target_that_refuses_restore_is_a_clear_error() {
         "nothing restored without RESTORE"
     );
 }
+
+#[test]
+fn export_never_overwrites_a_file_and_takes_its_url_from_redis_url() {
+    let from = RedisServer::start();
+    from.cmd(&["SET", "app:k", "v"]);
+    let dir = dir();
+    let file = dir.path().join("app.scxp");
+    std::fs::write(&file, b"precious").unwrap();
+    let out = run(
+        "export",
+        &["app", "--from", &from.url(), "--to", path_str(&file)],
+    );
+    assert!(!out.status.success(), "an existing file was overwritten");
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    // No --from and no REDIS_URL: says which to give.
+    let fresh = dir.path().join("fresh.scxp");
+    let bin = env!("CARGO_BIN_EXE_sharecache");
+    let out = Command::new(bin)
+        .args(["export", "app", "--to", path_str(&fresh)])
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--from") && err.contains("REDIS_URL"), "{err}");
+    // REDIS_URL (the variable serve reads) is the default of --from and --to.
+    let out = Command::new(bin)
+        .args(["export", "app", "--to", path_str(&fresh)])
+        .env("REDIS_URL", from.url())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let to = RedisServer::start();
+    let out = Command::new(bin)
+        .args(["import", path_str(&fresh), "--as", "back"])
+        .env("REDIS_URL", to.url())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(Side::One(&to).get("back:k").as_deref(), Some("v"));
+}

@@ -317,11 +317,28 @@ impl<R: Read> Reader<R> {
                 let raw_len = u32::from_le_bytes(self.array(&what)?);
                 let lz4_len = u32::from_le_bytes(self.array(&what)?);
                 let want: [u8; 32] = self.array(&what)?;
-                if raw_len > MAX_FRAME || lz4_len > MAX_FRAME {
-                    bail!("frame {n} (byte {at}) declares {raw_len} bytes: the file is damaged");
+                // LZ4 expands at most 255-fold: a bigger raw length is damage (and would
+                // make the decompression allocate it before the trailer is checked).
+                if raw_len > MAX_FRAME || u64::from(raw_len) > u64::from(lz4_len) * 255 + 16 {
+                    bail!(
+                        "frame {n} (byte {at}) declares {raw_len} bytes from {lz4_len}: the file \
+                         is damaged"
+                    );
                 }
-                let mut lz4 = vec![0; lz4_len as usize];
-                self.read_exact(&mut lz4, &format!("frame {n}"))?;
+                // Read through `take`, so a damaged length costs what the file holds, not
+                // an allocation of that length.
+                let mut lz4 = Vec::new();
+                (&mut self.inp)
+                    .take(u64::from(lz4_len))
+                    .read_to_end(&mut lz4)
+                    .with_context(|| format!("reading frame {n} at byte {at}"))?;
+                self.pos += lz4.len() as u64;
+                if lz4.len() != lz4_len as usize {
+                    bail!(
+                        "the file is truncated: it ends inside frame {n} (which starts at byte \
+                         {at})"
+                    );
+                }
                 if Sha256::digest(&lz4).as_slice() != want {
                     bail!(
                         "frame {n} (bytes {at}..{}) does not match its checksum: the file is \
@@ -499,6 +516,21 @@ mod tests {
                 .to_string()
                 .contains("after its trailer")
         );
+    }
+
+    #[test]
+    fn a_damaged_frame_length_is_refused_without_allocating_it() {
+        let b = file(3);
+        // The header is 37 bytes here; the frame's raw_len is at 42..46, lz4_len at 46..50.
+        assert_eq!(b[37], FRAME);
+        let mut raw = b.clone();
+        raw[42..46].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = read_all(&raw).unwrap_err().to_string();
+        assert!(e.contains("declares"), "{e}");
+        let mut lz4 = b.clone();
+        lz4[46..50].copy_from_slice(&(MAX_FRAME - 1).to_le_bytes());
+        let e = read_all(&lz4).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]
