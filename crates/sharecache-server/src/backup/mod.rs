@@ -2,18 +2,18 @@
 //! (docs/backup.md).
 //!
 //! * **Export** SCANs every key under the namespace's head (`[prefix:]ns:`, from
-//!   [`crate::migrate::key_head`], the function migrate maps keys with) on each master, reads each
-//!   page with migrate's read path ([`read_batch`]: `PEXPIRETIME` and `DUMP` in one
-//!   pipeline) and streams the records into [`format::Writer`]: memory holds one SCAN page
+//!   `migrate::key_head`, the function migrate maps keys with) on each master, reads each
+//!   page with migrate's read path (`read_batch`: `PEXPIRETIME` and `DUMP` in one
+//!   pipeline) and streams the records into `format::Writer`: memory holds one SCAN page
 //!   and one frame, whatever the namespace's size. The file is written to `FILE.tmp`,
 //!   synced and renamed, so `FILE` is a whole export or absent.
-//! * **Import** reads the whole file through [`format::Reader`] first (every frame's
+//! * **Import** reads the whole file through `format::Reader` first (every frame's
 //!   checksum, the trailer's count and checksum, the version) and refuses a truncated,
 //!   changed or newer file before it connects to the target. Then, under `--on-conflict
 //!   fail`, one pass lists every key that exists with another value and stops if any does;
-//!   then the records go through migrate's one RESTORE path ([`write_batch`]: `RESTORE
+//!   then the records go through migrate's one RESTORE path (`write_batch`: `RESTORE
 //!   ... ABSTTL`, `BUSYKEY` as the existence check, the conflict policy), with
-//!   [`FileOrigin`] comparing an existing key with the file's payload; then every key
+//!   `FileOrigin` comparing an existing key with the file's payload; then every key
 //!   written is read back and compared (value and TTL).
 //!
 //! **Guarantees**: a key is restored with the expiry time it had at export, or not at all

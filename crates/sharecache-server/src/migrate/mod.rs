@@ -10,7 +10,7 @@
 //! `verify` (both directions), `checkpoint` (the cursors, written atomically), `progress`
 //! (a bar on a terminal, plain lines otherwise) and this module (arguments, the report).
 //! `crate::backup` (export and import) reuses `endpoint`, `value`, `progress`, copy's
-//! `read_batch`/`write_batch` and [`key_head`].
+//! `read_batch`/`write_batch` and `key_head`.
 //!
 //! **Guarantees**: the sources are only read (SCAN, DUMP, TYPE, PTTL/PEXPIRETIME, reads of
 //! values); a key is restored with the TTL read with it, to the millisecond, or not at
