@@ -25,6 +25,10 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Copy each service's own Redis into the shared one under its namespace, then verify.
     Migrate(crate::migrate::MigrateArgs),
+    /// Write one namespace (every key, its type, value and TTL) to a checksummed file.
+    Export(crate::backup::ExportArgs),
+    /// Restore a file written by `export` (under its namespace or `--as` another), then verify.
+    Import(crate::backup::ImportArgs),
     /// Create or update one Redis ACL user per service from the config, on every node.
     Provision(crate::provision::ProvisionArgs),
     /// Check whether a Redis is set up for production; exit 0 (pass or warn), 1 (a
@@ -37,7 +41,7 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    // migrate, provision and doctor open redis-rs connections of their own.
+    // migrate, export, import, provision and doctor open redis-rs connections of their own.
     sharecache::install_tls_provider();
     if let Err(e) = init_tracing() {
         eprintln!("error: {e}");
@@ -48,6 +52,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Token(cmd) => crate::token::run(cmd),
         Command::Bench(args) => crate::bench::run_blocking(args),
         Command::Migrate(args) => crate::migrate::run_blocking(args),
+        Command::Export(args) => crate::backup::export_blocking(args),
+        Command::Import(args) => crate::backup::import_blocking(args),
         Command::Provision(args) => crate::provision::run(&args),
         Command::Doctor(args) => return crate::doctor::run(&args),
         Command::Client(cmd) => crate::client::run_blocking(cmd),
@@ -252,6 +258,59 @@ mod tests {
             vec!["sharecache", "bench", "--value-size", "99999999999"],
             vec!["sharecache", "bench", "--op", "mget", "--batch", "0"],
             vec!["sharecache", "bench", "--op", "mget", "--batch", "10001"],
+        ] {
+            assert!(
+                Cli::try_parse_from(&bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn export_and_import_arguments_parse_and_refuse_nonsense() {
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "export",
+            "auth",
+            "--to",
+            "/tmp/auth.scxp",
+            "--from",
+            "redis+cluster://127.0.0.1:7000",
+            "--key-prefix",
+            "p",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Export(e) = cli.command else {
+            panic!("expected export")
+        };
+        assert_eq!(
+            (e.namespace.as_str(), e.key_prefix.as_deref(), e.json),
+            ("auth", Some("p"), true)
+        );
+        let cli = Cli::try_parse_from([
+            "sharecache",
+            "import",
+            "/tmp/auth.scxp",
+            "--to",
+            "redis://h:1",
+            "--as",
+            "auth2",
+            "--on-conflict",
+            "skip",
+        ])
+        .unwrap();
+        let Command::Import(i) = cli.command else {
+            panic!("expected import")
+        };
+        assert_eq!(i.as_namespace.as_deref(), Some("auth2"));
+        assert_eq!(i.on_conflict, crate::migrate::OnConflict::Skip);
+        for bad in [
+            vec!["sharecache", "export", "auth"],
+            vec!["sharecache", "export", "--to", "f"],
+            vec!["sharecache", "import"],
+            vec!["sharecache", "import", "f", "--on-conflict", "overwrite"],
+            vec!["sharecache", "import", "f", "--batch", "0"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

@@ -20,6 +20,9 @@
 //!   `copy`: copy, conflict pre-check, dry run; `bytype`: the chunked per-type copy;
 //!   `follow`: changes after the snapshot; `verify`; `value`: TTLs and value digests;
 //!   `checkpoint`; `progress`).
+//! * [`backup`]: `sharecache export` and `import`: one namespace to a versioned,
+//!   checksummed, compressed file and back (`format`: the file), through migrate's read
+//!   and RESTORE paths.
 //! * [`provision`]: `sharecache provision`, a Redis ACL user per service on every node
 //!   (the rules and their reasons in [`provision::acl`]).
 //! * [`doctor`]: `sharecache doctor`, production checks of a Redis (pass, warn, fail,
@@ -30,6 +33,7 @@
 //! `src/main.rs` only parses the command line and calls [`cli::main`].
 
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;

@@ -5,11 +5,14 @@
 //! finding an injected difference of each kind, clear errors, and a `kill -9` mid-copy
 //! followed by `--resume`.
 
+mod support;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
 use sharecache_testkit::{RedisCluster, RedisConfig, RedisServer, free_port};
+use support::cli::{report, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sharecache");
 
@@ -20,31 +23,7 @@ fn migrate(args: &[&str]) -> Output {
 
 /// `migrate` with these environment variables set for the process.
 fn migrate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(BIN)
-        .arg("migrate")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sharecache");
-    eprintln!(
-        "sharecache migrate {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The JSON report: the last line of stdout.
-fn report(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a report line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {last}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    support::cli::run_env("migrate", args, env)
 }
 
 fn conn(url: &str) -> redis::Connection {

@@ -45,7 +45,7 @@ fn slot(k: &[u8]) -> Route {
 
 /// A temporary key in the slot of `tkey`, or `None` when no simple name keeps the slot
 /// (keys with odd braces): the value is then written to `tkey` directly.
-fn temp_key(tkey: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn temp_key(tkey: &[u8]) -> Option<Vec<u8>> {
     const SUFFIX: &[u8] = b":#sharecache-migrate-tmp";
     let candidates = [
         [tkey, SUFFIX].concat(),

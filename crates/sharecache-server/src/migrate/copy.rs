@@ -7,6 +7,10 @@
 //! `REPLACE` is the existence check: a `BUSYKEY` reply, and only that, makes a key a
 //! candidate conflict, compared with the source (same value and TTL: `unchanged`), so a
 //! key is never overwritten by a race between a check and a write.
+//!
+//! The read of a page (`read_batch`) and the write with its conflict policy
+//! (`write_batch`, generic over an [`Origin`]) are also `sharecache export`'s and
+//! `sharecache import`'s (`crate::backup`): one path for both.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -143,6 +147,137 @@ fn restore(tkey: &[u8], payload: &[u8], expiry: Expiry, replace: bool) -> Cmd {
     c
 }
 
+/// One key to write: its name where it comes from, its name on the target, its DUMP
+/// payload and the expiry read with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The key on the origin (a source key; for an import, the key as exported).
+    pub(crate) key: Vec<u8>,
+    /// The key to write on the target.
+    pub(crate) tkey: Vec<u8>,
+    /// The DUMP payload.
+    pub(crate) payload: Vec<u8>,
+    /// When it expires (never [`Expiry::Missing`]).
+    pub(crate) expiry: Expiry,
+}
+
+/// Where a batch's keys come from (a source Redis for migrate, an export file for import):
+/// what the shared RESTORE path, [`write_batch`], cannot decide from the payloads alone.
+pub(crate) trait Origin {
+    /// How each target key that exists (a `BUSYKEY` reply) compares with its item.
+    async fn compare(
+        &self,
+        target: &Endpoint,
+        items: &[&Item],
+        tolerance: u64,
+    ) -> anyhow::Result<Vec<Existing>>;
+
+    /// Copies `item` by type (RESTORE cannot carry it), or `None` when this origin has
+    /// no value to read by type; the run then stops with [`Origin::by_type_missing`].
+    async fn by_type(
+        &self,
+        item: &Item,
+        target: &Endpoint,
+        replace: bool,
+        chunk: usize,
+    ) -> Option<anyhow::Result<bytype::Outcome>>;
+
+    /// What to tell the user when a key must go by type and [`Origin::by_type`] cannot.
+    fn by_type_missing(&self, target: &Endpoint, tkey: &[u8], why: &str) -> anyhow::Error;
+}
+
+/// A source Redis: existing keys are compared with it, and a key RESTORE cannot carry is
+/// read from it by type.
+struct SourceOrigin<'a> {
+    src: &'a Endpoint,
+    spec: &'a SourceSpec,
+}
+
+impl Origin for SourceOrigin<'_> {
+    async fn compare(
+        &self,
+        target: &Endpoint,
+        items: &[&Item],
+        tolerance: u64,
+    ) -> anyhow::Result<Vec<Existing>> {
+        let keys: Vec<Vec<u8>> = items.iter().map(|i| i.key.clone()).collect();
+        compare_existing(self.src, self.spec, target, &keys, tolerance).await
+    }
+
+    async fn by_type(
+        &self,
+        item: &Item,
+        target: &Endpoint,
+        replace: bool,
+        chunk: usize,
+    ) -> Option<anyhow::Result<bytype::Outcome>> {
+        Some(
+            bytype::copy(
+                self.src,
+                &item.key,
+                target,
+                &item.tkey,
+                item.expiry,
+                replace,
+                chunk,
+            )
+            .await,
+        )
+    }
+
+    fn by_type_missing(&self, target: &Endpoint, tkey: &[u8], why: &str) -> anyhow::Error {
+        anyhow::anyhow!("{}: {} ({why})", target.label, key_text(tkey))
+    }
+}
+
+/// Reads `keys` from `src` in one pipeline (`PEXPIRETIME` or `PTTL`, and `DUMP`, per key):
+/// the items still alive, named on the target by `tkey`. A key gone meanwhile (or whose
+/// expiry passed) counts as `skipped_expired`, one the source refuses as `failed`; the
+/// caller counts `scanned`.
+pub(crate) async fn read_batch(
+    src: &Endpoint,
+    keys: Vec<Vec<u8>>,
+    tkey: impl Fn(&[u8]) -> Vec<u8>,
+    delta: &mut SourceReport,
+) -> anyhow::Result<Vec<Item>> {
+    let reads: Vec<Cmd> = keys
+        .iter()
+        .flat_map(|k| [ttl_cmd(src, k), redis::cmd("DUMP").arg(k).clone()])
+        .collect();
+    let replies = src.batch(reads).await?;
+    let read_at = now_ms();
+    let mut live = Vec::with_capacity(keys.len());
+    for (i, k) in keys.into_iter().enumerate() {
+        let (ttl, dump) = (&replies[2 * i], &replies[2 * i + 1]);
+        if let Err(e) = ttl.as_ref().and(dump.as_ref()) {
+            delta.failed += 1;
+            delta.failed_keys.push(FailedKey {
+                key: key_text(&tkey(&k)),
+                reason: format!("the source refused to read it: {e}"),
+            });
+            continue;
+        }
+        match (Expiry::from_reply(src, ttl, read_at), bulk(dump)) {
+            (Some(Expiry::Missing), _) | (_, None) => delta.skipped_expired += 1,
+            (Some(Expiry::At(at)), _) if at <= now_ms() => delta.skipped_expired += 1,
+            (Some(e), Some(payload)) => live.push(Item {
+                tkey: tkey(&k),
+                key: k,
+                payload: payload.to_vec(),
+                expiry: e,
+            }),
+            (None, Some(_)) => {
+                delta.failed += 1;
+                delta.failed_keys.push(FailedKey {
+                    key: key_text(&tkey(&k)),
+                    reason: format!("unexpected TTL reply {ttl:?}"),
+                });
+            }
+        }
+    }
+    Ok(live)
+}
+
 /// Copies one SCAN page; counts go to `delta`. `Err` stops the run (target out of
 /// memory, a conflict under `fail`, every key of the batch refused, a side lost).
 async fn copy_batch(
@@ -154,51 +289,46 @@ async fn copy_batch(
     delta: &mut SourceReport,
 ) -> Result<(), Stop> {
     delta.scanned += keys.len() as u64;
-    let reads: Vec<Cmd> = keys
-        .iter()
-        .flat_map(|k| [ttl_cmd(src, k), redis::cmd("DUMP").arg(k).clone()])
-        .collect();
-    let replies = src.batch(reads).await?;
-    let read_at = now_ms();
-    // (source key, payload, expiry) of every key still alive.
-    let mut live: Vec<(Vec<u8>, Vec<u8>, Expiry)> = Vec::with_capacity(keys.len());
-    for (i, k) in keys.into_iter().enumerate() {
-        let (ttl, dump) = (&replies[2 * i], &replies[2 * i + 1]);
-        if let Err(e) = ttl.as_ref().and(dump.as_ref()) {
-            delta.failed += 1;
-            delta.failed_keys.push(FailedKey {
-                key: key_text(&spec.target_key(&k)),
-                reason: format!("the source refused to read it: {e}"),
-            });
-            continue;
-        }
-        match (Expiry::from_reply(src, ttl, read_at), bulk(dump)) {
-            (Some(Expiry::Missing), _) | (_, None) => delta.skipped_expired += 1,
-            (Some(Expiry::At(at)), _) if at <= now_ms() => delta.skipped_expired += 1,
-            (Some(e), Some(payload)) => live.push((k, payload.to_vec(), e)),
-            (None, Some(_)) => {
-                delta.failed += 1;
-                delta.failed_keys.push(FailedKey {
-                    key: key_text(&spec.target_key(&k)),
-                    reason: format!("unexpected TTL reply {ttl:?}"),
-                });
-            }
-        }
-    }
+    let live = read_batch(src, keys, |k| spec.target_key(k), delta).await?;
+    let origin = SourceOrigin { src, spec };
+    let policy = (args.on_conflict, args.common.ttl_tolerance_ms);
+    write_batch(&origin, target, live, policy, delta).await
+}
+
+/// The one RESTORE path of migrate and import: writes `live` to `target` with
+/// `RESTORE key ABSTTL-time payload` in one pipeline (per slot on a Cluster), counts into
+/// `delta` (`copied`, `bytes`, `skipped_expired`, `unchanged`, `conflicts`, `failed`), and
+/// applies `(on_conflict, ttl tolerance)` to the keys that exist: `RESTORE` without
+/// `REPLACE` is the existence check, so a key is never overwritten by a race between a
+/// check and a write. `Err` stops the run.
+pub(crate) async fn write_batch<O: Origin>(
+    origin: &O,
+    target: &Endpoint,
+    live: Vec<Item>,
+    (on_conflict, tolerance): (OnConflict, u64),
+    delta: &mut SourceReport,
+) -> Result<(), Stop> {
     if live.is_empty() {
         return Ok(());
     }
     // A payload the target cannot take in one request goes the per-type way, chunked.
     let limit = target.max_bulk.saturating_sub(64 << 10) as usize;
     let chunk = (target.max_bulk / 4).clamp(4 << 10, 1 << 20) as usize;
-    let mut by_type: Vec<bool> = live.iter().map(|(_, p, _)| p.len() > limit).collect();
-    let direct: Vec<usize> = (0..live.len()).filter(|&i| !by_type[i]).collect();
+    let mut by_type: Vec<Option<String>> = live
+        .iter()
+        .map(|it| {
+            (it.payload.len() > limit).then(|| {
+                format!(
+                    "a DUMP payload of {} bytes, above its proto-max-bulk-len",
+                    it.payload.len()
+                )
+            })
+        })
+        .collect();
+    let direct: Vec<usize> = (0..live.len()).filter(|&i| by_type[i].is_none()).collect();
     let cmds = direct
         .iter()
-        .map(|&i| {
-            let (k, p, e) = &live[i];
-            restore(&spec.target_key(k), p, *e, false)
-        })
+        .map(|&i| restore(&live[i].tkey, &live[i].payload, live[i].expiry, false))
         .collect();
     let replies = target.batch(cmds).await?;
     let mut busy = Vec::new();
@@ -208,12 +338,14 @@ async fn copy_batch(
     // expired during the copy, and is counted so, not as copied.
     let replied_at = now_ms();
     for (&i, r) in direct.iter().zip(&replies) {
-        let (k, payload, e) = &live[i];
+        let it = &live[i];
         match r {
-            Ok(_) if matches!(e, Expiry::At(at) if *at <= replied_at) => delta.skipped_expired += 1,
+            Ok(_) if matches!(it.expiry, Expiry::At(at) if at <= replied_at) => {
+                delta.skipped_expired += 1
+            }
             Ok(_) => {
                 delta.copied += 1;
-                delta.bytes += payload.len() as u64;
+                delta.bytes += it.payload.len() as u64;
             }
             Err(e) if is_busy(e) => busy.push(i),
             Err(e) if is_oom(e) => {
@@ -225,13 +357,15 @@ async fn copy_batch(
                     reason(e)
                 );
             }
-            Err(e) if bytype::restore_refused(e) => by_type[i] = true,
+            Err(e) if bytype::restore_refused(e) => {
+                by_type[i] = Some(format!("RESTORE refused: {}", reason(e)))
+            }
             Err(e) => {
                 errors += 1;
                 refused.get_or_insert_with(|| reason(e));
                 delta.failed += 1;
                 delta.failed_keys.push(FailedKey {
-                    key: key_text(&spec.target_key(k)),
+                    key: key_text(&it.tkey),
                     reason: reason(e),
                 });
             }
@@ -244,10 +378,13 @@ async fn copy_batch(
             refused.unwrap_or_default()
         );
     }
-    for i in (0..live.len()).filter(|&i| by_type[i]) {
-        let (k, _, e) = &live[i];
-        let tkey = spec.target_key(k);
-        match bytype::copy(src, k, target, &tkey, *e, false, chunk).await {
+    for i in 0..live.len() {
+        let Some(why) = &by_type[i] else { continue };
+        let it = &live[i];
+        let Some(outcome) = origin.by_type(it, target, false, chunk).await else {
+            return Err(origin.by_type_missing(target, &it.tkey, why));
+        };
+        match outcome {
             Ok(bytype::Outcome::Copied(b)) => {
                 delta.copied += 1;
                 delta.bytes += b;
@@ -260,7 +397,7 @@ async fn copy_batch(
             Err(err) => {
                 delta.failed += 1;
                 delta.failed_keys.push(FailedKey {
-                    key: key_text(&tkey),
+                    key: key_text(&it.tkey),
                     reason: format!("per-type copy: {err:#}"),
                 });
             }
@@ -269,13 +406,12 @@ async fn copy_batch(
     if busy.is_empty() {
         return Ok(());
     }
-    let busy_keys: Vec<Vec<u8>> = busy.iter().map(|&i| live[i].0.clone()).collect();
-    let tolerance = args.common.ttl_tolerance_ms;
-    let verdicts = compare_existing(src, spec, target, &busy_keys, tolerance).await?;
+    let busy_items: Vec<&Item> = busy.iter().map(|&i| &live[i]).collect();
+    let verdicts = origin.compare(target, &busy_items, tolerance).await?;
     // (index, with REPLACE): replaced conflicts, and keys to try again without REPLACE.
     let mut again: Vec<(usize, bool)> = Vec::new();
     for (&i, v) in busy.iter().zip(verdicts) {
-        let tkey = key_text(&spec.target_key(&live[i].0));
+        let tkey = key_text(&live[i].tkey);
         match v {
             Existing::Same => delta.unchanged += 1,
             Existing::SourceGone => delta.skipped_expired += 1,
@@ -283,7 +419,7 @@ async fn copy_batch(
             Existing::Differs => {
                 delta.conflicts += 1;
                 delta.conflict_keys.push(tkey.clone());
-                match args.on_conflict {
+                match on_conflict {
                     OnConflict::Fail => bail!(
                         "{tkey} exists on {} with another value (BUSYKEY): stopped, as \
                          --on-conflict fail asks; choose skip or replace to go on",
@@ -295,26 +431,30 @@ async fn copy_batch(
             }
         }
     }
-    let (typed, restored): (Vec<_>, Vec<_>) = again.iter().partition(|&&(i, _)| by_type[i]);
+    let (typed, restored): (Vec<_>, Vec<_>) =
+        again.iter().partition(|&&(i, _)| by_type[i].is_some());
     // A key that exists again on a second try without REPLACE is a conflict left alone.
     let still_busy = |delta: &mut SourceReport, tkey: &[u8]| {
         delta.conflicts += 1;
         delta.conflict_keys.push(key_text(tkey));
     };
     for (i, replace) in typed {
-        let (k, _, e) = &live[i];
-        let tkey = spec.target_key(k);
-        match bytype::copy(src, k, target, &tkey, *e, replace, chunk).await {
+        let it = &live[i];
+        let why = by_type[i].as_deref().unwrap_or_default();
+        let Some(outcome) = origin.by_type(it, target, replace, chunk).await else {
+            return Err(origin.by_type_missing(target, &it.tkey, why));
+        };
+        match outcome {
             Ok(bytype::Outcome::Copied(b)) => {
                 delta.copied += 1;
                 delta.bytes += b;
             }
-            Ok(bytype::Outcome::Exists) => still_busy(delta, &tkey),
+            Ok(bytype::Outcome::Exists) => still_busy(delta, &it.tkey),
             Ok(bytype::Outcome::Gone) => delta.skipped_expired += 1,
             Err(err) => {
                 delta.failed += 1;
                 delta.failed_keys.push(FailedKey {
-                    key: key_text(&tkey),
+                    key: key_text(&it.tkey),
                     reason: format!("per-type copy: {err:#}"),
                 });
             }
@@ -325,28 +465,26 @@ async fn copy_batch(
     }
     let cmds = restored
         .iter()
-        .map(|&(i, replace)| {
-            let (k, p, e) = &live[i];
-            restore(&spec.target_key(k), p, *e, replace)
-        })
+        .map(|&(i, replace)| restore(&live[i].tkey, &live[i].payload, live[i].expiry, replace))
         .collect();
     let replies: Vec<Reply> = target.batch(cmds).await?;
     let replied_at = now_ms();
     for (&(i, _), r) in restored.iter().zip(replies) {
+        let it = &live[i];
         match r {
-            Ok(_) if matches!(live[i].2, Expiry::At(at) if at <= replied_at) => {
+            Ok(_) if matches!(it.expiry, Expiry::At(at) if at <= replied_at) => {
                 delta.skipped_expired += 1
             }
             Ok(_) => {
                 delta.copied += 1;
-                delta.bytes += live[i].1.len() as u64;
+                delta.bytes += it.payload.len() as u64;
             }
-            Err(e) if is_busy(&e) => still_busy(delta, &spec.target_key(&live[i].0)),
+            Err(e) if is_busy(&e) => still_busy(delta, &it.tkey),
             Err(e) if is_oom(&e) => bail!("{} is out of memory ({})", target.label, reason(&e)),
             Err(e) => {
                 delta.failed += 1;
                 delta.failed_keys.push(FailedKey {
-                    key: key_text(&spec.target_key(&live[i].0)),
+                    key: key_text(&it.tkey),
                     reason: reason(&e),
                 });
             }

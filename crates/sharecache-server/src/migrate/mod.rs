@@ -9,6 +9,8 @@
 //! changes after the snapshot, from keyspace notifications, until Ctrl-C),
 //! `verify` (both directions), `checkpoint` (the cursors, written atomically), `progress`
 //! (a bar on a terminal, plain lines otherwise) and this module (arguments, the report).
+//! `crate::backup` (export and import) reuses `endpoint`, `value`, `progress`, copy's
+//! `read_batch`/`write_batch` and `key_head`.
 //!
 //! **Guarantees**: the sources are only read (SCAN, DUMP, TYPE, PTTL/PEXPIRETIME, reads of
 //! values); a key is restored with the TTL read with it, to the millisecond, or not at
@@ -18,13 +20,13 @@
 //! `unchanged`, not as a conflict; nothing is counted as copied unless the target
 //! answered OK to its RESTORE.
 
-mod bytype;
+pub(crate) mod bytype;
 mod checkpoint;
-mod copy;
-mod endpoint;
+pub(crate) mod copy;
+pub(crate) mod endpoint;
 mod follow;
-mod progress;
-mod value;
+pub(crate) mod progress;
+pub(crate) mod value;
 mod verify;
 
 use std::path::PathBuf;
@@ -230,7 +232,7 @@ pub struct Differences {
 }
 
 impl Differences {
-    fn add(kind: &mut DiffKind, key: &[u8], examples: usize) {
+    pub(crate) fn add(kind: &mut DiffKind, key: &[u8], examples: usize) {
         kind.count += 1;
         if kind.examples.len() < examples {
             kind.examples
@@ -238,7 +240,7 @@ impl Differences {
         }
     }
 
-    fn sum(&mut self) {
+    pub(crate) fn sum(&mut self) {
         self.total = self.missing.count
             + self.extra.count
             + self.type_.count
@@ -349,6 +351,23 @@ impl Report {
     }
 }
 
+/// Validates `--key-prefix` (a prefix obeys the namespace rules, so the head stays literal
+/// in a glob).
+pub(crate) fn key_prefix_arg(key_prefix: Option<&str>) -> anyhow::Result<Option<NamespaceName>> {
+    key_prefix
+        .map(|p| {
+            NamespaceName::new(p).map_err(|e| anyhow::anyhow!("--key-prefix: {}", e.message()))
+        })
+        .transpose()
+}
+
+/// `[prefix/]ns:`: what every key of namespace `ns` starts with, as the services write them
+/// (`REDIS_KEY_PREFIX=prefix`): the library's [`sharecache::key::namespace_head`], the one
+/// place that spells it. Migrate maps `k` to `head + k`; export and import cut and add it.
+pub(crate) fn key_head(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> String {
+    sharecache::key::namespace_head(prefix.map(NamespaceName::as_str), ns.as_str())
+}
+
 /// Parses `NS=URL` sources and checks the namespaces are distinct. Errors never echo a
 /// password.
 pub(crate) fn parse_sources(
@@ -358,12 +377,7 @@ pub(crate) fn parse_sources(
     if specs.is_empty() {
         bail!("give at least one --source NS=URL");
     }
-    let prefix = match key_prefix {
-        Some(p) => Some(
-            NamespaceName::new(p).map_err(|e| anyhow::anyhow!("--key-prefix: {}", e.message()))?,
-        ),
-        None => None,
-    };
+    let prefix = key_prefix_arg(key_prefix)?;
     let mut out: Vec<SourceSpec> = Vec::new();
     for s in specs {
         let Some((ns, url)) = s.split_once('=') else {
@@ -378,10 +392,7 @@ pub(crate) fn parse_sources(
         if out.iter().any(|o| o.namespace == ns) {
             bail!("--source {ns}: the namespace is given twice");
         }
-        let head = sharecache::key::namespace_head(
-            prefix.as_ref().map(NamespaceName::as_str),
-            name.as_str(),
-        );
+        let head = key_head(prefix.as_ref(), &name);
         out.push(SourceSpec {
             namespace: ns.to_owned(),
             url,

@@ -25,12 +25,24 @@ impl Progress {
     /// A display for one source; `total` is the source's DBSIZE, `done` keys already
     /// done (a resumed job).
     pub(crate) fn source(&self, name: &str, verb: &str, total: u64, done: u64) -> SourceProgress {
+        self.source_of(name, verb, total, done, "DBSIZE")
+    }
+
+    /// [`Progress::source`] with `of` naming where `total` comes from (`DBSIZE`, `the file`).
+    pub(crate) fn source_of(
+        &self,
+        name: &str,
+        verb: &str,
+        total: u64,
+        done: u64,
+        of: &str,
+    ) -> SourceProgress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(total.max(done)));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>10} [{bar:30}] {pos}/{len} keys (of DBSIZE) {msg} ETA ~{eta} (estimate)",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix:>10}} [{{bar:30}}] {{pos}}/{{len}} keys (of {of}) {{msg}} ETA ~{{eta}} (estimate)"
+                ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
@@ -42,6 +54,7 @@ impl Progress {
             bar,
             name: name.to_owned(),
             verb: verb.to_owned(),
+            of: of.to_owned(),
             total,
             start: Instant::now(),
             base: done,
@@ -56,6 +69,8 @@ pub(crate) struct SourceProgress {
     bar: Option<ProgressBar>,
     name: String,
     verb: String,
+    /// Where `total` comes from.
+    of: String,
     total: u64,
     start: Instant,
     /// Keys done before this run started.
@@ -84,7 +99,7 @@ impl SourceProgress {
         *last = Instant::now();
         let left = self.total.saturating_sub(keys);
         let eta = if rate > 0.0 {
-            format!("~{:.0} s (estimate from DBSIZE)", left as f64 / rate)
+            format!("~{:.0} s (estimate from {})", left as f64 / rate, self.of)
         } else {
             "unknown".into()
         };

@@ -2,10 +2,12 @@
 //! admin and three service credentials, driven with `oneshot` or over a real socket;
 //! [`on_every_backend!`] to run a behaviour test on each backend; the route table
 //! ([`routes`]) and the store snapshots ([`store`]) the isolation and bad-input checks
-//! share; a real `sharecache serve` process ([`serve`]).
+//! share; a real `sharecache serve` process ([`serve`]); the binary's other commands run
+//! to their end, with their JSON report ([`cli`]).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod acl;
+pub mod cli;
 pub mod node;
 pub mod routes;
 pub mod serve;
