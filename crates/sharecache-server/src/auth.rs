@@ -21,7 +21,7 @@ use crate::config::Config;
 pub const MAX_TOKEN_LEN: usize = 256;
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// The admin credential: every namespace, the dashboard, stats of all namespaces.
     Admin,

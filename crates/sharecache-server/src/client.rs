@@ -446,16 +446,33 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             let mut buf = Vec::new();
             let mut seen = 0u64;
+            // The `event:` field of the event being read (none: a plain event).
+            let mut kind = String::new();
             while let Some(chunk) = r.chunk().await? {
                 buf.extend_from_slice(&chunk);
                 // One SSE line at a time; comments (heartbeats) and other fields are skipped.
                 while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
                     let line = String::from_utf8_lossy(&line);
-                    let Some(data) = line.trim_end().strip_prefix("data:") else {
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        kind.clear();
+                        continue;
+                    }
+                    if let Some(k) = line.strip_prefix("event:") {
+                        kind = k.trim().to_owned();
+                        continue;
+                    }
+                    let Some(data) = line.strip_prefix("data:") else {
                         continue;
                     };
                     let data = data.trim_start();
+                    if kind == "dropped" {
+                        bail!(
+                            "the service dropped this subscription: it fell too far behind \
+                             ({data}); run tail again to go on"
+                        );
+                    }
                     if conn.json {
                         writeln!(out, "{data}")?;
                     } else {

@@ -152,6 +152,11 @@ pub struct ServerConfig {
     /// Time a client has to send a request's body once its headers are in, milliseconds
     /// (408 after it).
     pub body_timeout_ms: u64,
+    /// Event streams (SSE) one credential may hold open at once (429 past it).
+    pub sse_per_credential: usize,
+    /// Unread event bytes one SSE subscriber may fall behind by before it is dropped
+    /// (with a final `dropped` event saying so).
+    pub sse_buffer_bytes: usize,
 }
 
 /// `[server] readiness`: when `/ready` tells a load balancer to send traffic.
@@ -180,6 +185,8 @@ impl Default for ServerConfig {
             readiness: Readiness::Strict,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            sse_per_credential: 100,
+            sse_buffer_bytes: 16 << 20,
         }
     }
 }
@@ -384,6 +391,21 @@ impl Config {
                     src.name
                 )));
             }
+        }
+        if !(1..=100_000).contains(&s.sse_per_credential) {
+            return Err(ConfigError(format!(
+                "{}: [server] sse_per_credential must be between 1 and 100000",
+                src.name
+            )));
+        }
+        if !(4096..=(1 << 30)).contains(&s.sse_buffer_bytes)
+            || s.sse_buffer_bytes < s.max_body_bytes
+        {
+            return Err(ConfigError(format!(
+                "{}: [server] sse_buffer_bytes must be between 4096 and 1073741824, and at \
+                 least max_body_bytes ({}) so one published event always fits",
+                src.name, s.max_body_bytes
+            )));
         }
         if !(1..=100_000).contains(&s.max_batch) {
             return Err(ConfigError(format!(
@@ -776,6 +798,25 @@ mod tests {
             Some("app"),
             "a refused prefix is not applied"
         );
+    }
+
+    #[test]
+    fn bad_sse_limits_name_the_setting() {
+        for (key, bad) in [
+            ("sse_per_credential", "0"),
+            ("sse_per_credential", "100001"),
+            ("sse_buffer_bytes", "4095"),
+            ("sse_buffer_bytes", "1000000"),
+            ("sse_buffer_bytes", "1073741825"),
+        ] {
+            let e = parse(&format!("[server]\n{key} = {bad}\n")).unwrap_err();
+            assert!(e.contains(key), "{key} = {bad}: {e}");
+        }
+        for bad in ["-1", "\"lots\""] {
+            let e = parse(&format!("[server]\nsse_per_credential = {bad}\n")).unwrap_err();
+            assert!(e.contains("sharecache.toml:2"), "{bad}: {e}");
+        }
+        assert!(parse("[server]\nsse_per_credential = 1\nsse_buffer_bytes = 1048576\n").is_ok());
     }
 
     #[test]

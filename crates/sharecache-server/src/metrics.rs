@@ -66,6 +66,7 @@ pub struct Metrics {
     memory_store_budget: Gauge,
     sse_subscribers: Gauge,
     sse_dropped: Counter,
+    sse_subscribers_dropped: Counter,
     l1: Option<L1Metrics>,
     /// The last eviction totals read from Redis and from the memory store, to turn
     /// them into increments of one counter.
@@ -224,7 +225,13 @@ impl Metrics {
         let sse_dropped = counter(
             &mut registry,
             "sse_events_dropped",
-            "Events skipped for subscribers that read too slowly to keep up",
+            "Events discarded unread when a subscriber that fell too far behind was dropped",
+        );
+        let sse_subscribers_dropped = counter(
+            &mut registry,
+            "sse_subscribers_dropped",
+            "Subscribers dropped for falling more than [server] sse_buffer_bytes (or 10000 \
+             events) behind",
         );
         let l1 = with_tier.then(|| {
             let l1 = L1Metrics::default();
@@ -287,6 +294,7 @@ impl Metrics {
             memory_store_budget,
             sse_subscribers,
             sse_dropped,
+            sse_subscribers_dropped,
             l1,
             evictions_seen: parking_lot::Mutex::new([0; 2]),
         }
@@ -310,6 +318,7 @@ impl Metrics {
         SseSubscriber {
             open: self.sse_subscribers.clone(),
             dropped: self.sse_dropped.clone(),
+            subscribers_dropped: self.sse_subscribers_dropped.clone(),
             reported: 0,
         }
     }
@@ -410,6 +419,7 @@ impl Metrics {
 pub struct SseSubscriber {
     open: Gauge,
     dropped: Counter,
+    subscribers_dropped: Counter,
     reported: u64,
 }
 
@@ -420,6 +430,11 @@ impl SseSubscriber {
             self.dropped.inc_by(total - self.reported);
             self.reported = total;
         }
+    }
+
+    /// Counts the subscription as dropped for falling behind.
+    pub fn dropped_subscriber(&self) {
+        self.subscribers_dropped.inc();
     }
 }
 

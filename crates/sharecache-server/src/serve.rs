@@ -65,6 +65,10 @@ pub async fn open_cache(cfg: &Config) -> anyhow::Result<Cache> {
     if let Some(p) = &b.key_prefix {
         builder = builder.key_prefix(p);
     }
+    builder = builder.subscriber_buffer(sharecache::events::SubscriberBuffer {
+        max_bytes: cfg.server.sse_buffer_bytes,
+        ..Default::default()
+    });
     if let Some(n) = b.fallback_namespace_max_bytes {
         builder = builder.fallback_namespace_max_bytes(n);
     }
@@ -129,6 +133,7 @@ pub fn app_state(cfg: &Config, cache: Cache, admin_hash: [u8; 32]) -> AppState {
         auth_failures_per_minute: cfg.server.auth_failures_per_minute,
         lenient_readiness: cfg.server.readiness == Readiness::Lenient,
         body_timeout: Duration::from_millis(cfg.server.body_timeout_ms),
+        sse_per_credential: cfg.server.sse_per_credential,
         memory_budget_bytes: if cfg.backend.url.starts_with("memory")
             || cfg.backend.fallback == FallbackPolicy::Memory
         {

@@ -181,3 +181,48 @@ async fn durable(b: Backend) {
 }
 
 on_every_backend!(durable, sse, isolation_and_bad_input);
+
+/// One credential holds at most `[server] sse_per_credential` streams: the next one is
+/// 429 `too_many_streams`, other credentials are not affected, and closing a stream gives
+/// its slot back.
+#[tokio::test]
+async fn streams_are_limited_per_credential() {
+    use tower::ServiceExt;
+    let app = TestApp::with_server_config(Backend::Memory, "sse_per_credential = 2").await;
+    let open = |token: &str| {
+        let req = axum::http::Request::get("/v1/events/user/room")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let router = app.router.clone();
+        async move { router.oneshot(req).await.unwrap() }
+    };
+    let first = open(&app.user).await;
+    let second = open(&app.user).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = open(&app.user).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body = axum::body::to_bytes(third.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sse_per_credential"),
+        "{body}"
+    );
+    // Another credential has its own slots.
+    assert_eq!(open(&app.admin).await.status(), StatusCode::OK);
+    drop(first);
+    assert_eq!(
+        open(&app.user).await.status(),
+        StatusCode::OK,
+        "a closed stream's slot is free again"
+    );
+}

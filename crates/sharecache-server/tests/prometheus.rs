@@ -678,50 +678,70 @@ async fn redis_evictions_are_counted() {
     );
 }
 
-/// An SSE subscriber that reads too slowly skips events, and the skipped ones are counted
-/// in `sharecache_sse_events_dropped_total` (`SharecacheSseEventsDropped`).
+/// An SSE subscriber that falls more than `[server] sse_buffer_bytes` behind is dropped:
+/// it gets one last `dropped` event saying how far behind it was, its stream ends, and
+/// `sharecache_sse_subscribers_dropped_total` and `sharecache_sse_events_dropped_total`
+/// count it (`SharecacheSseSubscribersDropped`). Its unread events are not kept.
 #[tokio::test]
-async fn events_a_slow_sse_subscriber_skips_are_counted() {
+async fn events_a_slow_sse_subscriber_is_dropped_and_counted() {
     use http_body_util::BodyExt;
     use support::{Backend, TestApp};
     use tower::ServiceExt;
 
-    let app = TestApp::new(Backend::Memory).await;
+    let app = TestApp::with_server_config(Backend::Memory, "sse_buffer_bytes = 1048576").await;
     let t = Some(app.user.as_str());
     let req = axum::http::Request::get("/v1/events/user/firehose")
         .header("authorization", format!("Bearer {}", app.user))
         .body(axum::body::Body::empty())
         .unwrap();
     let mut body = app.router.clone().oneshot(req).await.unwrap().into_body();
-    // More than a channel buffers for one subscriber (1024), none of them read yet.
-    let n = 1100;
-    for i in 0..n {
+    // 30 events of 64 KB, none read: past the 1 MiB bound after 16 of them.
+    let big = "x".repeat(64_000);
+    let mut receivers = Vec::new();
+    for i in 0..30 {
         let r = app
             .call(
                 axum::http::Method::POST,
                 "/v1/events/user/firehose",
                 t,
-                Some(&format!("{{\"n\":{i}}}")),
+                Some(&format!("{{\"n\":{i},\"pad\":\"{big}\"}}")),
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
+        receivers.push(r.json()["receivers"].as_u64().unwrap());
     }
-    // The first event it reads comes after the skipped ones.
+    let queued = receivers.iter().filter(|n| **n == 1).count();
+    assert!(
+        (15..=16).contains(&queued) && receivers[queued..].iter().all(|n| *n == 0),
+        "queued until the bound, then dropped: {receivers:?}"
+    );
     let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
         .await
-        .expect("an event within 10 s")
+        .expect("a frame within 10 s")
         .unwrap()
         .unwrap();
-    let data = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
-    assert!(data.starts_with("data: {\"n\":"), "{data:?}");
-    assert!(
-        !data.starts_with("data: {\"n\":0}"),
-        "nothing skipped: {data:?}"
-    );
+    let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+    assert!(text.starts_with("event: dropped\n"), "{text:?}");
+    let data: serde_json::Value =
+        serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(data["reason"], "slow_subscriber", "{data}");
+    assert_eq!(data["unread_events"], queued, "{data}");
+    assert!(data["unread_bytes"].as_u64().unwrap() > 960_000, "{data}");
+    let end = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the stream ends");
+    assert!(end.is_none(), "nothing after the dropped event");
+    drop(body);
     let m = metrics_of(&app).await;
-    let dropped = value(&m, "sharecache_sse_events_dropped_total").unwrap();
-    assert!(
-        dropped >= (n - 1024) as f64,
-        "{dropped} dropped counted\n{m}"
+    assert_eq!(
+        value(&m, "sharecache_sse_subscribers_dropped_total"),
+        Some(1.0),
+        "{m}"
     );
+    assert_eq!(
+        value(&m, "sharecache_sse_events_dropped_total"),
+        Some(queued as f64),
+        "{m}"
+    );
+    assert_eq!(value(&m, "sharecache_sse_subscribers"), Some(0.0), "{m}");
 }

@@ -2,9 +2,17 @@
 //! memory store).
 //!
 //! **Delivery is at most once.** A subscriber receives the events published while it is
-//! subscribed and connected; events published while its link is down, or faster than it
-//! reads (beyond a buffer of 1024), are lost (the subscription reports how many it
-//! skipped). For work that must not be lost, use queues.
+//! subscribed and connected; events published while its link is down are lost. For work
+//! that must not be lost, use queues.
+//!
+//! **A slow subscriber is dropped, never buffered without bound.** Each subscription has
+//! its own queue of unread events, bounded by count and by bytes
+//! ([`SubscriberBuffer`], default 10 000 events and 16 MiB). A publish that would take a
+//! queue past either bound ends that subscription instead: its unread events are freed at
+//! once, [`Subscription::recv`] returns `None` and [`Subscription::dropped`] says why. The
+//! events themselves are shared (reference-counted) between the queues of one channel, so
+//! a channel holds at most one subscriber's bound of event bytes, however many
+//! subscribers it has.
 //!
 //! One process keeps **one** pub/sub connection to Redis (opened at its first
 //! subscription) whatever its number of subscribers (an SSE endpoint with a thousand clients holds one Redis subscription
@@ -12,21 +20,97 @@
 //! `[prefix/]#ev:ns:channel`: a tenant can only hear the channels of namespaces it may
 //! read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
-/// Events buffered per channel for a slow subscriber before it skips.
-const BUFFER: usize = 1024;
+/// How much one subscription may hold unread before it is dropped
+/// ([`CacheBuilder::subscriber_buffer`](crate::CacheBuilder::subscriber_buffer)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberBuffer {
+    /// Most unread events (default 10 000).
+    pub max_events: usize,
+    /// Most unread bytes of event payload (default 16 MiB). One event larger than this
+    /// is still delivered to a subscriber that has read everything before it.
+    pub max_bytes: usize,
+}
+
+impl Default for SubscriberBuffer {
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Why a subscription ended: it fell this far behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// Events it had not read when it was dropped (now discarded).
+    pub unread_events: usize,
+    /// Their payload bytes.
+    pub unread_bytes: usize,
+}
+
+/// One subscription's unread events.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<Bytes>,
+    bytes: usize,
+    dropped: Option<Dropped>,
+    /// The cache is gone: nothing more will come.
+    closed: bool,
+}
+
+impl Queue {
+    /// Queues `payload`, or drops the subscription if that would take it past `limit`.
+    /// True if queued.
+    fn push(&self, payload: &Bytes, limit: SubscriberBuffer) -> bool {
+        let mut s = self.state.lock();
+        if s.dropped.is_some() || s.closed {
+            return false;
+        }
+        let over_bytes = !s.events.is_empty() && s.bytes + payload.len() > limit.max_bytes;
+        if s.events.len() >= limit.max_events || over_bytes {
+            s.dropped = Some(Dropped {
+                unread_events: s.events.len(),
+                unread_bytes: s.bytes,
+            });
+            s.events = VecDeque::new();
+            s.bytes = 0;
+        } else {
+            s.bytes += payload.len();
+            s.events.push_back(payload.clone());
+        }
+        let queued = s.dropped.is_none();
+        drop(s);
+        self.ready.notify_one();
+        queued
+    }
+
+    fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_one();
+    }
+}
 
 /// Local fan-out of channels, plus the shared Redis subscription when there is one.
 pub(crate) struct Hub {
-    channels: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
+    /// Each channel's subscriptions' queues.
+    channels: Mutex<HashMap<String, Vec<Arc<Queue>>>>,
+    buffer: SubscriberBuffer,
     sink: Mutex<Option<redis::aio::PubSubSink>>,
     /// Whether the link task runs: started at the first subscription, so a cache that
     /// never subscribes holds no pub/sub connection.
@@ -45,9 +129,13 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(link: Option<Arc<crate::store::redis::link::Link>>) -> Arc<Self> {
+    pub(crate) fn new(
+        link: Option<Arc<crate::store::redis::link::Link>>,
+        buffer: SubscriberBuffer,
+    ) -> Arc<Self> {
         Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
+            buffer,
             sink: Mutex::new(None),
             started: std::sync::atomic::AtomicBool::new(false),
             up: tokio::sync::watch::channel(false).0,
@@ -72,24 +160,25 @@ impl Hub {
     }
 
     /// Delivers to this process's subscribers of `channel`; returns how many.
+    /// Each queue is pushed under the map's lock, so subscribing, unsubscribing and
+    /// delivery never interleave within one channel.
     pub(crate) fn deliver_local(&self, channel: &str, payload: Bytes) -> u64 {
         match self.channels.lock().get(channel) {
-            Some(tx) => tx.send(payload).map_or(0, |n| n as u64),
+            Some(queues) => queues
+                .iter()
+                .filter(|q| q.push(&payload, self.buffer))
+                .count() as u64,
             None => 0,
         }
     }
 
     pub(crate) async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
-        let (rx, new) = {
+        let queue = Arc::new(Queue::default());
+        let new = {
             let mut map = self.channels.lock();
-            match map.get(channel) {
-                Some(tx) => (tx.subscribe(), false),
-                None => {
-                    let (tx, rx) = broadcast::channel(BUFFER);
-                    map.insert(channel.to_owned(), tx);
-                    (rx, true)
-                }
-            }
+            let queues = map.entry(channel.to_owned()).or_default();
+            queues.push(queue.clone());
+            queues.len() == 1
         };
         if new {
             self.link().await;
@@ -103,22 +192,37 @@ impl Hub {
             }
         }
         Subscription {
-            rx,
+            queue,
             channel: channel.to_owned(),
             hub: Arc::downgrade(self),
             skipped: 0,
         }
     }
 
-    fn release(&self, channel: &str) {
+    /// Removes one subscription's queue; the last one of a channel unsubscribes it.
+    fn release(&self, channel: &str, queue: &Arc<Queue>) {
         let mut map = self.channels.lock();
-        if map.get(channel).is_some_and(|tx| tx.receiver_count() == 0) {
+        let Some(queues) = map.get_mut(channel) else {
+            return;
+        };
+        queues.retain(|q| !Arc::ptr_eq(q, queue));
+        if queues.is_empty() {
             map.remove(channel);
             if let Some(mut sink) = self.sink.lock().clone() {
                 let ch = channel.to_owned();
                 tokio::spawn(async move {
                     let _ = sink.unsubscribe(ch).await;
                 });
+            }
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for queues in self.channels.get_mut().values() {
+            for q in queues {
+                q.close();
             }
         }
     }
@@ -208,24 +312,46 @@ async fn run(hub: Weak<Hub>) {
 }
 
 /// A subscription to one channel. Dropping it unsubscribes.
-#[derive(Debug)]
 pub struct Subscription {
-    rx: broadcast::Receiver<Bytes>,
+    queue: Arc<Queue>,
     channel: String,
     hub: Weak<Hub>,
     skipped: u64,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channel", &self.channel)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Subscription {
-    /// The next event (JSON text); `None` if the cache is gone.
+    /// The next event (JSON text); `None` once the subscription was dropped for reading
+    /// too slowly ([`dropped`](Self::dropped) says so) or the cache is gone.
     pub async fn recv(&mut self) -> Option<Bytes> {
         loop {
-            match self.rx.recv().await {
-                Ok(b) => return Some(b),
-                Err(broadcast::error::RecvError::Lagged(n)) => self.skipped += n,
-                Err(broadcast::error::RecvError::Closed) => return None,
+            {
+                let mut s = self.queue.state.lock();
+                if let Some(b) = s.events.pop_front() {
+                    s.bytes -= b.len();
+                    return Some(b);
+                }
+                if s.dropped.is_some() || s.closed {
+                    return None;
+                }
             }
+            // A push between the check and here leaves a permit: no wakeup is lost.
+            self.queue.ready.notified().await;
         }
+    }
+
+    /// Why the subscription ended, if it was dropped for falling behind: the events it
+    /// had not read were discarded.
+    pub fn dropped(&self) -> Option<Dropped> {
+        self.queue.state.lock().dropped
     }
 
     /// The next event decoded as `T`; events that do not decode are skipped.
@@ -250,20 +376,17 @@ impl Subscription {
         })
     }
 
-    /// Events this subscription missed because it read too slowly.
+    /// Events this subscription missed: those [`recv_json`](Self::recv_json) skipped
+    /// because they did not decode, and the unread ones discarded when it was dropped.
     pub fn skipped(&self) -> u64 {
-        self.skipped
+        self.skipped + self.dropped().map_or(0, |d| d.unread_events as u64)
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(h) = self.hub.upgrade() {
-            // Our receiver still counts until this struct is gone: release after it.
-            let (hub, ch) = (h, std::mem::take(&mut self.channel));
-            let rx = std::mem::replace(&mut self.rx, broadcast::channel(1).1);
-            drop(rx);
-            hub.release(&ch);
+        if let Some(hub) = self.hub.upgrade() {
+            hub.release(&self.channel, &self.queue);
         }
     }
 }

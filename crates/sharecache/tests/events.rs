@@ -65,6 +65,68 @@ async fn memory_delivers_to_local_subscribers() {
     );
 }
 
+/// A subscriber that stops reading is dropped at its bound (bytes, then count) with its
+/// unread events freed, while one that keeps up gets every event, even one larger than
+/// the bound; dropping the cache ends every subscription.
+#[tokio::test]
+async fn a_slow_subscriber_is_dropped_at_its_bound() {
+    use sharecache::events::{Dropped, SubscriberBuffer};
+    let c = Cache::builder()
+        .memory()
+        .subscriber_buffer(SubscriberBuffer {
+            max_events: 50,
+            max_bytes: 10_000,
+        })
+        .build()
+        .await
+        .unwrap();
+    let ch = c.namespace("chat").unwrap().channel("room").unwrap();
+    let mut slow = ch.subscribe().await.unwrap();
+    let mut fast = ch.subscribe().await.unwrap();
+    // Each event is 1000 bytes of JSON: ten fill the slow one's 10 000.
+    let pad = "x".repeat(998);
+    let mut receivers = Vec::new();
+    for _ in 0..20 {
+        receivers.push(ch.publish(&pad).await.unwrap());
+        assert_eq!(fast.recv().await.unwrap().len(), 1000);
+    }
+    assert_eq!(receivers[..10], [2; 10], "{receivers:?}");
+    assert!(receivers[10..].iter().all(|n| *n == 1), "{receivers:?}");
+    assert_eq!(
+        slow.dropped(),
+        Some(Dropped {
+            unread_events: 10,
+            unread_bytes: 10_000
+        })
+    );
+    assert_eq!(slow.recv().await, None, "a dropped subscription ends");
+    assert_eq!(slow.skipped(), 10);
+    assert_eq!(
+        ch.publish(&1).await.unwrap(),
+        1,
+        "the dropped one receives nothing"
+    );
+    assert!(fast.recv().await.is_some());
+    // One event larger than the whole bound still reaches a reader that is caught up.
+    assert_eq!(ch.publish(&"y".repeat(50_000)).await.unwrap(), 1);
+    assert_eq!(fast.recv().await.unwrap().len(), 50_002);
+    assert_eq!(fast.dropped(), None);
+    // The count bound: 50 small events unread, the 51st drops it.
+    let mut idle = ch.subscribe().await.unwrap();
+    for i in 0..51u32 {
+        ch.publish(&i).await.unwrap();
+        assert_eq!(fast.recv().await.unwrap(), i.to_string());
+    }
+    assert_eq!(idle.dropped().map(|d| d.unread_events), Some(50));
+    assert_eq!(idle.recv().await, None);
+    assert_eq!(fast.dropped(), None, "the reader that kept up stays");
+    // The cache gone: a waiting subscription ends instead of hanging.
+    drop(ch);
+    drop(c);
+    let end = tokio::time::timeout(Duration::from_secs(5), fast.recv()).await;
+    assert_eq!(end.expect("recv returns once the cache is gone"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_cross_instances_quickly_and_stay_in_their_namespace() {
     let s = RedisServer::start();

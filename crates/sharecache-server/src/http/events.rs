@@ -1,10 +1,18 @@
 //! Events over HTTP: publish a JSON body; subscribe with Server-Sent Events (heartbeat
 //! comments every 15 s keep proxies from closing idle streams). At most once: see the
 //! library's `events` module.
+//!
+//! **Bounded**: one credential holds at most `[server] sse_per_credential` streams open
+//! (429 `too_many_streams` past it), and a subscriber that falls `[server]
+//! sse_buffer_bytes` (or 10 000 events) behind is sent a last `dropped` event saying how
+//! far, and its stream ends: its unread events are freed, never buffered without bound.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -13,10 +21,50 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::cache::NoQuery;
-use super::error::ApiError;
-use super::extract::{ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery, Caller, JsonDoc, ReadNs, WriteNs};
 use super::json;
 use super::params::{ChannelParam, NsParam};
+use crate::auth::Principal;
+
+/// Event streams open per credential.
+#[derive(Debug, Default)]
+pub struct Streams(parking_lot::Mutex<HashMap<Principal, usize>>);
+
+/// One open stream of a credential, given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<Streams>,
+    who: Principal,
+}
+
+impl Streams {
+    /// A slot for `who`, or `None` if it already holds `limit` streams.
+    fn take(self: &Arc<Self>, who: &Principal, limit: usize) -> Option<StreamSlot> {
+        let mut open = self.0.lock();
+        let n = open.entry(who.clone()).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: self.clone(),
+            who: who.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock();
+        if let Some(n) = open.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
+}
 
 /// `?durable=true`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -91,24 +139,55 @@ pub async fn publish(
 /// Subscribe (Server-Sent Events): each event is a `data:` line with the JSON document.
 #[utoipa::path(get, path = "/v1/events/{ns}/{channel}", tag = "events", operation_id = "subscribe",
     params(NsParam, ChannelParam),
-    responses((status = 200, description = "one `data:` line per event; heartbeat comments every 15 s",
-        content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "one `data:` line per event; heartbeat comments every 15 s; \
+        a subscriber that falls too far behind gets a last `event: dropped` with \
+        `{\"reason\":\"slow_subscriber\",\"unread_events\",\"unread_bytes\"}` and the stream ends",
+        content_type = "text/event-stream", body = String),
+        (status = 429, description = "this credential already holds `[server] sse_per_credential` streams (`too_many_streams`)", body = ErrorBody)))]
 pub async fn subscribe(
     State(s): State<AppState>,
     ReadNs(n): ReadNs,
+    Extension(caller): Extension<Caller>,
     ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {
+    let Some(slot) = s.streams.take(&caller.principal, s.opts.sse_per_credential) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this credential already holds {} event streams open ([server] \
+                 sse_per_credential): close one, or share one stream between listeners",
+                s.opts.sse_per_credential
+            ),
+        ));
+    };
     let sub = n.channel(&channel)?.subscribe().await?;
-    // Counted in `sharecache_sse_subscribers` until the client goes and the stream drops.
+    // Counted in `sharecache_sse_subscribers` until the client goes and the stream drops;
+    // the slot is held as long.
     let counted = s.metrics.sse_subscriber();
-    let stream =
-        futures_util::stream::unfold((sub, counted), |(mut sub, mut counted)| async move {
-            let b = sub.recv().await?;
-            counted.skipped(sub.skipped());
-            let event = Event::default().data(String::from_utf8_lossy(&b));
-            Some((Ok::<_, Infallible>(event), (sub, counted)))
-        });
+    let stream = futures_util::stream::unfold(Some((sub, counted, slot)), |state| async move {
+        let (mut sub, mut counted, slot) = state?;
+        match sub.recv().await {
+            Some(b) => {
+                let event = Event::default().data(String::from_utf8_lossy(&b));
+                Some((Ok::<_, Infallible>(event), Some((sub, counted, slot))))
+            }
+            None => {
+                // Dropped for falling behind: say so, then end the stream.
+                let d = sub.dropped()?;
+                counted.skipped(sub.skipped());
+                counted.dropped_subscriber();
+                let why = serde_json::json!({
+                    "reason": "slow_subscriber",
+                    "unread_events": d.unread_events,
+                    "unread_bytes": d.unread_bytes,
+                });
+                let event = Event::default().event("dropped").data(why.to_string());
+                Some((Ok(event), None))
+            }
+        }
+    });
     let sse = Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))

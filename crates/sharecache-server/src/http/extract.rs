@@ -151,6 +151,9 @@ async fn authorize(
     if let Some(slot) = parts.extensions.get::<AuthorizedNs>() {
         let _ = slot.0.set(ns.to_owned());
     }
+    // For handlers that also need to know who (per-credential limits): no second
+    // authentication.
+    parts.extensions.insert(caller);
     Ok(handle)
 }
 

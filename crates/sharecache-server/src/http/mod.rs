@@ -80,6 +80,8 @@ pub struct HttpOptions {
     pub memory_budget_bytes: u64,
     /// `[server] body_timeout_ms`: a request body not received within it answers 408.
     pub body_timeout: std::time::Duration,
+    /// `[server] sse_per_credential`: event streams one credential may hold open.
+    pub sse_per_credential: usize,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -115,6 +117,8 @@ pub struct Inner {
     pub samples: monitor::Samples,
     /// Namespace handles already built (saves a lock and an allocation per request).
     handles: parking_lot::RwLock<HashMap<String, sharecache::Namespace>>,
+    /// Open event streams per credential.
+    pub streams: Arc<events::Streams>,
 }
 
 /// Most namespace handles kept; past it (an admin touching many namespaces) handles are
@@ -170,6 +174,7 @@ impl AppState {
             raw,
             samples: monitor::Samples::default(),
             handles: parking_lot::RwLock::new(HashMap::new()),
+            streams: Arc::new(events::Streams::default()),
         }))
     }
 }

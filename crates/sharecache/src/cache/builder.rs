@@ -53,6 +53,7 @@ pub struct CacheBuilder {
     max_batch: usize,
     local_tier: Option<LocalTier>,
     session_keys: Option<crate::session::SessionKeys>,
+    subscriber_buffer: crate::events::SubscriberBuffer,
 }
 
 impl Default for CacheBuilder {
@@ -71,6 +72,7 @@ impl Default for CacheBuilder {
             max_batch: DEFAULT_MAX_BATCH,
             local_tier: None,
             session_keys: None,
+            subscriber_buffer: crate::events::SubscriberBuffer::default(),
         }
     }
 }
@@ -239,6 +241,13 @@ impl CacheBuilder {
         self
     }
 
+    /// How far one event subscription may fall behind (unread events and bytes) before
+    /// it is dropped; see [`events`](crate::events). Both must be at least 1.
+    pub fn subscriber_buffer(mut self, buffer: crate::events::SubscriberBuffer) -> Self {
+        self.subscriber_buffer = buffer;
+        self
+    }
+
     /// How long connecting to Redis may take (default 2 s).
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = t;
@@ -298,6 +307,12 @@ impl CacheBuilder {
                 "timeouts and the probe interval must be above zero",
             ));
         }
+        if self.subscriber_buffer.max_events == 0 || self.subscriber_buffer.max_bytes == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "subscriber_buffer: max_events and max_bytes must be at least 1",
+            ));
+        }
         if self.max_batch == 0 {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -355,7 +370,7 @@ impl CacheBuilder {
             .collect::<Result<HashMap<_, _>>>()?;
         Ok(Cache {
             inner: Arc::new(Inner {
-                hub: crate::events::Hub::new(link),
+                hub: crate::events::Hub::new(link, self.subscriber_buffer),
                 session_keys: self.session_keys,
                 store,
                 flights: crate::load::Flights::default(),

@@ -648,7 +648,12 @@ export class Channel {
         failures = 0;
         opts.onConnect?.();
         try {
-          for await (const ev of parseSse(body)) yield JSON.parse(ev.data) as T;
+          for await (const ev of parseSse(body)) {
+            // The service dropped this subscriber for falling too far behind (its unread
+            // events are gone): reconnect, as after any lost stream.
+            if (ev.event === "dropped") break;
+            if (ev.event === "message") yield JSON.parse(ev.data) as T;
+          }
         } catch {
           if (ctl.signal.aborted) return;
         }

@@ -3759,7 +3759,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description one `data:` line per event; heartbeat comments every 15 s */
+            /** @description one `data:` line per event; heartbeat comments every 15 s; a subscriber that falls too far behind gets a last `event: dropped` with `{"reason":"slow_subscriber","unread_events","unread_bytes"}` and the stream ends */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3795,7 +3795,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            /** @description this credential already holds `[server] sse_per_credential` streams (`too_many_streams`) */
             429: {
                 headers: {
                     [name: string]: unknown;
