@@ -24,6 +24,14 @@
 //! compare-and-set lock in memory). While Redis is down, acquire, extend and release all
 //! fail with `Unavailable`: memory cannot tell who holds a lock in Redis.
 //!
+//! **An acquire that failed is never left holding the lock.** When acquiring times out or
+//! its connection drops, Redis may still run the command (a paused server runs what sits
+//! in its socket when it resumes): the lock would then be held by nobody for its whole
+//! TTL. So such a failure starts a background release with the attempt's token, retried
+//! (backoff up to 1 s) until Redis answers or the TTL has passed, and made once more half
+//! a second after a first "not held"; a release with a token nobody holds changes
+//! nothing.
+//!
 //! A lock with a TTL can be lost without the holder knowing (a long GC pause, a process
 //! stopped past the TTL). Fences make that safe: a resource that remembers the highest
 //! fence it accepted rejects a write carrying an older one (`tests/lock.rs` shows such a
@@ -132,14 +140,62 @@ impl Locks {
         let (key, fence_key) = (&space.aux(Aux::Lock, name)?, &space.aux(Aux::Fence, name)?);
         poll_until(wait, Duration::from_millis(50), || async move {
             let token = crate::random::hex::<16>();
-            let fence = self
+            let fence = match self
                 .ns
                 .coord()
                 .lock_acquire(key, fence_key, token_bytes(&token), ttl)
-                .await?;
+                .await
+            {
+                Ok(fence) => fence,
+                Err(e) => {
+                    if e.is_unavailable() {
+                        self.compensate(key.clone(), token, ttl);
+                    }
+                    return Err(e);
+                }
+            };
             Ok(fence.map(|fence| LockLease { token, fence }))
         })
         .await
+    }
+
+    /// Releases, in the background, what a failed acquire with `token` may still take
+    /// once Redis runs it: retried until Redis answers or `ttl` has passed.
+    fn compensate(&self, key: String, token: String, ttl: Duration) {
+        let locks = self.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + ttl;
+            let mut backoff = Duration::from_millis(50);
+            // "Not held" once is not proof: the stalled acquire may sit on another
+            // connection that the server has not read yet. Look once more, later.
+            let mut looked_again = false;
+            loop {
+                match locks.ns.coord().lock_release(&key, token_bytes(&token)).await {
+                    Ok(true) => {
+                        tracing::info!(lock = %key, "released a lock a failed acquire took after all");
+                        return;
+                    }
+                    Ok(false) if looked_again => return,
+                    Ok(false) => {
+                        looked_again = true;
+                        backoff = Duration::from_millis(500);
+                    }
+                    Err(e) if e.is_unavailable() => {}
+                    Err(e) => {
+                        tracing::warn!(lock = %key, error = %e, "could not release a lock a failed acquire may hold");
+                        return;
+                    }
+                }
+                if tokio::time::Instant::now() + backoff >= deadline {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        });
     }
 
     /// Releases lock `name` if `token` holds it; returns whether it did.

@@ -689,3 +689,48 @@ async fn a_full_fallback_refuses_rather_than_evicts() {
         );
     }
 }
+
+/// An acquire in flight when Redis stops answers `Unavailable` after the timeout, but the
+/// paused server runs it when it resumes (issue 11, item 3): the failed attempt releases
+/// it with its token, so the lock is free again at once instead of being held by nobody
+/// for its 30 s TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_acquire_does_not_leave_the_lock_held() {
+    let server = RedisServer::start();
+    let cache = cache_on(&server, Fallback::Memory).await;
+    let locks = cache.namespace("user").unwrap().locks();
+    let ttl = Duration::from_secs(30);
+    // Once taken and released first, so the server has the script (an EVALSHA of an
+    // unknown script would fail on resume anyway).
+    let first = locks
+        .acquire_lease("payroll", ttl, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(locks.release("payroll", &first.token).await.unwrap());
+    server.pause();
+    let e = locks
+        .acquire_lease("payroll", ttl, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(e.is_unavailable(), "{e}");
+    server.resume();
+    wait_connected(&cache).await;
+    let started = Instant::now();
+    let lease = loop {
+        if let Some(l) = locks
+            .acquire_lease("payroll", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            break l;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lock stayed held by nobody after a failed acquire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(lease.fence > 0);
+    assert!(locks.release("payroll", &lease.token).await.unwrap());
+}
