@@ -205,6 +205,15 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
              url, or pass --require-backend to refuse to start."
         );
     }
+    if let Ok(sharecache::StoreStats {
+        evicting_policy: Some(policy),
+        ..
+    }) = cache.stats().await
+    {
+        let warning = crate::http::ops::eviction_warning(&policy);
+        tracing::warn!(policy = %policy, "{warning}");
+        eprintln!("warning: {warning}.");
+    }
     let state = app_state(&cfg, cache.clone(), admin_hash);
     crate::http::monitor::spawn_sampler(&state, crate::http::monitor::INTERVAL);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)

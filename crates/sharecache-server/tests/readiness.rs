@@ -145,3 +145,27 @@ async fn a_read_only_replica_is_named() {
     let r = app.call(Method::GET, "/ready", None, None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
 }
+
+/// A Redis whose `maxmemory-policy` may evict keys without a TTL (`allkeys-lru`) stays
+/// ready, but `/ready` warns, naming the policy, what it puts at risk and the fix; a
+/// `volatile-lru` one has no warning.
+#[tokio::test]
+async fn an_evicting_policy_is_warned_about_in_ready() {
+    let risky = RedisServer::start_with(RedisConfig::args(&["--maxmemory-policy", "allkeys-lru"]));
+    let app = TestApp::new(Backend::Url(leak(risky.url()))).await;
+    let r = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let warnings = r.json()["warnings"].clone();
+    let w = warnings[0]
+        .as_str()
+        .unwrap_or_else(|| panic!("a warning: {}", r.text()));
+    assert!(
+        w.contains("allkeys-lru") && w.contains("volatile-lru") && w.contains("queued"),
+        "{w}"
+    );
+    let safe = RedisServer::start_with(RedisConfig::args(&["--maxmemory-policy", "volatile-lru"]));
+    let app = TestApp::new(Backend::Url(leak(safe.url()))).await;
+    let r = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.json().get("warnings").is_none(), "{}", r.text());
+}

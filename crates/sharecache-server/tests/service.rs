@@ -668,3 +668,23 @@ fn a_key_prefix_keeps_deployments_apart() {
         "{err}"
     );
 }
+
+/// A Redis that may evict keys without a TTL is named loudly at start (and in `/ready`,
+/// see tests/readiness.rs), before the service listens.
+#[test]
+fn an_evicting_policy_is_warned_about_at_start() {
+    let redis =
+        sharecache_testkit::RedisServer::start_with(sharecache_testkit::RedisConfig::args(&[
+            "--maxmemory-policy",
+            "allkeys-lfu",
+        ]));
+    let url = redis.url();
+    let s = serve_env(&[], &[("REDIS_URL", url.as_str())]);
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.contains("maxmemory-policy is allkeys-lfu") && l.contains("noeviction")),
+        "{:?}",
+        s.log
+    );
+}

@@ -119,6 +119,8 @@ pub struct Inner {
     handles: parking_lot::RwLock<HashMap<String, sharecache::Namespace>>,
     /// Open event streams per credential.
     pub streams: Arc<events::Streams>,
+    /// The backend's eviction policy, for `/ready`'s warnings.
+    pub eviction: ops::EvictionCheck,
 }
 
 /// Most namespace handles kept; past it (an admin touching many namespaces) handles are
@@ -175,6 +177,7 @@ impl AppState {
             samples: monitor::Samples::default(),
             handles: parking_lot::RwLock::new(HashMap::new()),
             streams: Arc::new(events::Streams::default()),
+            eviction: ops::EvictionCheck::default(),
         }))
     }
 }

@@ -50,6 +50,46 @@ pub struct Ready {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     code: Option<&'static str>,
+    /// What works but puts a guarantee at risk, with the fix (for example a
+    /// `maxmemory-policy` that may evict queues and fence counters); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+/// How often the backend's eviction policy is read again for `/ready`.
+const POLICY_RECHECK: Duration = Duration::from_secs(30);
+
+/// The backend's eviction policy as last read (at most every [`POLICY_RECHECK`], so a
+/// probe every second costs Redis nothing more than its ping).
+#[derive(Debug, Default)]
+pub struct EvictionCheck(tokio::sync::Mutex<Option<(Instant, Option<String>)>>);
+
+impl EvictionCheck {
+    /// The warning for an evicting policy, if the backend has one.
+    pub async fn warning(&self, cache: &sharecache::Cache) -> Option<String> {
+        let mut last = self.0.lock().await;
+        let stale = last
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= POLICY_RECHECK);
+        if stale
+            && cache.state() == BackendState::Connected
+            && let Ok(stats) = cache.stats().await
+        {
+            *last = Some((Instant::now(), stats.evicting_policy));
+        }
+        last.as_ref()?.1.as_deref().map(eviction_warning)
+    }
+}
+
+/// What an `allkeys-*` policy puts at risk, and the fix.
+pub fn eviction_warning(policy: &str) -> String {
+    format!(
+        "Redis maxmemory-policy is {policy}: when memory is full it may evict keys without a \
+         TTL, so queued messages, durable events and user session indexes can vanish, and a \
+         lock's fence counter falls back on the server clock; set maxmemory-policy to \
+         volatile-lru (evicts only keys with a TTL) or noeviction, or give Redis more memory \
+         (sharecache doctor checks this)"
+    )
 }
 
 /// Readiness: is the backend reachable and taking writes, how fast (see `[server]
@@ -77,6 +117,7 @@ pub async fn ready(State(s): State<AppState>) -> Response {
         fallback,
         code: refusal.as_ref().map(|e| e.code),
         reason: refusal.map(|e| e.message),
+        warnings: s.eviction.warning(&s.cache).await.into_iter().collect(),
     };
     let status = if body.ready {
         StatusCode::OK

@@ -65,6 +65,11 @@ pub struct StoreStats {
     pub evictions: u64,
     /// Where calls go right now.
     pub state: BackendState,
+    /// A Redis node's `maxmemory-policy` when it may evict keys that have no TTL
+    /// (`allkeys-*`): queues, durable event logs, user session indexes and fence counters
+    /// among them. `None` for `noeviction` and `volatile-*`, and on the memory store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evicting_policy: Option<String>,
 }
 
 /// One page of a key listing.

@@ -480,6 +480,7 @@ impl Kv for FallbackStore {
                 bytes: 0,
                 evictions: 0,
                 state,
+                evicting_policy: None,
             },
         };
         stats.state = state;

@@ -98,6 +98,7 @@ impl Kv for MemoryStore {
             bytes: self.weight(),
             evictions: self.evictions(),
             state: BackendState::Memory,
+            evicting_policy: None,
         })
     }
     fn state(&self) -> BackendState {

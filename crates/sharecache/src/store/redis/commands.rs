@@ -106,9 +106,16 @@ fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
 
 /// A numeric field of an `INFO` reply (0 when absent).
 fn info_field(info: &str, name: &str) -> u64 {
-    info.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+    info_text(info, name)
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A field of an `INFO` reply as text.
+fn info_text<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 impl RedisStore {
@@ -294,6 +301,7 @@ impl Kv for RedisStore {
             bytes: 0,
             evictions: 0,
             state: BackendState::Connected,
+            evicting_policy: None,
         };
         for node in self.exec.nodes().await? {
             let keys: u64 = self.exec.on_node(&redis::cmd("DBSIZE"), node).await?;
@@ -308,6 +316,11 @@ impl Kv for RedisStore {
             total.keys += keys;
             total.bytes += info_field(&memory, "used_memory");
             total.evictions += info_field(&stats, "evicted_keys");
+            if total.evicting_policy.is_none() {
+                total.evicting_policy = info_text(&memory, "maxmemory_policy")
+                    .filter(|p| p.starts_with("allkeys-"))
+                    .map(str::to_owned);
+            }
         }
         Ok(total)
     }
