@@ -2,7 +2,10 @@
 //!
 //! Label values are bounded: `namespace` is only set after authentication and grant
 //! checks (otherwise `-`), and `operation` is the matched route's OpenAPI operationId
-//! (`-` for no route), so unauthenticated traffic cannot create new series.
+//! (`-` for no route), so unauthenticated traffic cannot create new series. Namespaces
+//! a credential is granted always get their own series; of the others (an admin may
+//! touch any name) the first [`MAX_OTHER_NAMESPACES`] do, and the rest are counted under
+//! `namespace="_other"`, so `/metrics` stays small however many names are used.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +47,10 @@ struct StateLabels {
 /// The service's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Namespaces with their own series (see the module's note on bounds).
+    labelled: parking_lot::RwLock<std::collections::HashSet<String>>,
+    /// How many of `labelled` are not granted to any credential.
+    others: std::sync::atomic::AtomicUsize,
     /// Every request's latency in power-of-two microsecond buckets, read by the
     /// dashboard's sampler for p50/p99 (the Prometheus histograms' buckets are not
     /// readable from outside their crate). One relaxed add per request.
@@ -275,6 +282,8 @@ impl Metrics {
             l1
         });
         Self {
+            labelled: parking_lot::RwLock::new(std::collections::HashSet::new()),
+            others: std::sync::atomic::AtomicUsize::new(0),
             latency_all: LatencyBuckets::default(),
             registry,
             requests,
@@ -323,11 +332,36 @@ impl Metrics {
         }
     }
 
+    /// Gives these namespaces (the granted ones) their own series whatever else is used.
+    pub fn label_namespaces<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        self.labelled
+            .write()
+            .extend(names.into_iter().map(str::to_owned));
+    }
+
+    /// The `namespace` label for `ns`: itself, or `_other` past the bound.
+    fn ns_label(&self, ns: &str) -> String {
+        if ns == "-" || self.labelled.read().contains(ns) {
+            return ns.to_owned();
+        }
+        let mut labelled = self.labelled.write();
+        if labelled.contains(ns) {
+            return ns.to_owned();
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.others.load(Relaxed) >= MAX_OTHER_NAMESPACES {
+            return "_other".to_owned();
+        }
+        self.others.fetch_add(1, Relaxed);
+        labelled.insert(ns.to_owned());
+        ns.to_owned()
+    }
+
     /// Records one request.
     pub fn request(&self, namespace: &str, operation: Arc<str>, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                namespace: namespace.to_owned(),
+                namespace: self.ns_label(namespace),
                 operation: operation.clone(),
                 status,
             })
@@ -346,7 +380,7 @@ impl Metrics {
     /// Records read outcomes of a namespace.
     pub fn reads(&self, namespace: &str, hits: u64, misses: u64) {
         let l = NsLabels {
-            namespace: namespace.to_owned(),
+            namespace: self.ns_label(namespace),
         };
         if hits > 0 {
             self.hits.get_or_create(&l).inc_by(hits);
@@ -413,6 +447,9 @@ impl Metrics {
         out
     }
 }
+
+/// Namespaces granted to no credential that still get their own series.
+pub const MAX_OTHER_NAMESPACES: usize = 256;
 
 /// One open SSE subscription ([`Metrics::sse_subscriber`]): counted until dropped.
 #[derive(Debug)]

@@ -1637,3 +1637,98 @@ on_every_backend!(
     metrics_auth_failures_count_per_address,
     blocked_address_is_blocked_on_metrics,
 );
+
+/// Tenants cannot slow each other through stats or make `/metrics` grow without bound
+/// (issue 11, item 8): with 20 000 keys in `ab`, 30 `/v1/stats` requests from `auth` cost
+/// Redis one walk of the keyspace, not one per request; an admin touching 600 namespaces
+/// leaves at most 256 unlisted namespaces with their own series in `/metrics`.
+#[tokio::test]
+async fn stats_and_metrics_stay_bounded_whatever_other_tenants_do() {
+    let app = TestApp::new(Backend::Redis).await;
+    let server = app.server.as_ref().unwrap();
+    let mut c = ::redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for chunk in 0..20 {
+        let mut p = ::redis::pipe();
+        for i in 0..1000 {
+            p.cmd("SET")
+                .arg(format!("ab:k{chunk}-{i}"))
+                .arg("1")
+                .ignore();
+        }
+        let () = p.query(&mut c).unwrap();
+    }
+    let scans = |c: &mut ::redis::Connection| -> u64 {
+        let info: String = ::redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_scan:calls="))
+            .and_then(|v| v.split(',').next())
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let auth = services(&app)
+        .into_iter()
+        .find(|s| s.can_read("auth") && !s.can_read("ab"))
+        .expect("a service that reads auth, not ab");
+    let before = scans(&mut c);
+    for _ in 0..30 {
+        let r = app
+            .call(Method::GET, "/v1/stats", Some(auth.token), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let spent = scans(&mut c) - before;
+    // One walk of 20 000 keys is about 20 SCAN steps; one per request would be 600.
+    assert!(spent <= 40, "{spent} SCAN calls for 30 stats requests");
+    // The admin's stats count `ab` from the same walk.
+    let r = app
+        .call(Method::GET, "/v1/stats", Some(&app.admin), None)
+        .await;
+    let ab = r.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "ab")
+        .cloned()
+        .unwrap_or_else(|| panic!("ab listed: {}", r.text()));
+    assert_eq!(ab["keys"], 20_000, "{ab}");
+
+    for i in 0..600 {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/v1/cache/n{i}/k"),
+                Some(&app.admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    // A granted namespace used after all of those still gets its own series.
+    app.call(Method::GET, "/v1/cache/auth/k", Some(auth.token), None)
+        .await;
+    let m = app
+        .call(Method::GET, "/metrics", Some(&app.admin), None)
+        .await
+        .text();
+    let labelled: BTreeSet<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("sharecache_http_requests_total{"))
+        .filter_map(|l| l.split("namespace=\"").nth(1)?.split('"').next())
+        .filter(|ns| ns.starts_with('n') && ns[1..].chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(
+        labelled.len() <= 256,
+        "{} namespaces labelled",
+        labelled.len()
+    );
+    assert!(
+        m.contains("namespace=\"_other\""),
+        "the rest counted together"
+    );
+    assert!(
+        m.contains("namespace=\"auth\""),
+        "granted namespaces keep their series"
+    );
+}

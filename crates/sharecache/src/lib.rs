@@ -81,8 +81,8 @@ mod tier;
 mod ttl;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, LISTING_BUDGET, Namespace, NamespaceStats,
-    RememberOptions, Source, TierStats, Usage,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, LISTING_BUDGET, MAX_COUNTED_NAMESPACES,
+    Namespace, NamespaceStats, RememberOptions, Source, TierStats, Usage, UsageByNamespace,
 };
 pub use codec::{Codec, Format, RawJson};
 pub use error::{Error, ErrorKind, Result};

@@ -542,7 +542,47 @@ async fn rate_limit_reset(case: Case<'_>) {
     assert!(d.allowed && d.remaining == 1, "{d:?}");
 }
 
+/// One walk counts every namespace's keys (not internal keys, not another deployment's,
+/// not a foreign key outside every namespace), and a walk cut at its limit says so.
+async fn usage_by_namespace_counts_every_namespace_in_one_walk(case: Case<'_>) {
+    let (a, b) = (
+        case.cache.namespace("usage-a").unwrap(),
+        case.cache.namespace("usage-b").unwrap(),
+    );
+    for i in 0..30 {
+        a.set(&format!("k{i}"), &i, Ttl::secs(60)).await.unwrap();
+    }
+    for i in 0..5 {
+        b.set(&format!("k{i}"), &"v", Ttl::secs(60)).await.unwrap();
+    }
+    // Internal keys of `usage-a` (a lock and its fence) are not its keys.
+    a.locks()
+        .acquire_lease("l", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    case.raw_set("other/usage-a:x", b"1");
+    case.raw_set("Not A Namespace:x", b"1");
+    let u = case.cache.usage_by_namespace(1_000_000).await.unwrap();
+    assert!(!u.truncated, "{u:?}");
+    assert_eq!(u.namespaces["usage-a"].keys, 30, "{u:?}");
+    assert_eq!(u.namespaces["usage-b"].keys, 5, "{u:?}");
+    assert!(u.namespaces["usage-a"].bytes > 0, "{u:?}");
+    assert!(!u.namespaces.contains_key("other"), "{u:?}");
+    // A walk told to stop after 10 keys either stopped there (counts are lower bounds,
+    // and say so) or got everything in its first page (Redis SCAN pages are ~1000).
+    let cut = case.cache.usage_by_namespace(10).await.unwrap();
+    let a_keys = cut.namespaces.get("usage-a").map_or(0, |u| u.keys);
+    if cut.truncated {
+        assert!(cut.scanned >= 10 && a_keys <= 30, "{cut:?}");
+        assert!(cut.namespaces.values().all(|u| u.truncated), "{cut:?}");
+    } else {
+        assert_eq!(a_keys, 30, "{cut:?}");
+    }
+}
+
 every_backend!(
+    usage_by_namespace_counts_every_namespace_in_one_walk,
     counters_are_exact_and_typed,
     set_if_absent_has_one_winner,
     rate_limit_reset,

@@ -121,11 +121,14 @@ pub struct Inner {
     pub streams: Arc<events::Streams>,
     /// The backend's eviction policy, for `/ready`'s warnings.
     pub eviction: ops::EvictionCheck,
+    /// Keys per namespace for `/v1/stats`, walked at most every 10 s.
+    pub usage: ops::UsageCache,
 }
 
 /// Most namespace handles kept; past it (an admin touching many namespaces) handles are
-/// built per request instead.
-const MAX_HANDLES: usize = 10_000;
+/// built per request instead, so the library can forget the counters of namespaces no
+/// longer used (it keeps at most 4096).
+const MAX_HANDLES: usize = 1024;
 
 impl Inner {
     /// The handle of a validated, authorized namespace.
@@ -161,6 +164,7 @@ impl AppState {
         metrics.set_memory_budget(opts.memory_budget_bytes);
         let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute, metrics.auth_failures());
         let granted_namespaces = creds.all_namespaces();
+        metrics.label_namespaces(granted_namespaces.iter().map(String::as_str));
         let raw = rawview::RawRedis::new(opts.doctor_url.clone());
         Self(Arc::new(Inner {
             cache,
@@ -178,6 +182,7 @@ impl AppState {
             handles: parking_lot::RwLock::new(HashMap::new()),
             streams: Arc::new(events::Streams::default()),
             eviction: ops::EvictionCheck::default(),
+            usage: ops::UsageCache::default(),
         }))
     }
 }

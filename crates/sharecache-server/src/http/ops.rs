@@ -1,6 +1,7 @@
 //! Operational endpoints: liveness, readiness, metrics, stats and the OpenAPI document.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Extension, State};
@@ -15,8 +16,34 @@ use super::error::{ApiError, ErrorBody, describe};
 use super::extract::{Admin, Caller, MetricsReader};
 use crate::auth::Principal;
 
-/// Keys counted per namespace by `/v1/stats` before it reports "more".
-const STATS_KEY_LIMIT: u64 = 100_000;
+/// How long one walk of the keyspace answers every `/v1/stats` request.
+const USAGE_TTL: Duration = Duration::from_secs(10);
+/// Most keys one such walk looks at before it reports "more".
+const USAGE_WALK_LIMIT: u64 = 1_000_000;
+
+/// Keys per namespace from one walk of the keyspace, shared by every `/v1/stats`
+/// request for [`USAGE_TTL`]: however many tenants ask, however often, Redis is walked
+/// at most once per period, and concurrent requests wait for the same walk.
+#[derive(Debug, Default)]
+pub struct UsageCache(tokio::sync::Mutex<Option<(Instant, Arc<sharecache::UsageByNamespace>)>>);
+
+impl UsageCache {
+    /// The last walk and its age, or a new walk if it is older than [`USAGE_TTL`].
+    pub async fn get(
+        &self,
+        cache: &sharecache::Cache,
+    ) -> sharecache::Result<(Arc<sharecache::UsageByNamespace>, Duration)> {
+        let mut last = self.0.lock().await;
+        if let Some((at, usage)) = last.as_ref()
+            && at.elapsed() < USAGE_TTL
+        {
+            return Ok((usage.clone(), at.elapsed()));
+        }
+        let usage = Arc::new(cache.usage_by_namespace(USAGE_WALK_LIMIT).await?);
+        *last = Some((Instant::now(), usage.clone()));
+        Ok((usage, Duration::ZERO))
+    }
+}
 /// Shortest window over which `/v1/stats` computes ops/s.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
@@ -239,10 +266,12 @@ struct NsStats {
 }
 
 /// Per-namespace figures: keys, memory, hit ratio, ops/s. An admin sees every namespace
-/// in use or granted; a service sees the namespaces it may read.
+/// in use, granted or holding keys; a service sees the namespaces it may read. Key
+/// counts come from one shared walk at most 10 s old (`usage_age_ms`).
 #[utoipa::path(get, path = "/v1/stats", tag = "ops", operation_id = "stats",
     responses((status = 200, description = "backend and per-namespace figures", body = serde_json::Value)))]
 pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let (usage, age) = s.usage.get(&s.cache).await?;
     let names: BTreeSet<String> = match s.creds.grants(&caller.principal) {
         Some(g) => g.readable().into_iter().collect(),
         None => s
@@ -250,18 +279,26 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
             .namespaces()
             .into_iter()
             .chain(s.granted_namespaces.iter().cloned())
+            .chain(usage.namespaces.keys().cloned())
             .collect(),
     };
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let ns = s.cache.namespace(&name)?;
-        let st = ns.stats().await?;
-        let usage = ns.usage(STATS_KEY_LIMIT).await?;
+        let st = s.namespace(&name)?.stats().await?;
+        let held = usage
+            .namespaces
+            .get(&name)
+            .copied()
+            .unwrap_or(sharecache::Usage {
+                keys: 0,
+                truncated: usage.truncated,
+                bytes: 0,
+            });
         let reads = st.hits + st.misses;
         out.push(NsStats {
-            keys: usage.keys,
-            keys_truncated: usage.truncated,
-            bytes_estimate: usage.bytes,
+            keys: held.keys,
+            keys_truncated: held.truncated,
+            bytes_estimate: held.bytes,
             hit_ratio: (reads > 0).then(|| st.hits as f64 / reads as f64),
             l1_hit_ratio: (reads > 0).then(|| st.l1_hits as f64 / reads as f64),
             ops_per_sec: s.rates.rate(&name, reads + st.sets + st.deletes),
@@ -281,7 +318,11 @@ pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response
         }
         Principal::Service(_) => serde_json::json!({"state": s.cache.state()}),
     };
-    let body = serde_json::json!({"backend": backend, "namespaces": out});
+    let body = serde_json::json!({
+        "backend": backend,
+        "namespaces": out,
+        "usage_age_ms": age.as_millis() as u64,
+    });
     Ok(axum::Json(body).into_response())
 }
 

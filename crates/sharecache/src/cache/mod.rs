@@ -21,7 +21,7 @@ mod read;
 mod remember;
 mod tags;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -60,6 +60,10 @@ pub(crate) struct Inner {
     pub(crate) max_batch: usize,
     pub(crate) counters: Mutex<HashMap<NamespaceName, Arc<Counters>>>,
 }
+
+/// Most namespaces whose counters [`Cache::namespaces`] lists and [`Namespace::stats`]
+/// keeps: past it, the counters of namespaces no handle holds are forgotten.
+pub const MAX_COUNTED_NAMESPACES: usize = 4096;
 
 /// Per-namespace operation counters.
 #[derive(Debug, Default)]
@@ -115,13 +119,24 @@ impl Cache {
     /// A handle on namespace `name` (`[a-z0-9_-]{1,64}`); its keys are stored as `name:key`.
     pub fn namespace(&self, name: &str) -> Result<Namespace> {
         let name = NamespaceName::new(name)?;
-        let counters = self
-            .inner
-            .counters
-            .lock()
-            .entry(name.clone())
-            .or_default()
-            .clone();
+        let counters = {
+            let mut map = self.inner.counters.lock();
+            match map.get(&name) {
+                Some(c) => c.clone(),
+                None => {
+                    if map.len() >= MAX_COUNTED_NAMESPACES {
+                        // Forget the namespaces no handle holds any more.
+                        map.retain(|_, c| Arc::strong_count(c) > 1);
+                    }
+                    if map.len() >= MAX_COUNTED_NAMESPACES {
+                        // Every slot in use: this handle counts, but is not listed.
+                        Arc::default()
+                    } else {
+                        map.entry(name.clone()).or_default().clone()
+                    }
+                }
+            }
+        };
         let mut codec = self.inner.codec;
         if let Some(f) = self.inner.formats.get(&name) {
             codec.format = *f;
@@ -187,7 +202,8 @@ impl Cache {
         })
     }
 
-    /// Names of the namespaces opened on this cache so far.
+    /// Names of the namespaces opened on this cache so far (at most
+    /// [`MAX_COUNTED_NAMESPACES`]: those no handle holds any more are forgotten first).
     pub fn namespaces(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .inner
@@ -199,6 +215,88 @@ impl Cache {
         v.sort();
         v
     }
+
+    /// Keys and estimated bytes of every namespace, from **one** walk of this
+    /// deployment's keys (SCAN, stopping after `max_keys` keys): what a stats page needs,
+    /// without walking the whole keyspace once per namespace. Bytes are estimated from
+    /// up to 16 keys of each namespace (Redis `MEMORY USAGE`). Internal keys (`#...`)
+    /// and keys of other deployments are not counted. `truncated` (in the result and in
+    /// each [`Usage`]) if the walk stopped at `max_keys`.
+    pub async fn usage_by_namespace(&self, max_keys: u64) -> Result<UsageByNamespace> {
+        const SAMPLE: usize = 16;
+        let head = crate::key::deployment_head(self.inner.prefix.as_ref().map(|p| p.as_str()));
+        let pattern = format!("{head}*");
+        // The memory store's listing walks its whole map per page: one big page there.
+        let page_size = match self.state() {
+            BackendState::Memory => max_keys.clamp(1, 1_000_000) as usize,
+            _ => 1000,
+        };
+        let mut found: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        let (mut scanned, mut cursor) = (0u64, None::<String>);
+        let truncated = loop {
+            let page = self
+                .inner
+                .store
+                .kv()
+                .scan(&pattern, cursor.as_deref(), page_size)
+                .await?;
+            scanned += page.keys.len() as u64;
+            for key in page.keys {
+                let Some(ns) = key
+                    .strip_prefix(head.as_str())
+                    .and_then(|rest| rest.split_once(':'))
+                    .map(|(ns, _)| ns)
+                    .filter(|ns| crate::key::validate_namespace(ns).is_ok())
+                else {
+                    continue;
+                };
+                let entry = match found.get_mut(ns) {
+                    Some(e) => e,
+                    None => found.entry(ns.to_owned()).or_default(),
+                };
+                entry.0 += 1;
+                if entry.1.len() < SAMPLE {
+                    entry.1.push(key);
+                }
+            }
+            if scanned >= max_keys {
+                break page.cursor.is_some();
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break false,
+            }
+        };
+        let mut namespaces = BTreeMap::new();
+        for (ns, (keys, sample)) in found {
+            let sizes = self.inner.store.kv().sizes(&sample).await?;
+            let sampled: u64 = sizes.iter().sum();
+            namespaces.insert(
+                ns,
+                Usage {
+                    keys,
+                    truncated,
+                    bytes: sampled * keys / sample.len().max(1) as u64,
+                },
+            );
+        }
+        Ok(UsageByNamespace {
+            namespaces,
+            truncated,
+            scanned,
+        })
+    }
+}
+
+/// Every namespace's [`Usage`], from [`Cache::usage_by_namespace`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageByNamespace {
+    /// Namespaces that hold keys, by name.
+    pub namespaces: BTreeMap<String, Usage>,
+    /// The walk stopped at its limit: counts are lower bounds.
+    pub truncated: bool,
+    /// Keys the walk looked at.
+    pub scanned: u64,
 }
 
 /// Statistics of one namespace.
