@@ -5,7 +5,10 @@
 //! DevTools protocol (`tests/node/dashboard_roles.mjs`, no npm package), on a real
 //! Redis: the admin edits a JSON value, a TTL, deletes a key and bulk-deletes by pattern
 //! after a preview; a viewer sees no change controls and its forged change is refused; a
-//! service sees only its namespaces. The other tests check the same rules over HTTP:
+//! service sees only its namespaces. `primitives_in_chromium`
+//! (`tests/node/dashboard_primitives.mjs`) opens the primitives view with a held lock, a
+//! presence member, a user's sessions and a dead letter, ends sessions as the admin, and
+//! checks the viewer has no change control. The other tests check the same rules over HTTP:
 //! cookie flags, the cross-site refusal, the viewer's refused changes, the audit log, the
 //! paged tree. Needs `chromium` and `node` (`scripts/test` installs them). Screenshots go
 //! to `target/dashboard-*.png`, or to `docs/images/` with `SHARECACHE_SCREENSHOTS=docs`.
