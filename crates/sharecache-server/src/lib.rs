@@ -9,7 +9,7 @@
 //! * [`http`]: the HTTP API v1: the routes (each declared once, with its OpenAPI entry),
 //!   the permission extractors, the error policy, one file per route family (cache, rate
 //!   limits, locks, sessions, events, queues, presence, operations), the dashboard with
-//!   its logins, audit log and key browser.
+//!   its logins, audit log, key browser and the views of each namespace's primitives.
 //! * [`metrics`]: Prometheus metrics.
 //! * [`token`]: `sharecache token new|hash`.
 //! * [`client`]: `sharecache keys|get|set|del|ttl|stats|tail`, a client of a running

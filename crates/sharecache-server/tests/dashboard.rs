@@ -5,7 +5,10 @@
 //! DevTools protocol (`tests/node/dashboard_roles.mjs`, no npm package), on a real
 //! Redis: the admin edits a JSON value, a TTL, deletes a key and bulk-deletes by pattern
 //! after a preview; a viewer sees no change controls and its forged change is refused; a
-//! service sees only its namespaces. The other tests check the same rules over HTTP:
+//! service sees only its namespaces. `primitives_in_chromium`
+//! (`tests/node/dashboard_primitives.mjs`) opens the primitives view with a held lock, a
+//! presence member, a user's sessions and a dead letter, ends sessions as the admin, and
+//! checks the viewer has no change control. The other tests check the same rules over HTTP:
 //! cookie flags, the cross-site refusal, the viewer's refused changes, the audit log, the
 //! paged tree. Needs `chromium` and `node` (`scripts/test` installs them). Screenshots go
 //! to `target/dashboard-*.png`, or to `docs/images/` with `SHARECACHE_SCREENSHOTS=docs`.
@@ -127,11 +130,7 @@ async fn dashboard_roles_in_chromium() {
     monitor::sample(&app.state).await;
     let addr = app.spawn().await;
 
-    let shots = match std::env::var("SHARECACHE_SCREENSHOTS").as_deref() {
-        Ok("docs") => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/images"),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-    };
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshot_dir();
     let env = [
         ("BASE", format!("http://{addr}")),
         ("ADMIN", app.admin.clone()),
@@ -217,6 +216,140 @@ async fn dashboard_roles_in_chromium() {
         .find(|e| e["who"] == "ops")
         .expect("the viewer's attempt is recorded");
     assert_eq!(forged["status"], 403, "{audit}");
+}
+
+/// Calls the API as `token` and checks the status; returns the JSON answer (or null).
+async fn ok_call(
+    app: &TestApp,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: Option<&str>,
+    want: StatusCode,
+) -> serde_json::Value {
+    let r = app.call(method, uri, Some(token), body).await;
+    assert_eq!(r.status, want, "{uri}: {}", r.text());
+    if r.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        r.json()
+    }
+}
+
+/// Namespace `user` with one of each primitive, made as its service would: a held lock
+/// (its fence is returned), ada present in `room:1`, two sessions of ada and one of
+/// bob, and a queue `email` with one dead letter.
+async fn seed_primitives(app: &TestApp) -> u64 {
+    let t = app.user.as_str();
+    let lock = ok_call(
+        app,
+        Method::POST,
+        "/v1/locks/user/job%3A1",
+        t,
+        Some(r#"{"ttl_ms":600000}"#),
+        StatusCode::OK,
+    )
+    .await;
+    ok_call(
+        app,
+        Method::PUT,
+        "/v1/presence/user/ada?ttl=600&set=room%3A1",
+        t,
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    for user in ["ada", "ada", "bob"] {
+        let body = format!(r#"{{"data":{{}},"user":"{user}"}}"#);
+        ok_call(
+            app,
+            Method::POST,
+            "/v1/sessions/user",
+            t,
+            Some(&body),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    ok_call(
+        app,
+        Method::POST,
+        "/v1/queues/user/email",
+        t,
+        Some(r#"{"to":"ada"}"#),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Delivered once and not acknowledged past its visibility: dead on the next claim.
+    let claim = r#"{"consumer":"w","count":1,"visibility_ms":1,"max_deliveries":1}"#;
+    for _ in 0..2 {
+        ok_call(
+            app,
+            Method::POST,
+            "/v1/queues/user/email/_claim",
+            t,
+            Some(claim),
+            StatusCode::OK,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lock["fence"].as_u64().unwrap()
+}
+
+/// Where screenshots go: `docs/images/` with `SHARECACHE_SCREENSHOTS=docs`, else `target/`.
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = match std::env::var("SHARECACHE_SCREENSHOTS").as_deref() {
+        Ok("docs") => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/images"),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The primitives view in headless Chromium on a real Redis
+/// (`tests/node/dashboard_primitives.mjs`): the admin sees a held lock, a presence
+/// member, a user's sessions and a dead letter, and ends one session by handle and then
+/// the rest of the user's; the viewer sees the views with no change control and its
+/// forged changes are refused. The store is checked afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primitives_in_chromium() {
+    let app = TestApp::new(Backend::Redis).await;
+    let fence = seed_primitives(&app).await;
+    let addr = app.spawn().await;
+    let env = [
+        ("BASE", format!("http://{addr}")),
+        ("ADMIN", app.admin.clone()),
+        ("VIEWER", app.viewer.clone()),
+        ("FENCE", fence.to_string()),
+        ("SHOTS", screenshot_dir().display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        run_node("dashboard_primitives.mjs", &env, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    for step in [
+        "locks held with TTL and fence",
+        "presence members with time left",
+        "a user's sessions by handle",
+        "queue dead letters with payloads",
+        "primitives view is labelled and keyboard-usable",
+        "end one session from the page",
+        "end all of a user's sessions from the page",
+        "viewer sees the views and no change control; forged changes refused",
+    ] {
+        assert!(out.contains(&format!("ok {step}\n")), "{step}:\n{out}");
+    }
+    // What the page ended is what the store lost: ada has none left, bob keeps his.
+    let sessions = app.cache.namespace("user").unwrap().sessions();
+    assert!(sessions.list("ada").await.unwrap().is_empty());
+    assert_eq!(
+        sessions.list("bob").await.unwrap().len(),
+        1,
+        "the viewer's forged end changed nothing"
+    );
+    assert_eq!(sessions.count(100).await.unwrap().keys, 1);
 }
 
 /// A request with a cookie and the given fetch-metadata headers.

@@ -437,6 +437,29 @@ impl KeySpace {
         }
     }
 
+    /// A stored pattern matching every internal key of `kind` in this namespace (for
+    /// listings: the names inside are not escaped, the wildcard stands for all of them).
+    pub(crate) fn aux_all(&self, kind: Aux) -> String {
+        self.aux_of(kind, "*")
+    }
+
+    /// The name inside an internal key of `kind` of this namespace (the inverse of
+    /// [`aux_of`](Self::aux_of)), or `None` for any other key.
+    pub(crate) fn aux_name<'a>(&self, kind: Aux, stored: &'a str) -> Option<&'a str> {
+        let rest = stored
+            .strip_prefix(&*self.aux_head)?
+            .strip_prefix(kind.label())?
+            .strip_prefix(':')?
+            .strip_prefix(self.ns.as_str())?
+            .strip_prefix(':')?;
+        let name = if kind.slotted() {
+            rest.strip_prefix('{')?.strip_suffix('}')?
+        } else {
+            rest
+        };
+        (!name.is_empty()).then_some(name)
+    }
+
     /// The stored key for a caller's key (validated).
     pub(crate) fn key(&self, key: &str) -> Result<String> {
         validate_key(key)?;
@@ -696,6 +719,56 @@ mod tests {
             "names are validated like keys"
         );
         assert!(a.aux(Aux::Presence, "bad\nname").is_err());
+    }
+
+    /// Listings of internal keys find exactly their kind of this namespace, and give
+    /// back the name they were made from.
+    #[test]
+    fn aux_listing_patterns_and_names() {
+        let app = NamespaceName::new("app").unwrap();
+        let a = NamespaceName::new("a").unwrap();
+        let ab = NamespaceName::new("ab").unwrap();
+        for prefix in [None, Some(&app)] {
+            let s = KeySpace::new(prefix, &a);
+            let other = KeySpace::new(prefix, &ab);
+            for kind in [
+                Aux::Lock,
+                Aux::Queue,
+                Aux::Presence,
+                Aux::Session,
+                Aux::UserSessions,
+            ] {
+                let all = s.aux_all(kind);
+                for name in ["k", "a:b", "{x}", "*"] {
+                    let stored = s.aux(kind, name).unwrap();
+                    assert!(
+                        glob_match(all.as_bytes(), stored.as_bytes()),
+                        "{all} {stored}"
+                    );
+                    assert_eq!(s.aux_name(kind, &stored), Some(name), "{stored}");
+                    let theirs = other.aux(kind, name).unwrap();
+                    assert!(
+                        !glob_match(all.as_bytes(), theirs.as_bytes()),
+                        "{all} {theirs}"
+                    );
+                    assert_eq!(s.aux_name(kind, &theirs), None);
+                }
+                assert!(!glob_match(all.as_bytes(), s.key("k").unwrap().as_bytes()));
+            }
+            // `#sess` is not `#sessu`, `#q` not `#qdl`, a lock not its fence.
+            for (kind, not) in [
+                (Aux::Session, Aux::UserSessions),
+                (Aux::Queue, Aux::DeadLetters),
+                (Aux::Lock, Aux::Fence),
+            ] {
+                let stored = s.aux(not, "k").unwrap();
+                assert!(
+                    !glob_match(s.aux_all(kind).as_bytes(), stored.as_bytes()),
+                    "{stored}"
+                );
+                assert_eq!(s.aux_name(kind, &stored), None);
+            }
+        }
     }
 
     #[test]

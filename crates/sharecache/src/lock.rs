@@ -215,6 +215,79 @@ impl Locks {
     }
 }
 
+/// Most locks one page of [`Locks::held`] shows: each costs a TTL read.
+pub const MAX_HELD_PAGE: usize = 100;
+
+/// A lock someone holds, as an operator sees it: never its holder's token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldLock {
+    /// The lock's name.
+    pub name: String,
+    /// Time left before it expires unless extended (`None`: no expiry, which the library
+    /// never sets; a lock written by another client could have none).
+    pub ttl: Option<Duration>,
+    /// The fence last drawn for it: the holder's, unless it was taken again meanwhile.
+    pub fence: u64,
+}
+
+/// A page of [`Locks::held`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct HeldLocks {
+    /// The locks held, in the listing's order.
+    pub locks: Vec<HeldLock>,
+    /// Pass back to list on; `None` when the listing is complete.
+    pub cursor: Option<String>,
+}
+
+impl Locks {
+    /// The locks held in this namespace now, at most `count` per page (clamped to
+    /// 1..=[`MAX_HELD_PAGE`]), with the time each has left and its current fence; never
+    /// the holder's token. Listed by SCAN (bounded steps, a cursor: never `KEYS`), so
+    /// it stays cheap however many keys the store holds. A lock released or expired
+    /// between the listing and the TTL read is left out.
+    pub async fn held(&self, cursor: Option<&str>, count: usize) -> Result<HeldLocks> {
+        let count = count.clamp(1, MAX_HELD_PAGE);
+        let page = self.ns.aux_names(Aux::Lock, cursor, count).await?;
+        let space = &self.ns.space;
+        let fences: Vec<String> = page
+            .keys
+            .iter()
+            .map(|n| space.aux_of(Aux::Fence, n))
+            .collect();
+        let fence_values = if fences.is_empty() {
+            Vec::new()
+        } else {
+            self.ns.kv().mget(&fences).await?
+        };
+        let ttls = futures_util::future::try_join_all(
+            page.keys
+                .iter()
+                .map(|n| async move { self.ns.kv().pttl(&space.aux_of(Aux::Lock, n)).await }),
+        )
+        .await?;
+        let locks = page
+            .keys
+            .into_iter()
+            .zip(ttls)
+            .zip(fence_values)
+            .filter_map(|((name, ttl), fence)| {
+                let fence = fence
+                    .and_then(|f| std::str::from_utf8(&f).ok()?.parse().ok())
+                    .unwrap_or(0);
+                Some(HeldLock {
+                    name,
+                    ttl: ttl?,
+                    fence,
+                })
+            })
+            .collect();
+        Ok(HeldLocks {
+            locks,
+            cursor: page.cursor,
+        })
+    }
+}
+
 /// A lock held by this process, extended in the background until dropped or released.
 #[derive(Debug)]
 pub struct LockGuard {

@@ -41,6 +41,25 @@ impl Namespace {
     }
 }
 
+/// Most presence sets one page of [`Namespace::presence_sets`] lists.
+pub const MAX_SETS_PAGE: usize = 100;
+
+impl Namespace {
+    /// The names of this namespace's presence sets with a member alive (a set's key
+    /// expires with its last member), at most `count` per page (clamped to
+    /// 1..=[`MAX_SETS_PAGE`]); pass the cursor back for more. Listed by SCAN in bounded
+    /// steps (never `KEYS`), so a page costs the same at a million keys. Open one with
+    /// [`presence`](Self::presence) for its members.
+    pub async fn presence_sets(
+        &self,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<crate::KeyPage> {
+        self.aux_names(Aux::Presence, cursor, count.clamp(1, MAX_SETS_PAGE))
+            .await
+    }
+}
+
 impl Presence {
     /// Marks `member` alive for `ttl` (a heartbeat).
     pub async fn beat(&self, member: &str, ttl: Duration) -> Result<()> {

@@ -106,6 +106,26 @@ impl crate::Namespace {
     }
 }
 
+/// Most queues one page of [`Namespace::queues`](crate::Namespace::queues) lists.
+pub const MAX_QUEUES_PAGE: usize = 100;
+
+impl crate::Namespace {
+    /// The names of this namespace's work queues, at most `count` per page (clamped to
+    /// 1..=[`MAX_QUEUES_PAGE`]); pass the cursor back for more. On Redis and Cluster a
+    /// queue is its stream, listed by SCAN in bounded steps (never `KEYS`), so a page
+    /// costs the same at a million keys; a queue stays listed once pushed to, emptied
+    /// or not. The embedded memory store keeps its queues beside its key map, where
+    /// this listing does not reach: there it lists none (open a queue by name).
+    pub async fn queues(&self, cursor: Option<&str>, count: usize) -> Result<crate::KeyPage> {
+        self.aux_names(
+            crate::key::Aux::Queue,
+            cursor,
+            count.clamp(1, MAX_QUEUES_PAGE),
+        )
+        .await
+    }
+}
+
 impl Queue {
     /// Appends `message` (as JSON; a [`RawJson`](crate::RawJson) goes as it is); returns
     /// its id.

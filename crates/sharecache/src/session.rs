@@ -165,6 +165,12 @@ pub struct NewSession {
     pub expires_at_ms: u64,
 }
 
+/// Characters of a session's handle (a prefix of its slot, the hex SHA-256 of the id).
+const HANDLE_LEN: usize = 16;
+
+/// Most users one page of [`Sessions::users`] lists.
+pub const MAX_USERS_PAGE: usize = 100;
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -335,7 +341,7 @@ impl Sessions {
             };
             match record {
                 Some((r, ttl)) => out.push(SessionInfo {
-                    handle: slot[..16].to_owned(),
+                    handle: slot[..HANDLE_LEN].to_owned(),
                     created_ms: r.created_ms,
                     expires_at_ms: now + ttl.map_or(0, |t| t.as_millis() as u64),
                 }),
@@ -364,6 +370,84 @@ impl Sessions {
         };
         self.ns.coord().index_remove(&index, &slots).await?;
         Ok(ended)
+    }
+
+    /// Ends the session of `user` whose [handle](SessionInfo::handle) is `handle` (as
+    /// [`list`](Self::list) shows it); returns whether one was live. Handles that are not
+    /// 16 lowercase hex digits match nothing.
+    pub async fn end_handle(&self, user: &str, handle: &str) -> Result<bool> {
+        self.keys()?;
+        let index = self.ns.space.aux(Aux::UserSessions, user)?;
+        if handle.len() != HANDLE_LEN
+            || !handle
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Ok(false);
+        }
+        let slots: Vec<String> = self
+            .ns
+            .coord()
+            .index_members(&index)
+            .await?
+            .into_iter()
+            .filter(|s| s.starts_with(handle))
+            .collect();
+        if slots.is_empty() {
+            return Ok(false);
+        }
+        let keys: Vec<String> = slots
+            .iter()
+            .map(|s| self.ns.space.aux_of(Aux::Session, s))
+            .collect();
+        let ended = self.ns.kv().del(&keys).await?;
+        self.ns.coord().index_remove(&index, &slots).await?;
+        Ok(ended > 0)
+    }
+
+    /// Counts this namespace's live sessions by walking their keys (SCAN in bounded
+    /// steps, never `KEYS`), stopping at `limit`: `truncated` says there are more.
+    /// Needs no session keys: nothing is opened.
+    pub async fn count(&self, limit: u64) -> Result<crate::MatchCount> {
+        let mut keys = 0u64;
+        let mut cursor: Option<String> = None;
+        // SCAN may answer empty pages: the step bound keeps a sparse walk finite.
+        for _ in 0..limit / 10 + 1000 {
+            let page = self
+                .ns
+                .aux_names(Aux::Session, cursor.as_deref(), 1000)
+                .await?;
+            keys += page.keys.len() as u64;
+            if keys >= limit {
+                return Ok(crate::MatchCount {
+                    keys: limit,
+                    truncated: true,
+                });
+            }
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => {
+                    return Ok(crate::MatchCount {
+                        keys,
+                        truncated: false,
+                    });
+                }
+            }
+        }
+        Ok(crate::MatchCount {
+            keys,
+            truncated: true,
+        })
+    }
+
+    /// The users with sessions recorded by [`create_for`](Self::create_for), at most
+    /// `count` per page (clamped to 1..=[`MAX_USERS_PAGE`]); pass the cursor back for
+    /// more. A user's index outlives its sessions by at most their absolute timeout
+    /// ([`list`](Self::list) prunes it), so a listed user may have none left.
+    pub async fn users(&self, cursor: Option<&str>, count: usize) -> Result<crate::KeyPage> {
+        self.ns
+            .aux_names(Aux::UserSessions, cursor, count.clamp(1, MAX_USERS_PAGE))
+            .await
     }
 
     /// Reads a session and renews its idle timeout. `None` for an unknown, expired,

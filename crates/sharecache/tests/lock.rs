@@ -11,6 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use sharecache::{Cache, ErrorKind, Fallback};
 use sharecache_testkit::RedisServer;
+use support::Case;
 
 /// A resource that accepts a write only with a fence at least as high as any it saw:
 /// the pattern that makes an expired lock holder harmless.
@@ -281,3 +282,96 @@ async fn the_guard_keeps_its_lock_and_reports_losing_it() {
         .expect("the guard must report the loss");
     assert!(guard.is_lost());
 }
+
+/// Every page of a listing, walked with pages of `count` (bounded: a listing of a few
+/// names never needs more than 100 pages).
+async fn walk<T, F, Fut>(count: usize, mut page: F) -> Vec<T>
+where
+    F: FnMut(Option<String>, usize) -> Fut,
+    Fut: std::future::Future<Output = (Vec<T>, Option<String>)>,
+{
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let (items, next) = page(cursor, count).await;
+        all.extend(items);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return all,
+        }
+    }
+    panic!("the listing did not end within 100 pages");
+}
+
+/// `held` lists the namespace's held locks (not released ones, not another
+/// namespace's, not cache keys) with their time left and fence, never a token, page by
+/// page.
+async fn held_locks_are_listed(case: Case<'_>) {
+    let chat = case.cache.namespace("chat").unwrap();
+    let locks = chat.locks();
+    let ttl = Duration::from_secs(10);
+    let mut leases = Vec::new();
+    for name in ["a", "b", "room:{1}", "x*"] {
+        leases.push((
+            name,
+            locks
+                .acquire_lease(name, ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .unwrap(),
+        ));
+    }
+    assert!(locks.release("a", &leases[0].1.token).await.unwrap());
+    chat.set("lock-lookalike", &1, sharecache::Ttl::secs(60))
+        .await
+        .unwrap();
+    let other = case.cache.namespace("chatter").unwrap();
+    let theirs = other
+        .locks()
+        .acquire_lease("a", ttl, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    for count in [1, 2, 100, usize::MAX] {
+        let mut held = walk(count, |cursor, count| {
+            let locks = locks.clone();
+            async move {
+                let page = locks.held(cursor.as_deref(), count).await.unwrap();
+                (page.locks, page.cursor)
+            }
+        })
+        .await;
+        held.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: Vec<&str> = held.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["b", "room:{1}", "x*"], "pages of {count}");
+        for l in &held {
+            let lease = &leases.iter().find(|(n, _)| *n == l.name).unwrap().1;
+            assert_eq!(l.fence, lease.fence, "{l:?}");
+            let left = l.ttl.expect("a TTL");
+            assert!(left <= ttl && left > Duration::from_secs(5), "{l:?}");
+            assert!(!format!("{l:?}").contains(&lease.token), "never the token");
+        }
+    }
+    let page = other.locks().held(None, 10).await.unwrap();
+    assert_eq!(page.locks.len(), 1);
+    assert_eq!(page.locks[0].fence, theirs.fence);
+    // A taken-again lock shows its new fence.
+    assert!(locks.release("b", &leases[1].1.token).await.unwrap());
+    let again = locks
+        .acquire_lease("b", ttl, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let page = locks.held(None, 100).await.unwrap();
+    let b = page.locks.iter().find(|l| l.name == "b").unwrap();
+    assert!(
+        b.fence == again.fence && again.fence > leases[1].1.fence,
+        "{b:?}"
+    );
+    assert_eq!(
+        locks.held(Some(""), 10).await.unwrap_err().kind(),
+        ErrorKind::InvalidCursor
+    );
+}
+
+every_backend!(held_locks_are_listed);

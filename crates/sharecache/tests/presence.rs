@@ -115,4 +115,63 @@ async fn behaviour(case: Case<'_>) {
     }
 }
 
-every_backend!(behaviour);
+/// `presence_sets` lists the sets with a member alive, of this namespace only, page by
+/// page; a set whose last member left is gone from the listing.
+async fn sets_are_listed(case: Case<'_>) {
+    let chat = case.cache.namespace("chat").unwrap();
+    let minute = Duration::from_secs(60);
+    for (set, member) in [
+        ("room:1", "ada"),
+        ("room:1", "bob"),
+        ("room:2", "cy"),
+        ("lobby", "di"),
+    ] {
+        chat.presence(set)
+            .unwrap()
+            .beat(member, minute)
+            .await
+            .unwrap();
+    }
+    let other = case.cache.namespace("chatter").unwrap();
+    other
+        .presence("room:9")
+        .unwrap()
+        .beat("eve", minute)
+        .await
+        .unwrap();
+    chat.set("presence-lookalike", &1, sharecache::Ttl::secs(60))
+        .await
+        .unwrap();
+    let all = |count: usize| {
+        let chat = chat.clone();
+        async move {
+            let mut names = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..100 {
+                let page = chat.presence_sets(cursor.as_deref(), count).await.unwrap();
+                names.extend(page.keys);
+                cursor = page.cursor;
+                if cursor.is_none() {
+                    names.sort();
+                    return names;
+                }
+            }
+            panic!("the listing did not end within 100 pages");
+        }
+    };
+    for count in [1, 2, 1000, usize::MAX] {
+        assert_eq!(
+            all(count).await,
+            ["lobby", "room:1", "room:2"],
+            "pages of {count}"
+        );
+    }
+    assert!(chat.presence("room:2").unwrap().leave("cy").await.unwrap());
+    assert_eq!(all(10).await, ["lobby", "room:1"]);
+    assert_eq!(
+        chat.presence_sets(Some(""), 10).await.unwrap_err().kind(),
+        ErrorKind::InvalidCursor
+    );
+}
+
+every_backend!(behaviour, sets_are_listed);

@@ -279,4 +279,87 @@ async fn per_user(case: Case<'_>) {
     );
 }
 
-every_backend!(configure = with_keys; behaviour, per_user);
+/// The operator's view: sessions counted per namespace (bounded), users listed, one
+/// session ended by its handle, the others left.
+async fn counted_listed_and_ended_by_handle(case: Case<'_>) {
+    let cache = case.cache.clone();
+    let auth = cache.namespace("auth").unwrap();
+    let day = Duration::from_secs(86_400);
+    let s = auth.sessions();
+    let a = s
+        .create_for("ada", serde_json::json!(1), day, day)
+        .await
+        .unwrap();
+    let b = s
+        .create_for("ada", serde_json::json!(2), day, day)
+        .await
+        .unwrap();
+    s.create_for("bob", serde_json::json!(3), day, day)
+        .await
+        .unwrap();
+    s.create(serde_json::json!(4), day, day).await.unwrap();
+    let other = cache.namespace("authz").unwrap();
+    other
+        .sessions()
+        .create_for("cy", serde_json::json!(5), day, day)
+        .await
+        .unwrap();
+    auth.set("sess-lookalike", &1, sharecache::Ttl::secs(60))
+        .await
+        .unwrap();
+
+    let n = s.count(1000).await.unwrap();
+    assert_eq!((n.keys, n.truncated), (4, false));
+    let n = s.count(2).await.unwrap();
+    assert_eq!((n.keys, n.truncated), (2, true));
+    assert_eq!(other.sessions().count(1000).await.unwrap().keys, 1);
+
+    let mut users = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = s.users(cursor.as_deref(), 1).await.unwrap();
+        users.extend(page.keys);
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    users.sort();
+    assert_eq!(users, ["ada", "bob"]);
+
+    let list = s.list("ada").await.unwrap();
+    assert_eq!(list.len(), 2);
+    let first = list[0].handle.clone();
+    assert!(
+        !s.end_handle("bob", &first).await.unwrap(),
+        "another user's handle"
+    );
+    for bad in ["", "zz", "0123456789ABCDEF", &"0".repeat(64)] {
+        assert!(!s.end_handle("ada", bad).await.unwrap(), "{bad:?}");
+    }
+    assert!(s.end_handle("ada", &first).await.unwrap());
+    assert!(!s.end_handle("ada", &first).await.unwrap(), "already ended");
+    let left = s.list("ada").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].handle, first);
+    let live = [
+        s.get(&a.id).await.unwrap().is_some(),
+        s.get(&b.id).await.unwrap().is_some(),
+    ];
+    assert_eq!(
+        live.iter().filter(|l| **l).count(),
+        1,
+        "exactly one of ada's is left"
+    );
+    assert_eq!(s.count(1000).await.unwrap().keys, 3);
+    assert_eq!(
+        s.end_handle("bad\nuser", &first).await.unwrap_err().kind(),
+        ErrorKind::InvalidKey
+    );
+    assert_eq!(
+        s.users(Some(""), 10).await.unwrap_err().kind(),
+        ErrorKind::InvalidCursor
+    );
+}
+
+every_backend!(configure = with_keys; behaviour, per_user, counted_listed_and_ended_by_handle);

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod ops;
 pub mod params;
 pub mod presence;
+pub mod primitives;
 pub mod queues;
 pub mod ratelimit;
 pub mod rawview;
@@ -472,6 +473,15 @@ pub fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(browse::preview))
         .routes(routes!(browse::bulk_delete))
+        .routes(routes!(primitives::locks))
+        .routes(routes!(primitives::presence))
+        .routes(routes!(primitives::sessions))
+        .routes(routes!(
+            primitives::user_sessions,
+            primitives::end_user_sessions
+        ))
+        .routes(routes!(primitives::end_session))
+        .routes(routes!(primitives::queues))
 }
 
 /// The OpenAPI document as served with these options (for tests and tooling).

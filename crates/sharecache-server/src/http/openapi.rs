@@ -45,7 +45,7 @@ use super::error::{ErrorBody, ErrorDetail};
         (name = "queues", description = "Work queues: push, claim, acknowledge, dead letters"),
         (name = "presence", description = "Who is online"),
         (name = "ops", description = "Health, readiness, metrics, stats, this document"),
-        (name = "dashboard", description = "Dashboard login (session cookie), the key browser, the audit log"),
+        (name = "dashboard", description = "Dashboard login (session cookie), the key browser, the primitives of a namespace, the audit log"),
     )
 )]
 struct ApiDoc;

@@ -80,3 +80,21 @@ pub struct MemberParam {
     #[param(min_length = 1, max_length = 1024)]
     pub member: String,
 }
+
+/// `{user}` whose sessions are listed or ended.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserParam {
+    /// The user the sessions were created for, percent-encoded, 1..=1024 bytes.
+    #[param(min_length = 1, max_length = 1024)]
+    pub user: String,
+}
+
+/// `{handle}` of one of a user's sessions.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct HandleParam {
+    /// The session's handle as listed (16 hex digits; never its id).
+    #[param(min_length = 1, max_length = 64)]
+    pub handle: String,
+}

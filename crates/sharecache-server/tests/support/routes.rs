@@ -231,14 +231,14 @@ pub fn routes() -> Vec<Route> {
         r(get.clone(), "/v1/admin/monitor", Admin, None),
         r(get.clone(), "/v1/admin/redis", Admin, None),
         r(get.clone(), "/v1/dashboard/tree/{ns}", Read, None),
-        r(get, "/v1/dashboard/key/{ns}/{key}", Read, None),
+        r(get.clone(), "/v1/dashboard/key/{ns}/{key}", Read, None),
         r(
             put.clone(),
             "/v1/dashboard/key/{ns}/{key}",
             Write,
             Some("1"),
         ),
-        r(delete, "/v1/dashboard/key/{ns}/{key}", Write, None),
+        r(delete.clone(), "/v1/dashboard/key/{ns}/{key}", Write, None),
         r(
             post.clone(),
             "/v1/dashboard/match/{ns}",
@@ -251,5 +251,27 @@ pub fn routes() -> Vec<Route> {
             Write,
             Some(r#"{"pattern":"k*","confirm":true}"#),
         ),
+        r(get.clone(), "/v1/dashboard/locks/{ns}", Read, None),
+        r(get.clone(), "/v1/dashboard/presence/{ns}", Read, None),
+        r(get.clone(), "/v1/dashboard/sessions/{ns}", Read, None),
+        r(
+            get.clone(),
+            "/v1/dashboard/sessions/{ns}/{user}",
+            Read,
+            None,
+        ),
+        r(
+            delete.clone(),
+            "/v1/dashboard/sessions/{ns}/{user}",
+            Write,
+            None,
+        ),
+        r(
+            delete.clone(),
+            "/v1/dashboard/sessions/{ns}/{user}/{handle}",
+            Write,
+            None,
+        ),
+        r(get.clone(), "/v1/dashboard/queues/{ns}", Read, None),
     ]
 }

@@ -600,6 +600,35 @@ impl Namespace {
     /// appear twice if the keyspace changes during the walk; none is skipped.
     pub async fn keys(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<KeyPage> {
         let full = self.space.pattern(pattern)?;
+        self.scan_filled(&full, cursor, count, |k| self.space.strip(k))
+            .await
+    }
+
+    /// One page of the names of this namespace's internal keys of `kind` (locks, queues,
+    /// presence sets...), filled like [`keys`](Self::keys): the listing every
+    /// primitive's operator view walks. At most `count` (clamped to the batch limit) per
+    /// page, one bounded SCAN step per round trip, never `KEYS`.
+    pub(crate) async fn aux_names(
+        &self,
+        kind: crate::key::Aux,
+        cursor: Option<&str>,
+        count: usize,
+    ) -> Result<KeyPage> {
+        let full = self.space.aux_all(kind);
+        self.scan_filled(&full, cursor, count, |k| self.space.aux_name(kind, k))
+            .await
+    }
+
+    /// The walk behind every listing: SCAN steps over the stored pattern `full` until
+    /// the page holds `count` names (`name` maps a stored key to what is listed, `None`
+    /// to skip it), the walk ends, or [`LISTING_BUDGET`] passed.
+    async fn scan_filled(
+        &self,
+        full: &str,
+        cursor: Option<&str>,
+        count: usize,
+        name: impl Fn(&str) -> Option<&str>,
+    ) -> Result<KeyPage> {
         if cursor.is_some_and(|c| c.is_empty() || c.len() > 2048) {
             return Err(Error::new(
                 ErrorKind::InvalidCursor,
@@ -614,13 +643,9 @@ impl Namespace {
         // sparse, look at more per step (up to 10k) so the page fills in fewer round trips.
         let mut hint = count;
         loop {
-            let page = self.kv().scan(&full, cursor.as_deref(), hint).await?;
+            let page = self.kv().scan(full, cursor.as_deref(), hint).await?;
             let found = page.keys.len();
-            keys.extend(
-                page.keys
-                    .iter()
-                    .filter_map(|k| self.space.strip(k).map(str::to_owned)),
-            );
+            keys.extend(page.keys.iter().filter_map(|k| name(k).map(str::to_owned)));
             cursor = page.cursor;
             if cursor.is_none() || keys.len() >= count || started.elapsed() >= LISTING_BUDGET {
                 break;

@@ -240,6 +240,7 @@ function openTree(ns) {
   $("bulk").hidden = !canWrite(ns);
   resetBulk();
   loadLevel(ns, "", $("tree"));
+  openPrimitives(ns);
 }
 
 async function search(pattern, cursor) {
@@ -544,6 +545,255 @@ async function refreshRedisView() {
   }
 }
 
+// ---- primitives of a namespace: locks held, presence, sessions, queues ----
+// Each list is one bounded page from the server with a cursor ("More" asks for the next).
+// Ending sessions is shown only to a caller who may write the namespace; the server
+// refuses anyone else (403) anyway.
+
+let prim = null;       // { ns, user } of the open primitives view
+
+function fmtWhen(ms) { return new Date(ms).toISOString().replace("T", " ").slice(0, 19); }
+// Whether an answer for `ns` still belongs on screen (the view may have moved on).
+const stale = (ns) => !prim || prim.ns !== ns;
+
+async function primPage(path, cursor) {
+  const q = new URLSearchParams({ count: "50" });
+  if (cursor) q.set("cursor", cursor);
+  return api(path + "?" + q);
+}
+
+function setMore(id, cursor, load) {
+  const b = $(id);
+  b.hidden = !cursor;
+  b.onclick = cursor ? () => load(cursor) : null;
+}
+
+async function loadLocks(cursor) {
+  const body = $("locks-table").querySelector("tbody");
+  if (!cursor) body.replaceChildren();
+  const ns = prim.ns;
+  const p = await primPage("/v1/dashboard/locks/" + enc(ns), cursor);
+  if (stale(ns)) return;
+  for (const l of p.locks) {
+    const tr = document.createElement("tr");
+    tr.dataset.lock = l.name;
+    tr.appendChild(cell(l.name));
+    tr.appendChild(cell(fmtTtl(l.ttl_ms)));
+    tr.appendChild(cell(String(l.fence)));
+    body.appendChild(tr);
+  }
+  if (!cursor && !p.locks.length) emptyRow(body, 3, "No lock is held.");
+  setMore("locks-more", p.cursor, loadLocks);
+}
+
+function emptyRow(body, span, text) {
+  const tr = document.createElement("tr");
+  const td = cell(text);
+  td.colSpan = span;
+  td.className = "muted";
+  tr.appendChild(td);
+  body.appendChild(tr);
+}
+
+async function loadPresence(cursor) {
+  const body = $("presence-table").querySelector("tbody");
+  if (!cursor) body.replaceChildren();
+  const ns = prim.ns;
+  const p = await primPage("/v1/dashboard/presence/" + enc(ns), cursor);
+  if (stale(ns)) return;
+  for (const set of p.sets) {
+    for (const m of set.members) {
+      const tr = document.createElement("tr");
+      tr.dataset.set = set.name;
+      tr.dataset.member = m.member;
+      tr.appendChild(cell(set.name));
+      tr.appendChild(cell(m.member));
+      tr.appendChild(cell(fmtTtl(m.expires_in_ms)));
+      body.appendChild(tr);
+    }
+    if (set.count > set.members.length) emptyRow(body, 3, set.name + ": " + fmtNum(set.count - set.members.length) + " more members");
+  }
+  if (!cursor && !p.sets.length) emptyRow(body, 3, "Nobody is present.");
+  setMore("presence-more", p.cursor, loadPresence);
+}
+
+async function loadSessions(cursor) {
+  const ul = $("session-users");
+  if (!cursor) ul.replaceChildren();
+  const ns = prim.ns;
+  const p = await primPage("/v1/dashboard/sessions/" + enc(ns), cursor);
+  if (stale(ns)) return;
+  $("sessions-count").textContent = fmtNum(p.count) + (p.count_truncated ? "+" : "");
+  for (const u of p.users.slice().sort()) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.className = "link user";
+    b.dataset.user = u;
+    b.textContent = u;
+    b.addEventListener("click", () => showUserSessions(u));
+    li.appendChild(b);
+    ul.appendChild(li);
+  }
+  setMore("users-more", p.cursor, loadSessions);
+}
+
+function sessionsStatus(text, isError) {
+  $("sessions-status").textContent = text;
+  $("sessions-status").className = isError ? "error" : "muted";
+}
+
+async function showUserSessions(user) {
+  const ns = prim.ns;
+  prim.user = user;
+  $("user-sessions-view").hidden = false;
+  $("user-sessions-name").textContent = user;
+  $("sessions-end-all-confirm").hidden = true;
+  const body = $("user-sessions").querySelector("tbody");
+  body.replaceChildren();
+  let r;
+  try {
+    r = await api("/v1/dashboard/sessions/" + enc(ns) + "/" + enc(user));
+  } catch (e) {
+    sessionsStatus(e.message, true);
+    return;
+  }
+  if (stale(ns) || prim.user !== user) return;
+  const writable = canWrite(prim.ns);
+  $("sessions-writer").hidden = !writable || !r.sessions.length;
+  for (const s of r.sessions) {
+    const tr = document.createElement("tr");
+    tr.dataset.handle = s.handle;
+    tr.appendChild(cell(s.handle));
+    tr.appendChild(cell(fmtWhen(s.created_ms)));
+    tr.appendChild(cell(fmtTtl(s.expires_at_ms - Date.now())));
+    const td = document.createElement("td");
+    if (writable) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "danger end-session";
+      b.textContent = "End";
+      b.setAttribute("aria-label", "end session " + s.handle + " of " + user);
+      b.addEventListener("click", () => endSession(user, s.handle));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+  if (!r.sessions.length) emptyRow(body, 4, user + " has no live session.");
+}
+
+async function endSession(user, handle) {
+  try {
+    await api("/v1/dashboard/sessions/" + enc(prim.ns) + "/" + enc(user) + "/" + enc(handle), { method: "DELETE" });
+  } catch (e) {
+    return sessionsStatus(e.message, true);
+  }
+  await showUserSessions(user);
+  sessionsStatus("Ended session " + handle + ".", false);
+  loadSessions().catch(() => {});
+}
+
+$("sessions-end-all").addEventListener("click", () => {
+  $("sessions-end-all-confirm").hidden = false;
+  sessionsStatus("End every session of " + prim.user + "? Press “Really end them all”.", false);
+});
+$("sessions-end-all-confirm").addEventListener("click", async () => {
+  const user = prim.user;
+  let r;
+  try {
+    r = await api("/v1/dashboard/sessions/" + enc(prim.ns) + "/" + enc(user), { method: "DELETE" });
+  } catch (e) {
+    return sessionsStatus(e.message, true);
+  }
+  await showUserSessions(user);
+  sessionsStatus("Ended " + fmtNum(r.ended) + " sessions of " + user + ".", false);
+  loadSessions().catch(() => {});
+});
+$("session-user-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const u = $("session-user").value.trim();
+  if (prim && u) showUserSessions(u);
+});
+
+async function loadQueues(cursor) {
+  const ul = $("queue-list");
+  if (!cursor) ul.replaceChildren();
+  const ns = prim.ns;
+  const p = await primPage("/v1/dashboard/queues/" + enc(ns), cursor);
+  if (stale(ns)) return;
+  for (const q of p.queues.slice().sort()) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.className = "link queue";
+    b.dataset.queue = q;
+    b.textContent = q;
+    b.addEventListener("click", () => showDead(q));
+    li.appendChild(b);
+    ul.appendChild(li);
+  }
+  if (!cursor && !p.queues.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "No queue listed (the memory store lists none): open one by name.";
+    ul.appendChild(li);
+  }
+  setMore("queues-more", p.cursor, loadQueues);
+}
+
+async function showDead(queue) {
+  const ns = prim.ns;
+  $("dead-view").hidden = false;
+  $("dead-queue").textContent = queue;
+  $("dead-count").textContent = "";
+  $("queues-status").textContent = "";
+  const body = $("dead-table").querySelector("tbody");
+  body.replaceChildren();
+  let r;
+  try {
+    r = await api("/v1/queues/" + enc(ns) + "/" + enc(queue) + "/_dead");
+  } catch (e) {
+    $("queues-status").textContent = e.message;
+    return;
+  }
+  if (stale(ns) || $("dead-queue").textContent !== queue) return;
+  // The route answers the oldest 100.
+  $("dead-count").textContent = r.messages.length >= 100 ? "100+" : fmtNum(r.messages.length);
+  for (const m of r.messages) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = m.id;
+    tr.appendChild(cell(m.id));
+    tr.appendChild(cell(fmtNum(m.deliveries)));
+    tr.appendChild(cell(JSON.stringify(m.payload)));
+    body.appendChild(tr);
+  }
+  if (!r.messages.length) emptyRow(body, 3, "No dead letters.");
+}
+$("queue-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("queue-name").value.trim();
+  if (prim && q) showDead(q);
+});
+
+async function openPrimitives(ns) {
+  prim = { ns, user: null };
+  $("primitives").hidden = false;
+  $("prim-ns").textContent = ns;
+  $("prim-ns-input").value = ns;
+  $("user-sessions-view").hidden = true;
+  $("dead-view").hidden = true;
+  sessionsStatus("", false);
+  $("prim-status").textContent = "";
+  const loads = [loadLocks(), loadPresence(), loadSessions(), loadQueues()];
+  const failed = (await Promise.allSettled(loads)).find((r) => r.status === "rejected");
+  $("prim-status").textContent = failed ? failed.reason.message : "";
+  $("prim-status").className = failed ? "error" : "muted";
+}
+$("prim-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const ns = $("prim-ns-input").value.trim();
+  if (ns) openPrimitives(ns);
+});
+
 // ---- live tail of an event channel (SSE with the session cookie; last 100 events) ----
 
 let source = null;
@@ -611,6 +861,7 @@ function loggedIn(who) {
   refreshMonitor();
   $("doctor").hidden = me.role !== "admin";
   $("tail").hidden = false;
+  $("primitives").hidden = false;
   if (openNs && (me.read === null || me.read.includes(openNs))) openTree(openNs);
   clearInterval(timer);
   timer = setInterval(() => { refreshReady(); refreshStats(); refreshAudit(); refreshMonitor(); }, 5000);
@@ -623,7 +874,8 @@ function loggedOut(text) {
   $("login").hidden = false;
   $("who").hidden = true;
   stopTail("");
-  for (const id of ["overview", "browser", "audit", "monitoring", "doctor", "tail"]) $(id).hidden = true;
+  for (const id of ["overview", "browser", "audit", "monitoring", "doctor", "tail", "primitives"]) $(id).hidden = true;
+  prim = null;
   setMessage(text, false);
 }
 

@@ -333,6 +333,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/dashboard/locks/{ns}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The locks held in `{ns}` with their time left and fence (never a token), one page. */
+        get: operations["dashboard_locks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/dashboard/login": {
         parameters: {
             query?: never;
@@ -400,6 +417,92 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dashboard/presence/{ns}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The presence sets of `{ns}` with their members and the time each has left, one page. */
+        get: operations["dashboard_presence"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dashboard/queues/{ns}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The work queues of `{ns}`, one page (dead letters: `GET /v1/queues/{ns}/{queue}/_dead`). */
+        get: operations["dashboard_queues"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dashboard/sessions/{ns}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How many sessions `{ns}` holds, and a page of the users they belong to. */
+        get: operations["dashboard_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dashboard/sessions/{ns}/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The live sessions of `{user}` in `{ns}`: handles and times, never ids. */
+        get: operations["dashboard_user_sessions"];
+        put?: never;
+        post?: never;
+        /** Ends every session of `{user}` in `{ns}`. */
+        delete: operations["dashboard_end_user_sessions"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/dashboard/sessions/{ns}/{user}/{handle}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Ends the session of `{user}` in `{ns}` listed with `{handle}`. */
+        delete: operations["dashboard_end_session"];
         options?: never;
         head?: never;
         patch?: never;
@@ -930,6 +1033,27 @@ export interface components {
             /** @description Proves ownership to extend and release. */
             token: string;
         };
+        /** @description One page of held locks. */
+        LockPage: {
+            /** @description Pass back for the next page; `null` when the listing is complete. */
+            cursor?: string | null;
+            locks: components["schemas"]["LockView"][];
+        };
+        /** @description A held lock, as shown to operators. */
+        LockView: {
+            /**
+             * Format: int64
+             * @description The fence last drawn for it.
+             */
+            fence: number;
+            /** @description The lock's name. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Milliseconds left before it expires unless extended (`null`: no expiry).
+             */
+            ttl_ms?: number | null;
+        };
         /** @description `POST /v1/dashboard/login` body. */
         LoginBody: {
             /** @description An admin, viewer or service token. */
@@ -945,6 +1069,15 @@ export interface components {
             role: string;
             /** @description Namespaces it may change; `null` for every namespace. */
             write?: string[] | null;
+        };
+        /** @description A member of a presence set. */
+        MemberView: {
+            /**
+             * Format: int64
+             * @description Milliseconds before it drops out unless it beats again.
+             */
+            expires_in_ms: number;
+            member: string;
         };
         /** @description One queue message. */
         Message: {
@@ -1005,6 +1138,13 @@ export interface components {
             confirm?: boolean;
             /** @description Glob pattern relative to the namespace (`*`, `?`, `[..]`, `\` escapes). */
             pattern: string;
+        };
+        /** @description One page of queue names. */
+        QueuePage: {
+            /** @description Pass back for the next page; `null` when the listing is complete. */
+            cursor?: string | null;
+            /** @description Queue names (on Redis and Cluster; the embedded memory store lists none). */
+            queues: string[];
         };
         /** @description `{"limit":5,"period_ms":60000,"cost":1}` */
         RateLimitBody: {
@@ -1113,6 +1253,33 @@ export interface components {
             p99_ms?: number | null;
             /** @description Backend state (`memory`, `connected`, `degraded`, `recovering`...). */
             state: string;
+        };
+        /** @description Sessions of a namespace: how many, and (a page of) the users they were created for. */
+        SessionsView: {
+            /**
+             * Format: int64
+             * @description Live sessions, counted up to 10000.
+             */
+            count: number;
+            /** @description The count stopped at its limit: there are more. */
+            count_truncated: boolean;
+            /** @description Pass back for the next page of users; `null` when complete. */
+            cursor?: string | null;
+            /** @description Users with sessions recorded (one page). */
+            users: string[];
+        };
+        /** @description One page of presence sets. */
+        SetPage: {
+            /** @description Pass back for the next page; `null` when the listing is complete. */
+            cursor?: string | null;
+            sets: components["schemas"]["SetView"][];
+        };
+        /** @description A presence set with (the first 100 of) its members, soonest to expire first. */
+        SetView: {
+            /** @description Members alive. */
+            count: number;
+            members: components["schemas"]["MemberView"][];
+            name: string;
         };
         /**
          * @description A check's verdict, from best to worst.
@@ -3329,6 +3496,97 @@ export interface operations {
             };
         };
     };
+    dashboard_locks: {
+        parameters: {
+            query?: {
+                /** @description The cursor of the previous page; none for the first. */
+                cursor?: string;
+                /** @description Items per page (default 50; at most 100 are returned). */
+                count?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one page of held locks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LockPage"];
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     dashboard_login: {
         parameters: {
             query?: never;
@@ -3607,6 +3865,552 @@ export interface operations {
             };
             /** @description no token, or an unknown one (`unauthorized`) */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_presence: {
+        parameters: {
+            query?: {
+                /** @description The cursor of the previous page; none for the first. */
+                cursor?: string;
+                /** @description Items per page (default 50; at most 100 are returned). */
+                count?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one page of presence sets */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SetPage"];
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_queues: {
+        parameters: {
+            query?: {
+                /** @description The cursor of the previous page; none for the first. */
+                cursor?: string;
+                /** @description Items per page (default 50; at most 100 are returned). */
+                count?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one page of queue names */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuePage"];
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_sessions: {
+        parameters: {
+            query?: {
+                /** @description The cursor of the previous page; none for the first. */
+                cursor?: string;
+                /** @description Items per page (default 50; at most 100 are returned). */
+                count?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the count and a page of users */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionsView"];
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_user_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description The user the sessions were created for, percent-encoded, 1..=1024 bytes. */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {"sessions":[{"handle","created_ms","expires_at_ms"}]} */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_end_user_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description The user the sessions were created for, percent-encoded, 1..=1024 bytes. */
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {"ended":n} */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dashboard_end_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description The user the sessions were created for, percent-encoded, 1..=1024 bytes. */
+                user: string;
+                /** @description The session's handle as listed (16 hex digits; never its id). */
+                handle: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no live session of this user has this handle */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
