@@ -9,8 +9,10 @@
 #[macro_use]
 mod support;
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
+use support::routes::{Route, routes};
 use support::store::{Snap, assert_unchanged, snapshot, store_change};
 use support::{Backend, Resp, TestApp, enc};
 
@@ -1586,7 +1588,191 @@ async fn error_bodies_have_code_and_message(backend: Backend) {
     }
 }
 
+/// Hostile values in every parameter of every route (issue 11: no input reaches a 500):
+/// each path parameter, each query and each field of each sample body is replaced by
+/// values an attacker or a broken client sends (too long, control and invalid UTF-8
+/// bytes, glob and path characters, numbers past every bound, wrong JSON types, deep
+/// nesting). Every answer must be below 500; an error must have the JSON error shape.
+/// Streams (SSE) are only checked for their status, never read.
+async fn no_hostile_value_reaches_a_5xx(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let token = Some(app.admin.as_str());
+    let long = "a".repeat(5000);
+    let names: Vec<String> = [
+        long.as_str(),
+        "%00",
+        "%0A%0D",
+        "%FF%FE",
+        "..%2F..%2Fetc",
+        "%2A",
+        "%5B",
+        "%5C",
+        "%7B%7D",
+        "%20",
+        "a%3Ab%3Ac",
+        "%F0%9F%92%A9",
+        "-",
+        "_",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let big = "18446744073709551616";
+    let queries: Vec<String> = [
+        "ttl=-1".to_owned(),
+        format!("ttl={big}"),
+        "ttl=1e400".to_owned(),
+        "count=0".to_owned(),
+        format!("count={big}"),
+        "cursor=%FF".to_owned(),
+        format!("cursor={long}"),
+        "match=%5B".to_owned(),
+        format!("match={}", "*".repeat(500)),
+        format!("token={long}"),
+        "user=%00".to_owned(),
+        format!("user={long}"),
+        "after=18446744073709551615-18446744073709551615".to_owned(),
+        "after=-1".to_owned(),
+        "durable=maybe".to_owned(),
+        "set=%FF".to_owned(),
+        "tags=,,,".to_owned(),
+        format!("tags={}", "t,".repeat(2000)),
+        "prefix=%FF&sep=".to_owned(),
+        "ttl=1&ttl=2".to_owned(),
+        "%FF=%FF".to_owned(),
+    ]
+    .to_vec();
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let hostile_values = [
+        "null".to_owned(),
+        "-1".to_owned(),
+        big.to_owned(),
+        "-18446744073709551617".to_owned(),
+        "1e400".to_owned(),
+        "0.5".to_owned(),
+        "\"x\"".to_owned(),
+        format!("\"{long}\""),
+        "\"\\u0000\"".to_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        "true".to_owned(),
+        deep.clone(),
+    ];
+    let mut checked = 0;
+    for route in routes() {
+        let body_variants: Vec<Option<String>> = match route.body {
+            None => vec![None, Some(deep.clone()), Some("{".to_owned())],
+            Some(sample) => {
+                let mut v = vec![
+                    Some(deep.clone()),
+                    Some("{".to_owned()),
+                    Some("null".to_owned()),
+                    Some("[]".to_owned()),
+                    Some("\"\"".to_owned()),
+                ];
+                // Each field of an object sample replaced by each hostile value.
+                if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(sample) {
+                    for field in fields.keys() {
+                        for h in &hostile_values {
+                            let mut o = fields.clone();
+                            o.insert(field.clone(), serde_json::Value::Null);
+                            let text = serde_json::Value::Object(o)
+                                .to_string()
+                                .replace(&format!("\"{field}\":null"), &format!("\"{field}\":{h}"));
+                            v.push(Some(text));
+                        }
+                    }
+                }
+                v
+            }
+        };
+        let mut uris: Vec<String> = Vec::new();
+        if route.has_ns() {
+            for n in &names {
+                uris.push(route.uri(n, "k"));
+            }
+        }
+        if route.path.matches('{').count() > 1 {
+            for n in &names {
+                uris.push(route.uri("user", n));
+            }
+        }
+        let base = route.uri("user", "k");
+        let (path, _) = base.split_once('?').unwrap_or((&base, ""));
+        for q in &queries {
+            uris.push(format!("{path}?{q}"));
+        }
+        for uri in &uris {
+            checked += 1;
+            check_no_5xx(&app, &route, uri, token, route.body.map(str::to_owned)).await;
+        }
+        for body in body_variants {
+            checked += 1;
+            check_no_5xx(&app, &route, &base, token, body).await;
+        }
+    }
+    assert!(checked > 1000, "only {checked} requests");
+}
+
+/// Sends one request; fails on a 5xx or, for an error, a body without the error shape.
+async fn check_no_5xx(
+    app: &TestApp,
+    route: &Route,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut b = Request::builder().method(route.method.clone()).uri(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match &body {
+        Some(text) => b
+            .header("content-type", "application/json")
+            .body(Body::from(text.clone()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    };
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ctx = format!(
+        "{} {} body {:?}",
+        route.method,
+        short(uri),
+        body.as_deref().map(short)
+    );
+    let streams = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streams {
+        assert!(status.is_success(), "{ctx}: {status}");
+        return;
+    }
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.as_u16() < 500,
+        "{ctx}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    if status.is_client_error() && route.method != Method::HEAD {
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{ctx}: {status} not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{ctx}: {v}"
+        );
+    }
+}
+
 on_every_backend!(
+    no_hostile_value_reaches_a_5xx,
     put_malformed_json_is_400,
     put_invalid_utf8_is_400,
     mset_invalid_utf8_is_400,

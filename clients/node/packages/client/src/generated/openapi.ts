@@ -786,7 +786,8 @@ export interface paths {
         };
         /**
          * Per-namespace figures: keys, memory, hit ratio, ops/s. An admin sees every namespace
-         *     in use or granted; a service sees the namespaces it may read.
+         *     in use, granted or holding keys; a service sees the namespaces it may read. Key
+         *     counts come from one shared walk at most 10 s old (`usage_age_ms`).
          */
         get: operations["stats"];
         put?: never;
@@ -1191,6 +1192,11 @@ export interface components {
             ready: boolean;
             /** @description Why not ready, with the fix; absent when ready. */
             reason?: string | null;
+            /**
+             * @description What works but puts a guarantee at risk, with the fix (for example a
+             *     `maxmemory-policy` that may evict queues and fence counters); absent when none.
+             */
+            warnings?: string[];
         };
         /** @description The whole report. */
         Report: {
