@@ -795,7 +795,49 @@ async fn counters_conditional_puts_and_resets(b: Backend) {
     assert_eq!(decide().await.json()["allowed"], true);
 }
 
+/// `POST .../_take` answers the stored JSON once and deletes it; then 404. A viewer-only
+/// grant cannot take (it is a write).
+async fn take_route(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(
+            Method::PUT,
+            "/v1/cache/user/otp",
+            t,
+            Some(r#"{"code":"4711"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = app
+        .call(Method::POST, "/v1/cache/user/otp/_take", t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.text()),
+        (StatusCode::OK, r#"{"code":"4711"}"#.to_owned())
+    );
+    let r = app
+        .call(Method::POST, "/v1/cache/user/otp/_take", t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let r = app.call(Method::GET, "/v1/cache/user/otp", t, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "gone");
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/otp/_take",
+            Some(&app.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+}
+
 on_every_backend!(
+    take_route,
     counters_conditional_puts_and_resets,
     ttl_routes,
     single_keys,

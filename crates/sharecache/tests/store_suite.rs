@@ -524,6 +524,52 @@ async fn set_if_absent_has_one_winner(case: Case<'_>) {
     assert_eq!(ns.get::<u32>("slot").await.unwrap(), Some(winners[0]));
 }
 
+/// `take` hands a value out once: it is gone afterwards, of 8 racing callers on two
+/// instances exactly one gets it, and a value that does not decode or that tags
+/// invalidated is deleted and answered `None`.
+async fn take_hands_a_value_out_once(case: Case<'_>) {
+    let a = case.cache.clone();
+    let b = case.another(|b| b).await.unwrap_or_else(|| a.clone());
+    let ns = a.namespace("take").unwrap();
+    ns.set("code", &"123456", Ttl::secs(60)).await.unwrap();
+    assert_eq!(
+        ns.take::<String>("code").await.unwrap().as_deref(),
+        Some("123456")
+    );
+    assert_eq!(ns.get::<String>("code").await.unwrap(), None);
+    assert_eq!(ns.take::<String>("code").await.unwrap(), None);
+    ns.set("ticket", &7u32, Ttl::secs(60)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let n = if i % 2 == 0 { &a } else { &b }.namespace("take").unwrap();
+        tasks.push(tokio::spawn(async move {
+            n.take::<u32>("ticket").await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.extend(t.await.unwrap());
+    }
+    assert_eq!(got, [7], "exactly one caller gets it");
+    ns.set("num", &5u32, Ttl::secs(60)).await.unwrap();
+    assert_eq!(
+        ns.take::<Vec<String>>("num").await.unwrap(),
+        None,
+        "does not decode"
+    );
+    assert_eq!(
+        ns.get::<u32>("num").await.unwrap(),
+        None,
+        "deleted all the same"
+    );
+    ns.set_tagged("t", &1u32, Ttl::secs(60), &["g"])
+        .await
+        .unwrap();
+    ns.invalidate_tags(&["g"]).await.unwrap();
+    assert_eq!(ns.take::<u32>("t").await.unwrap(), None, "invalidated");
+    assert!(ns.take::<u32>("bad key\n").await.is_err());
+}
+
 /// A rate limit's reset gives the key its full budget again.
 async fn rate_limit_reset(case: Case<'_>) {
     use sharecache::ratelimit::Limit;
@@ -582,6 +628,7 @@ async fn usage_by_namespace_counts_every_namespace_in_one_walk(case: Case<'_>) {
 }
 
 every_backend!(
+    take_hands_a_value_out_once,
     usage_by_namespace_counts_every_namespace_in_one_walk,
     counters_are_exact_and_typed,
     set_if_absent_has_one_winner,

@@ -93,6 +93,25 @@ pub async fn get_key(
     Ok(r)
 }
 
+/// Read a value and delete it in one atomic step (Redis `GETDEL`): of callers racing on
+/// one key, exactly one gets it.
+#[utoipa::path(post, path = "/v1/cache/{ns}/{key}/_take", tag = "cache", operation_id = "take",
+    params(NsParam, KeyParam),
+    responses((status = 200, description = "the stored JSON value, now deleted",
+            content_type = "application/json", body = serde_json::Value),
+        (status = 404, description = "nothing to take", body = ErrorBody),
+        (status = 503, description = "Redis is down: the memory fallback cannot take what Redis holds", body = ErrorBody)))]
+pub async fn take(
+    WriteNs(n): WriteNs,
+    ApiPath(KeyParam { key }): ApiPath<KeyParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<Response, ApiError> {
+    match n.take::<RawJson>(&key).await? {
+        Some(body) => Ok(json(StatusCode::OK, body.into_bytes())),
+        None => Err(ApiError::not_found("key not found")),
+    }
+}
+
 /// Check that a key exists.
 #[utoipa::path(head, path = "/v1/cache/{ns}/{key}", tag = "cache", operation_id = "exists",
     params(NsParam, KeyParam),

@@ -441,6 +441,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(cache::get_ttl, cache::set_ttl))
         .routes(routes!(cache::incr))
+        .routes(routes!(cache::take))
         .routes(routes!(cache::mget))
         .routes(routes!(cache::mset))
         .routes(routes!(cache::mdel))

@@ -157,6 +157,7 @@ pub fn routes() -> Vec<Route> {
             Some(r#"{"limit":5,"period_ms":60000}"#),
         ),
         r(delete.clone(), "/v1/ratelimit/{ns}/{key}", Write, None),
+        r(post.clone(), "/v1/cache/{ns}/{key}/_take", Write, None),
         r(
             post.clone(),
             "/v1/cache/{ns}/{key}/_incr",

@@ -164,6 +164,28 @@ impl Namespace {
         self.read(key, Value::<T>::shared_from)
     }
 
+    /// Reads `key` and deletes it in one atomic step (Redis `GETDEL`): of many callers
+    /// racing on one key, exactly one gets the value (a one-time code, a claim ticket).
+    /// A value that does not decode as `T`, or that tags invalidated, is deleted all the
+    /// same and answered `None`. During an outage it is `Unavailable`: the fallback's
+    /// memory cannot hand out a value Redis holds.
+    pub async fn take<T>(&self, key: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let full = self.space.key(key)?;
+        let found = self
+            .tiered_write(&[full.as_str()], self.kv().get_del(&full))
+            .await?;
+        if found.is_some() {
+            self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        let found = self.checked(found.map(Found::Store)).await;
+        Ok(self
+            .settle::<T>(key, found, None, true)?
+            .map(|(v, _)| v.owned()))
+    }
+
     /// Like [`get`](Self::get), also saying where the value came from. With
     /// [`RawJson`](crate::RawJson) as `T` it returns the stored JSON text without
     /// decoding it into a Rust type (MessagePack values are transcoded).

@@ -109,6 +109,8 @@ pub(crate) trait Kv: Send + Sync + fmt::Debug {
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool>;
     /// Deletes keys; returns how many existed.
     async fn del(&self, keys: &[String]) -> Result<u64>;
+    /// Reads and deletes `key` in one atomic step (Redis `GETDEL`).
+    async fn get_del(&self, key: &str) -> Result<Option<Bytes>>;
     /// The remaining time to live: `None` for no key, `Some(None)` for no expiry.
     async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>>;
     /// Sets the time to live of an existing key (`None`: no expiry) without touching its

@@ -423,6 +423,12 @@ impl Kv for FallbackStore {
             .del(keys))
     }
 
+    // Memory holds only the outage's writes: it cannot hand out (and delete) a value
+    // Redis holds, and answering "absent" would be a guess.
+    async fn get_del(&self, key: &str) -> Result<Option<Bytes>> {
+        self.primary_only(self.primary.get_del(key)).await
+    }
+
     // TTL reads and changes are about keys Redis holds: memory, which holds only what
     // was written during the outage, cannot answer them, and a change made there would
     // be replayed as a delete of the real key. Both are `Unavailable` during an outage.

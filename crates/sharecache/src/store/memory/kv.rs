@@ -73,6 +73,9 @@ impl Kv for MemoryStore {
     async fn del(&self, keys: &[String]) -> Result<u64> {
         Ok(keys.iter().filter(|k| MemoryStore::del(self, k)).count() as u64)
     }
+    async fn get_del(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(MemoryStore::take(self, key))
+    }
     async fn pttl(&self, key: &str) -> Result<Option<Option<Duration>>> {
         Ok(MemoryStore::get_with_ttl(self, key).map(|(_, ttl)| ttl))
     }

@@ -499,16 +499,17 @@ impl MemoryStore {
     }
 
     pub(crate) fn del(&self, key: &str) -> bool {
+        self.take(key).is_some()
+    }
+
+    /// Removes `key`; its value if it was live.
+    pub(crate) fn take(&self, key: &str) -> Option<Bytes> {
         let account = self.admission.as_ref().map(|a| a.usage.lock());
-        match self.map.remove(key) {
-            Some((k, e)) => {
-                if let Some(mut usage) = account {
-                    usage.sub(&k, self.weighter.weight(&k, &e));
-                }
-                self.live(&e, self.clock.now_ms())
-            }
-            None => false,
+        let (k, e) = self.map.remove(key)?;
+        if let Some(mut usage) = account {
+            usage.sub(&k, self.weighter.weight(&k, &e));
         }
+        self.live(&e, self.clock.now_ms()).then_some(e.value)
     }
 
     /// Bytes the entry weighs in the budget, 0 if absent.

@@ -145,6 +145,14 @@ impl Kv for RedisStore {
         Ok(v.map(Bytes::from))
     }
 
+    async fn get_del(&self, key: &str) -> Result<Option<Bytes>> {
+        let v: Option<Vec<u8>> = match self.exec.run(redis::cmd("GETDEL").arg(key)).await {
+            Ok(v) => v,
+            Err(e) => return Err(self.name_type(key, e).await),
+        };
+        Ok(v.map(Bytes::from))
+    }
+
     async fn get_with_ttl(&self, key: &str) -> Result<(Option<Bytes>, Option<Duration>)> {
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
