@@ -96,7 +96,7 @@ struct L1Metrics {
 
 /// The codes a 5xx answer can carry (`http::error::describe`, readiness): their series
 /// exist from the start at 0, so the alerts on each have data before the first error.
-const SERVER_ERROR_CODES: [&str; 9] = [
+const SERVER_ERROR_CODES: [&str; 10] = [
     "backend_full",
     "backend_read_only",
     "backend_loading",
@@ -105,6 +105,7 @@ const SERVER_ERROR_CODES: [&str; 9] = [
     "backend_permission",
     "unavailable",
     "fallback",
+    "fallback_full",
     "internal",
 ];
 

@@ -189,8 +189,8 @@ pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi, opts: &HttpOptions) {
                 add(
                     503,
                     "the backend is unavailable or refuses this call; see Retry-After \
-                     (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, \
-                     `backend_cannot_persist`, `backend_permission`)",
+                     (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, \
+                     `backend_busy`, `backend_cannot_persist`, `backend_permission`)",
                 );
                 add(
                     507,

@@ -1522,7 +1522,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1670,7 +1670,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1744,7 +1744,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1837,7 +1837,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1923,7 +1923,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2031,7 +2031,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2139,7 +2139,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2247,7 +2247,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2353,7 +2353,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2468,7 +2468,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2597,7 +2597,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2701,7 +2701,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2791,7 +2791,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2906,7 +2906,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3100,7 +3100,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3217,7 +3217,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3325,7 +3325,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3413,7 +3413,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3513,7 +3513,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3599,7 +3599,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3690,7 +3690,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3795,7 +3795,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3840,7 +3840,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3948,7 +3948,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4013,7 +4013,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4104,7 +4104,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4195,7 +4195,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4286,7 +4286,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4374,7 +4374,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4462,7 +4462,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4559,7 +4559,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4652,7 +4652,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4740,7 +4740,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4844,7 +4844,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4937,7 +4937,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5056,7 +5056,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5154,7 +5154,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5273,7 +5273,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5362,7 +5362,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5453,7 +5453,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5551,7 +5551,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5652,7 +5652,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5762,7 +5762,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5872,7 +5872,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5960,7 +5960,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6070,7 +6070,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6158,7 +6158,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6247,7 +6247,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6355,7 +6355,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6444,7 +6444,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6541,7 +6541,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6636,7 +6636,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6753,7 +6753,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6850,7 +6850,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6915,7 +6915,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
             503: {
                 headers: {
                     [name: string]: unknown;
