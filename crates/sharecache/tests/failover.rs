@@ -491,3 +491,70 @@ async fn cluster_failover_with_memory_fallback_loses_nothing() {
     assert_eq!(t.failed, 0, "the memory fallback answers every call");
     assert_eq!(lost, 0, "a write made during the outage was not replayed");
 }
+
+/// A shard lost whole (its master and its replica killed) and restarted: once the
+/// cluster is healthy again the instance leaves the memory fallback by itself. Found by
+/// the disaster-recovery drill (docs/operations.md): the cluster connection kept dead
+/// node connections, every topology check asked through it, and the instance stayed
+/// degraded until restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_lost_whole_and_restarted_is_recovered_from() {
+    let cluster = support::start_cluster().await;
+    let cache = Cache::builder()
+        .redis(cluster.url())
+        .fallback(Fallback::Memory)
+        .command_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(500))
+        .probe_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (ns, stop) = (cache.namespace("drill").unwrap(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            // Bounded: the test stops it within a minute.
+            while !stop.load(Ordering::Relaxed) && i < 20_000 {
+                let _ = ns.set(&format!("k{}", i % 200), &i, Ttl::secs(600)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let master = cluster.masters()[0];
+    let replica = cluster.replica_of(master);
+    tokio::task::block_in_place(|| {
+        master.kill();
+        replica.kill();
+    });
+    let c = cache.clone();
+    assert!(
+        support::eventually(Duration::from_secs(10), async || c.state()
+            != sharecache::BackendState::Connected)
+        .await,
+        "the outage was noticed"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::task::block_in_place(|| {
+        master.restart();
+        replica.restart();
+        cluster.wait_healthy(Duration::from_secs(60)).unwrap();
+    });
+    let c = cache.clone();
+    let recovered = support::eventually(Duration::from_secs(30), async || {
+        c.state() == sharecache::BackendState::Connected
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    assert!(
+        recovered,
+        "still {} 30 s after the cluster was healthy",
+        cache.state()
+    );
+    let ns = cache.namespace("drill").unwrap();
+    ns.set("after", &1u32, Ttl::secs(60)).await.unwrap();
+    assert_eq!(ns.get::<u32>("after").await.unwrap(), Some(1));
+}

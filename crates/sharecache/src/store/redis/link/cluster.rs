@@ -385,7 +385,24 @@ impl ClusterLink {
         let Some(conn) = self.conn.load_full() else {
             return Ok(());
         };
-        let view = self.fetch_on((*conn).clone()).await?;
+        let view = match self.fetch_on((*conn).clone()).await {
+            Ok(view) => view,
+            Err(first) => {
+                // The connection itself may be what is stuck: after a shard's master and
+                // replica both restarted, its node connections can stay dead while the
+                // nodes answer again. Ask through a fresh connection, and keep it if it
+                // answers (the masters did not change, so nothing else would rebuild it).
+                let nodes = self.seen.lock().nodes.clone();
+                let Ok(fresh) = self.connect(&nodes).await else {
+                    return Err(first);
+                };
+                let view = self.fetch_on(fresh.clone()).await?;
+                self.conn.store(Some(Arc::new(fresh)));
+                self.routes.store(None);
+                tracing::warn!(error = %first, "cluster connection rebuilt: the old one stopped answering");
+                view
+            }
+        };
         let (changed, moved) = {
             let mut seen = self.seen.lock();
             let changed = !seen.ranges.is_empty() && seen.shards() != view.shards();
