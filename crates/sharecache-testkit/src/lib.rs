@@ -148,14 +148,22 @@ impl RedisServer {
     /// Starts a process of any kind; `conf` becomes its config file (`<dir>/redis.conf`,
     /// or `<dir>/sentinel.conf` for a sentinel, which requires one).
     fn launch(config: RedisConfig, kind: Kind, conf: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix(match kind {
-                Kind::Standalone => "sharecache-redis-",
-                Kind::ClusterNode => "sharecache-cluster-",
-                Kind::Sentinel => "sharecache-sentinel-",
-            })
-            .tempdir()
-            .expect("create temp dir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(match kind {
+            Kind::Standalone => "sharecache-redis-",
+            Kind::ClusterNode => "sharecache-cluster-",
+            Kind::Sentinel => "sharecache-sentinel-",
+        });
+        // Sentinels rewrite their config (with fsync) on every state change: on a slow
+        // disk that stalls their event loop into TILT mode. tmpfs when there is one.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = match kind {
+            Kind::Sentinel if shm.is_dir() => {
+                builder.tempdir_in(shm).or_else(|_| builder.tempdir())
+            }
+            _ => builder.tempdir(),
+        }
+        .expect("create temp dir");
         let server = Self {
             port: free_port(),
             dir,

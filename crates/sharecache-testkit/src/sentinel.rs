@@ -412,9 +412,44 @@ impl RedisSentinels {
     /// [`wait_in_sync`](Self::wait_in_sync) to wait for it.
     ///
     /// # Panics
-    /// If no sentinel accepts the failover, or it does not complete within 20 s.
+    /// If no sentinel accepts the failover, or it does not complete within 20 s in three
+    /// attempts (a sentinel that enters TILT mode abandons a failover: it is asked again
+    /// once TILT ends).
     pub fn failover(&self) -> u16 {
         let old = self.master().port();
+        // A sentinel whose event loop stalls (a slow disk under a loaded machine) enters
+        // TILT mode in the middle of a failover and abandons it: ask again once no
+        // sentinel is in TILT, up to three times.
+        let mut last = String::new();
+        for _ in 0..3 {
+            self.ask_failover();
+            match self.try_wait_master_change(old, FAILOVER_TIMEOUT) {
+                Ok(port) => return port,
+                Err(e) => last = e,
+            }
+            if self.master().port() != old {
+                return self.wait_master_change(old, FAILOVER_TIMEOUT);
+            }
+            let _ = poll(Duration::from_secs(40), || {
+                let tilted = self.sentinels.iter().any(|s| {
+                    !matches!(s.probe(&["INFO", "sentinel"], PROBE),
+                        Ok(RespReply::Value(info)) if info_field(&info, "sentinel_tilt") == Some("0"))
+                });
+                if tilted {
+                    Err("a sentinel is in TILT mode".to_owned())
+                } else {
+                    Ok(())
+                }
+            });
+        }
+        panic!(
+            "the sentinels did not move the master off port {old} in three attempts: {last}\n{}",
+            self.logs()
+        )
+    }
+
+    /// `SENTINEL FAILOVER` on the first sentinel not in TILT mode that accepts it.
+    fn ask_failover(&self) {
         let name = self.config.master_name.as_str();
         let accepted = poll(FAILOVER_TIMEOUT, || {
             let mut replies = Vec::new();
@@ -444,7 +479,6 @@ impl RedisSentinels {
                 self.logs()
             );
         }
-        self.wait_master_change(old, FAILOVER_TIMEOUT)
     }
 
     /// Waits until every answering sentinel names the same master other than `old_port`
@@ -455,7 +489,20 @@ impl RedisSentinels {
     /// # Panics
     /// If that does not happen within `timeout` (with the sentinels' answers and logs).
     pub fn wait_master_change(&self, old_port: u16, timeout: Duration) -> u16 {
-        let changed = poll(timeout, || {
+        self.try_wait_master_change(old_port, timeout)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the sentinels did not move the master off port {old_port} within \
+                     {timeout:?}: {e}\n{}",
+                    self.logs()
+                )
+            })
+    }
+
+    /// [`wait_master_change`](Self::wait_master_change) that says why instead of
+    /// panicking.
+    fn try_wait_master_change(&self, old_port: u16, timeout: Duration) -> Result<u16, String> {
+        poll(timeout, || {
             let votes = self.votes();
             let Some(&(_, port)) = votes.first() else {
                 return Err("no sentinel answers".to_owned());
@@ -472,13 +519,6 @@ impl RedisSentinels {
                 Some(r) if r == "master" => Ok(port),
                 other => Err(format!("sentinels name {port}, whose ROLE is {other:?}")),
             }
-        });
-        changed.unwrap_or_else(|e| {
-            panic!(
-                "the sentinels did not move the master off port {old_port} within {timeout:?}: \
-                 {e}\n{}",
-                self.logs()
-            )
         })
     }
 
