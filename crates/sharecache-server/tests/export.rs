@@ -761,3 +761,114 @@ fn export_never_overwrites_a_file_and_takes_its_url_from_redis_url() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(Side::One(&to).get("back:k").as_deref(), Some("v"));
 }
+
+/// A cache on `url` whose sessions are sealed with `key` (the same on both sides, as two
+/// deployments of one service share `[sessions] keys`).
+async fn cache_on(url: &str, key: [u8; 32]) -> sharecache::Cache {
+    sharecache::Cache::builder()
+        .redis(url)
+        .fallback(sharecache::Fallback::Fail)
+        .session_keys(sharecache::session::SessionKeys::new(&[key]).unwrap())
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The namespace's coordination state travels with it: a session and its user's index,
+/// a lock's fence counter, a queued message and a durable event, written through the
+/// library, are there after export and import into an empty Redis; under `--as` the
+/// queue, the event log and the fence move to the new namespace's keys. (Sessions are
+/// sealed with their storage key as associated data: they open only under the namespace
+/// and key prefix they were made in.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordination_state_travels_with_the_namespace() {
+    let (from, to) = (RedisServer::start(), RedisServer::start());
+    let key = sharecache::session::SessionKeys::generate();
+    let src = cache_on(&from.url(), key).await;
+    let ns = src.namespace("app").unwrap();
+    let day = Duration::from_secs(86_400);
+    let session = ns
+        .sessions()
+        .create_for("ada", serde_json::json!({"cart": 3}), day, day)
+        .await
+        .unwrap();
+    let lease = ns
+        .locks()
+        .acquire_lease("payroll", Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = ns.queue("jobs").unwrap().push(&"resize 42").await.unwrap();
+    let (event, _) = ns
+        .channel("audit")
+        .unwrap()
+        .publish_durable(&"paid")
+        .await
+        .unwrap();
+    ns.set("k", &"v", sharecache::Ttl::NEVER).await.unwrap();
+    let dir = dir();
+    let file = dir.path().join("app.scxp");
+    let (from_url, to_url) = (from.url(), to.url());
+    let file2 = file.clone();
+    let r = tokio::task::spawn_blocking(move || export(&from_url, "app", &file2, &[]))
+        .await
+        .unwrap();
+    assert!(n(&r, "written") >= 6, "{r}");
+    let file2 = file.clone();
+    let out = tokio::task::spawn_blocking(move || import(&file2, &to_url, &[]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let dst = cache_on(&to.url(), key).await;
+    let ns = dst.namespace("app").unwrap();
+    let s = ns.sessions().get(&session.id).await.unwrap();
+    assert_eq!(s.map(|s| s.data), Some(serde_json::json!({"cart": 3})));
+    assert_eq!(ns.sessions().list("ada").await.unwrap().len(), 1);
+    let claimed = ns
+        .queue("jobs")
+        .unwrap()
+        .claim("w", 10, Duration::ZERO, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [queued.as_str()]
+    );
+    let events = ns.channel("audit").unwrap().since(None, 10).await.unwrap();
+    assert!(events.iter().any(|(id, _)| *id == event), "{events:?}");
+    assert_eq!(ns.get::<String>("k").await.unwrap().as_deref(), Some("v"));
+    // The lock came along too (held until its TTL), and so did its fence counter.
+    assert_eq!(to.cmd(&["EXISTS", "#lock:app:{payroll}"]).text(), Some("1"));
+    let fence: u64 = to
+        .cmd(&["GET", "#fence:app:{payroll}"])
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(fence, lease.fence, "the counter as it was");
+
+    // Under another namespace: the same state at the new namespace's internal keys.
+    let other = RedisServer::start();
+    let (file2, other_url) = (file.clone(), other.url());
+    let out = tokio::task::spawn_blocking(move || import(&file2, &other_url, &["--as", "copy"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = cache_on(&other.url(), key).await.namespace("copy").unwrap();
+    let claimed = copy
+        .queue("jobs")
+        .unwrap()
+        .claim("w", 10, Duration::ZERO, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        other.cmd(&["EXISTS", "#fence:copy:{payroll}"]).text(),
+        Some("1")
+    );
+    assert_eq!(
+        other.cmd(&["EXISTS", "#fence:app:{payroll}"]).text(),
+        Some("0")
+    );
+}

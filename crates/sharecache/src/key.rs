@@ -323,6 +323,23 @@ pub(crate) enum Aux {
 }
 
 impl Aux {
+    /// Every kind.
+    const ALL: [Aux; 13] = [
+        Aux::Tag,
+        Aux::Lease,
+        Aux::RateLimit,
+        Aux::RateWindow,
+        Aux::Lock,
+        Aux::Fence,
+        Aux::Presence,
+        Aux::Channel,
+        Aux::EventLog,
+        Aux::Queue,
+        Aux::DeadLetters,
+        Aux::Session,
+        Aux::UserSessions,
+    ];
+
     /// The kind's part of the stored key. Stored data depends on these: never change one.
     const fn label(self) -> &'static str {
         match self {
@@ -388,6 +405,18 @@ pub(crate) fn namespace_of(stored: &str) -> &str {
         None => rest,
     };
     rest.split_once(':').map_or("", |(ns, _)| ns)
+}
+
+/// `[prefix/]#kind:ns:` for every kind of internal key: the literal heads of the state the
+/// primitives keep for namespace `ns` (locks, fences, sessions, queues, event logs, rate
+/// limits, tags...), for tools that move a namespace whole (`export`, `import`). Each is
+/// literal in a glob (`#`, `:` and the namespace alphabet are not glob characters).
+pub fn internal_heads(prefix: Option<&str>, ns: &str) -> Vec<String> {
+    let head = deployment_head(prefix);
+    Aux::ALL
+        .iter()
+        .map(|k| format!("{head}#{}:{ns}:", k.label()))
+        .collect()
 }
 
 /// The one internal key outside every namespace: `[prefix/]#ready`, written (10 s TTL) by
@@ -644,6 +673,25 @@ mod tests {
             probe_key(Some(&NamespaceName::new("app").unwrap())),
             "app/#ready"
         );
+    }
+
+    #[test]
+    fn internal_heads_start_every_internal_key() {
+        let user = NamespaceName::new("user").unwrap();
+        let app = NamespaceName::new("app").unwrap();
+        for prefix in [None, Some(&app)] {
+            let heads = internal_heads(prefix.map(NamespaceName::as_str), "user");
+            let s = KeySpace::new(prefix, &user);
+            for kind in Aux::ALL {
+                let key = s.aux_of(kind, "x");
+                assert_eq!(
+                    heads.iter().filter(|h| key.starts_with(h.as_str())).count(),
+                    1,
+                    "{key}"
+                );
+            }
+        }
+        assert_eq!(internal_heads(None, "user").len(), Aux::ALL.len());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (docs/backup.md).
 //!
 //! * **Export** SCANs every key under the namespace's head (`[prefix/]ns:`, from
-//!   `migrate::key_head`, the function migrate maps keys with) on each master, reads each
+//!   `migrate::key_head`, the function migrate maps keys with) and then its primitives'
+//!   state under each `[prefix/]#kind:ns:` ([`Place`]: locks, fences, sessions and their
+//!   user indexes, queues and dead letters, event logs, rate limits, tags) on each master, reads each
 //!   page with migrate's read path (`read_batch`: `PEXPIRETIME` and `DUMP` in one
 //!   pipeline) and streams the records into `format::Writer`: memory holds one SCAN page
 //!   and one frame, whatever the namespace's size. The file is written to `FILE.tmp`,
@@ -268,7 +270,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let ns = namespace_arg("namespace", &args.namespace)?;
     let prefix = key_prefix_arg(args.key_prefix.as_deref())?;
-    let head = key_head(prefix.as_ref(), &ns);
+    let place = Place::new(prefix.as_ref(), &ns);
     let url = url_arg("--from", args.from.as_deref(), "export from")?;
     if args.to.exists() {
         bail!(
@@ -284,7 +286,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         namespace: ns.to_string(),
         ..SourceReport::default()
     };
-    let written = export_to(&src, &head, &ns, &tmp, &args, &mut r).await;
+    let written = export_to(&src, &place, &ns, &tmp, &args, &mut r).await;
     let file_bytes = match written {
         Ok(n) => n,
         Err(e) => {
@@ -317,7 +319,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// Streams the namespace into `tmp`; returns the file's size.
 async fn export_to(
     src: &Endpoint,
-    head: &str,
+    place: &Place,
     ns: &NamespaceName,
     tmp: &Path,
     args: &ExportArgs,
@@ -328,38 +330,41 @@ async fn export_to(
         version: format::VERSION,
         created_ms: now_ms(),
         namespace: ns.to_string(),
-        head: head.to_owned(),
+        head: place.keys.clone(),
         redis_version: redis_version(src).await,
     };
     let mut w = Writer::new(BufWriter::with_capacity(1 << 20, file), &header)?;
-    // The head holds only [a-z0-9_-:], literal in a glob.
-    let pattern = format!("{head}*");
     let bar = Progress::new().source_of(ns.as_str(), "exported", src.dbsize().await, 0, "DBSIZE");
-    for node in 0..src.scan_nodes().len() {
-        let mut cursor = 0;
-        // SCAN ends when it returns cursor 0.
-        loop {
-            let (next, keys) = scan_page(src, node, cursor, &pattern, args.batch).await?;
-            r.scanned += keys.len() as u64;
-            for it in read_batch(src, keys, |k| k.to_vec(), r).await? {
-                // SCAN MATCH returned it, so it starts with the head.
-                let Some(suffix) = it.key.strip_prefix(head.as_bytes()) else {
-                    continue;
-                };
-                let at = match it.expiry {
-                    Expiry::At(at) => Some(at),
-                    _ => None,
-                };
-                w.push(suffix, at, &it.payload)
-                    .with_context(|| format!("write {}", tmp.display()))?;
-                r.copied += 1;
-                r.bytes += it.payload.len() as u64;
+    // The keys, then each kind of internal state. The heads hold only [a-z0-9_-:/#],
+    // literal in a glob.
+    for pattern in place.heads().map(|h| format!("{h}*")) {
+        for node in 0..src.scan_nodes().len() {
+            let mut cursor = 0;
+            // SCAN ends when it returns cursor 0.
+            loop {
+                let (next, keys) = scan_page(src, node, cursor, &pattern, args.batch).await?;
+                r.scanned += keys.len() as u64;
+                for it in read_batch(src, keys, |k| k.to_vec(), r).await? {
+                    // SCAN MATCH returned it, so it starts with one of the heads.
+                    let Some(suffix) = place.record_key(&it.key) else {
+                        continue;
+                    };
+                    let suffix = suffix.as_slice();
+                    let at = match it.expiry {
+                        Expiry::At(at) => Some(at),
+                        _ => None,
+                    };
+                    w.push(suffix, at, &it.payload)
+                        .with_context(|| format!("write {}", tmp.display()))?;
+                    r.copied += 1;
+                    r.bytes += it.payload.len() as u64;
+                }
+                bar.update(r.scanned, r.bytes);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            bar.update(r.scanned, r.bytes);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
     }
     bar.finish(r.scanned);
@@ -421,10 +426,96 @@ impl Batches {
     }
 }
 
-fn item(head: &str, rec: Record) -> Item {
-    let mut tkey = Vec::with_capacity(head.len() + rec.suffix.len());
-    tkey.extend_from_slice(head.as_bytes());
-    tkey.extend_from_slice(&rec.suffix);
+/// Marks a record of the namespace's internal state in the file: a control byte, which
+/// no caller key holds (keys must be printable), then `kind:name`.
+const INTERNAL: u8 = 0x01;
+
+/// Where a namespace's records live: its keys under `[prefix/]ns:`, and the state its
+/// primitives keep (locks, fences, sessions, queues, event logs, rate limits, tags) under
+/// `[prefix/]#kind:ns:`. A record holds the key relative to those heads, so an import can
+/// place it under another namespace or prefix.
+struct Place {
+    /// `[prefix/]ns:`.
+    keys: String,
+    /// `[prefix/]#kind:ns:` for every kind, with the kind.
+    internal: Vec<(String, String)>,
+    /// `[prefix/]`.
+    deployment: String,
+    ns: String,
+}
+
+impl Place {
+    fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
+        let p = prefix.map(NamespaceName::as_str);
+        let deployment = sharecache::key::deployment_head(p);
+        let internal = sharecache::key::internal_heads(p, ns.as_str())
+            .into_iter()
+            .map(|h| {
+                let kind = h[deployment.len() + 1..h.len() - ns.as_str().len() - 2].to_owned();
+                (h, kind)
+            })
+            .collect();
+        Self {
+            keys: key_head(prefix, ns),
+            internal,
+            deployment,
+            ns: ns.to_string(),
+        }
+    }
+
+    /// The literal heads to SCAN: the keys', then each kind of internal state's.
+    fn heads(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.keys.as_str()).chain(self.internal.iter().map(|(h, _)| h.as_str()))
+    }
+
+    /// A stored key as a record's key, if it belongs to the namespace.
+    fn record_key(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(rest) = key.strip_prefix(self.keys.as_bytes()) {
+            return Some(rest.to_vec());
+        }
+        self.internal.iter().find_map(|(head, kind)| {
+            let rest = key.strip_prefix(head.as_bytes())?;
+            let mut out = Vec::with_capacity(kind.len() + rest.len() + 2);
+            out.push(INTERNAL);
+            out.extend_from_slice(kind.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(rest);
+            Some(out)
+        })
+    }
+
+    /// The stored key of a record's key here.
+    fn stored_key(&self, record: &[u8]) -> Vec<u8> {
+        let internal = record.strip_prefix(&[INTERNAL]).and_then(|rest| {
+            let colon = rest.iter().position(|&b| b == b':')?;
+            let (kind, name) = (&rest[..colon], &rest[colon + 1..]);
+            self.internal
+                .iter()
+                .any(|(_, k)| k.as_bytes() == kind)
+                .then_some((kind, name))
+        });
+        let mut out = Vec::new();
+        match internal {
+            Some((kind, name)) => {
+                out.extend_from_slice(self.deployment.as_bytes());
+                out.push(b'#');
+                out.extend_from_slice(kind);
+                out.push(b':');
+                out.extend_from_slice(self.ns.as_bytes());
+                out.push(b':');
+                out.extend_from_slice(name);
+            }
+            None => {
+                out.extend_from_slice(self.keys.as_bytes());
+                out.extend_from_slice(record);
+            }
+        }
+        out
+    }
+}
+
+fn item(place: &Place, rec: Record) -> Item {
+    let tkey = place.stored_key(&rec.suffix);
     Item {
         key: rec.suffix,
         tkey,
@@ -553,14 +644,14 @@ impl Origin for FileOrigin {
 
 /// The keys of a batch to write: records whose deadline has passed are counted as
 /// `skipped_expired` instead.
-fn live_items(head: &str, recs: Vec<Record>, r: &mut SourceReport) -> Vec<Item> {
+fn live_items(place: &Place, recs: Vec<Record>, r: &mut SourceReport) -> Vec<Item> {
     let now = now_ms();
     let mut live = Vec::with_capacity(recs.len());
     for rec in recs {
         if rec.expires_at.is_some_and(|at| at <= now) {
             r.skipped_expired += 1;
         } else {
-            live.push(item(head, rec));
+            live.push(item(place, rec));
         }
     }
     live
@@ -570,7 +661,7 @@ fn live_items(head: &str, recs: Vec<Record>, r: &mut SourceReport) -> Vec<Item> 
 /// before anything is written.
 async fn precheck(
     path: &Path,
-    head: &str,
+    place: &Place,
     target: &Endpoint,
     origin: &FileOrigin,
     args: &ImportArgs,
@@ -579,7 +670,7 @@ async fn precheck(
     let mut batches = Batches::open(path, args.batch)?;
     while let Some(recs) = batches.next()? {
         r.scanned += recs.len() as u64;
-        let live = live_items(head, recs, &mut r);
+        let live = live_items(place, recs, &mut r);
         let exists = target
             .batch(
                 live.iter()
@@ -619,7 +710,7 @@ async fn precheck(
 /// (`skip`), failed, or whose deadline is within the tolerance are not compared.
 async fn verify(
     path: &Path,
-    head: &str,
+    place: &Place,
     target: &Endpoint,
     args: &ImportArgs,
     r: &SourceReport,
@@ -644,7 +735,7 @@ async fn verify(
         let items: Vec<Item> = recs
             .into_iter()
             .filter(|rec| rec.expires_at.is_none_or(|at| at > soon))
-            .map(|rec| item(head, rec))
+            .map(|rec| item(place, rec))
             .filter(|it| !left.contains(String::from_utf8_lossy(&it.tkey).as_ref()))
             .collect();
         let cmds = items
@@ -700,7 +791,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         args.as_namespace.as_deref().unwrap_or(&header.namespace),
     )?;
     let prefix = key_prefix_arg(args.key_prefix.as_deref())?;
-    let head = key_head(prefix.as_ref(), &ns);
+    let place = Place::new(prefix.as_ref(), &ns);
     let url = url_arg("--to", args.to.as_deref(), "import into")?;
     let target = Endpoint::open(&url, "target").await?;
     let origin = FileOrigin {
@@ -716,7 +807,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         rep
     };
     if args.on_conflict == OnConflict::Fail {
-        let pre = precheck(path, &head, &target, &origin, &args).await?;
+        let pre = precheck(path, &place, &target, &origin, &args).await?;
         if pre.conflicts > 0 {
             let mut rep = finish(&pre);
             rep.restored = Some(0);
@@ -740,7 +831,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let mut stop = None;
     while let Some(recs) = batches.next()? {
         r.scanned += recs.len() as u64;
-        let live = live_items(&head, recs, &mut r);
+        let live = live_items(&place, recs, &mut r);
         if let Err(e) = write_batch(&origin, &target, live, policy, &mut r).await {
             stop = Some(e);
             break;
@@ -753,7 +844,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         rep.print(args.json)?;
         return Err(e.context("the import stopped (the keys restored before stay)"));
     }
-    let (checked, diff) = verify(path, &head, &target, &args, &r).await?;
+    let (checked, diff) = verify(path, &place, &target, &args, &r).await?;
     rep.verified = Some(checked);
     rep.differences = Some(diff.clone());
     rep.elapsed_secs = start.elapsed().as_secs_f64();

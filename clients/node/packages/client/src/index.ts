@@ -31,6 +31,7 @@ export const OPERATIONS = [
   ["delete", "/v1/cache/{ns}/{key}", "del"], ["head", "/v1/cache/{ns}/{key}", "exists"],
   ["post", "/v1/cache/{ns}/_mget", "mget"], ["post", "/v1/cache/{ns}/_mset", "mset"],
   ["post", "/v1/cache/{ns}/_mdel", "mdel"], ["post", "/v1/cache/{ns}/_invalidate", "invalidate"],
+  ["post", "/v1/cache/{ns}/{key}/_take", "take"],
   ["post", "/v1/cache/{ns}/{key}/_incr", "incr"], ["get", "/v1/cache/{ns}/{key}/_ttl", "get_ttl"],
   ["put", "/v1/cache/{ns}/{key}/_ttl", "set_ttl"],
   ["post", "/v1/ratelimit/{ns}/{key}", "ratelimit"], ["delete", "/v1/ratelimit/{ns}/{key}", "ratelimit_reset"],
@@ -324,6 +325,16 @@ export class Namespace {
       if (!page.cursor) return;
       cursor = page.cursor;
     }
+  }
+
+  /**
+   * The value of `key`, deleted in the same step (Redis `GETDEL`): of callers racing on one
+   * key exactly one gets it (a one-time code, a claim ticket); `undefined` if absent. Not
+   * retried: a retry after a lost answer would find it gone.
+   */
+  async take<T = unknown>(key: string, call?: CallOptions): Promise<T | undefined> {
+    const r = await this.client.send({ method: "POST", path: `${this.k(key)}/_take`, idempotent: false, ok: [404] }, call);
+    return r.status === 404 ? undefined : (JSON.parse(r.text) as T);
   }
 
   /** Adds `by` (default 1) to a counter, created at 0 (with `ttlMs`) if absent; the new value. */

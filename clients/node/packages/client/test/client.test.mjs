@@ -58,6 +58,14 @@ describe("cache", () => {
     assert.equal(results[await ns.get("once")], true);
   });
 
+  test("take: exactly one of racing callers gets the value, then it is gone", async () => {
+    await ns.set("otp", { code: "4711" });
+    const got = await Promise.all(Array.from({ length: 6 }, () => ns.take("otp")));
+    assert.deepEqual(got.filter((v) => v !== undefined), [{ code: "4711" }]);
+    assert.equal(await ns.get("otp"), undefined);
+    assert.equal(await ns.take("otp"), undefined);
+  });
+
   test("counters", async () => {
     assert.equal(await ns.incr("hits"), 1);
     assert.equal(await ns.incr("hits", 5), 6);
