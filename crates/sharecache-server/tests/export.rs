@@ -406,6 +406,34 @@ fn round_trip_of_100k_keys_of_every_type_on_standalone() {
     eprintln!("100k round trip: {:?}", started.elapsed());
 }
 
+/// A namespace with nothing in it (most often a misspelt name or a missing prefix) is
+/// exported, but the command says so.
+#[test]
+fn exporting_an_empty_namespace_says_so() {
+    let from = RedisServer::start();
+    from.cmd(&["SET", "auth:k", "1"]);
+    let dir = dir();
+    let file = dir.path().join("e.scxp");
+    let out = run(
+        "export",
+        &[
+            "atuh",
+            "--from",
+            &from.url(),
+            "--to",
+            path_str(&file),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(n(&report(&out), "written"), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("nothing of namespace atuh") && err.contains("--key-prefix"),
+        "{err}"
+    );
+}
+
 #[test]
 fn round_trip_on_a_cluster_with_a_key_prefix() {
     let cluster = RedisCluster::start();

@@ -307,6 +307,14 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     report.file_bytes = file_bytes;
     report.elapsed_secs = start.elapsed().as_secs_f64();
     report.print(args.json)?;
+    if r.copied == 0 && r.failed == 0 {
+        // Legal (an empty namespace), but most often a misspelt name or a missing prefix.
+        eprintln!(
+            "warning: nothing of namespace {} was found under {}* on {}: the file holds no \
+             keys; check the namespace and --key-prefix (REDIS_KEY_PREFIX)",
+            r.namespace, place.keys, src.label
+        );
+    }
     if r.failed > 0 {
         bail!(
             "{} keys could not be read (listed above); the file holds the others",
