@@ -13,16 +13,26 @@ use support::eventually;
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 
+/// A cache on `server` that fails fast (and can hold sessions).
 async fn cache_on(server: &RedisServer, fallback: Fallback) -> Cache {
-    Cache::builder()
+    cache_with(server, fallback, |b| b).await
+}
+
+/// [`cache_on`], adjusted by `more`.
+async fn cache_with(
+    server: &RedisServer,
+    fallback: Fallback,
+    more: impl FnOnce(sharecache::CacheBuilder) -> sharecache::CacheBuilder,
+) -> Cache {
+    use sharecache::session::SessionKeys;
+    let b = Cache::builder()
         .redis(server.url())
         .fallback(fallback)
         .command_timeout(TIMEOUT)
         .connect_timeout(TIMEOUT)
         .probe_interval(Duration::from_millis(50))
-        .build()
-        .await
-        .unwrap()
+        .session_keys(SessionKeys::new(&[SessionKeys::generate()]).unwrap());
+    more(b).build().await.unwrap()
 }
 
 async fn wait_connected(cache: &Cache) {
@@ -434,18 +444,8 @@ async fn coordination_during_and_after_an_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordination_fails_closed_and_keeps_what_redis_holds() {
     use sharecache::ratelimit::Limit;
-    use sharecache::session::SessionKeys;
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis(server.url())
-        .fallback(Fallback::Memory)
-        .command_timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .probe_interval(Duration::from_millis(50))
-        .session_keys(SessionKeys::new(&[SessionKeys::generate()]).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let cache = cache_on(&server, Fallback::Memory).await;
     let ns = cache.namespace("user").unwrap();
     let (locks, limits, sessions) = (ns.locks(), ns.rate_limits(), ns.sessions());
     let lease = locks
@@ -599,18 +599,13 @@ fn incompressible(len: usize, seed: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_fallback_refuses_rather_than_evicts() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis(server.url())
-        .command_timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .probe_interval(Duration::from_millis(50))
-        .memory_limits(MemoryLimits {
+    let cache = cache_with(&server, Fallback::Memory, |b| {
+        b.memory_limits(MemoryLimits {
             max_bytes: 4 << 20,
             max_entries: 100_000,
         })
-        .build()
-        .await
-        .unwrap();
+    })
+    .await;
     let (auth, user) = (
         cache.namespace("auth").unwrap(),
         cache.namespace("user").unwrap(),
@@ -742,21 +737,11 @@ async fn a_timed_out_acquire_does_not_leave_the_lock_held() {
 /// were. (`everysec`, Redis's default, may lose the last second: docs/operations.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_state_survives_kill_9_with_appendfsync_always() {
-    use sharecache::session::SessionKeys;
     let server = RedisServer::start_with(RedisConfig {
         persistent: true,
         ..Default::default()
     });
-    let cache = Cache::builder()
-        .redis(server.url())
-        .fallback(Fallback::Fail)
-        .command_timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .probe_interval(Duration::from_millis(50))
-        .session_keys(SessionKeys::new(&[SessionKeys::generate()]).unwrap())
-        .build()
-        .await
-        .unwrap();
+    let cache = cache_on(&server, Fallback::Fail).await;
     let ns = cache.namespace("durable").unwrap();
     let day = Duration::from_secs(86_400);
     let session = ns

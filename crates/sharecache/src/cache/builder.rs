@@ -449,5 +449,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
+        for buffer in [(0, 1), (1, 0)] {
+            let e = Cache::builder()
+                .subscriber_buffer(crate::events::SubscriberBuffer {
+                    max_events: buffer.0,
+                    max_bytes: buffer.1,
+                })
+                .build()
+                .await
+                .unwrap_err();
+            assert!(e.message().contains("subscriber_buffer"), "{e}");
+        }
+        // Checked before any connection: the URL need not answer.
+        let e = Cache::builder()
+            .redis("redis://127.0.0.1:1")
+            .fallback_namespace_max_bytes(100)
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.message().contains("4096"), "{e}");
     }
 }

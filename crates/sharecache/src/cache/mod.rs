@@ -242,12 +242,7 @@ impl Cache {
                 .await?;
             scanned += page.keys.len() as u64;
             for key in page.keys {
-                let Some(ns) = key
-                    .strip_prefix(head.as_str())
-                    .and_then(|rest| rest.split_once(':'))
-                    .map(|(ns, _)| ns)
-                    .filter(|ns| crate::key::validate_namespace(ns).is_ok())
-                else {
+                let Some(ns) = crate::key::caller_namespace(&head, &key) else {
                     continue;
                 };
                 let entry = match found.get_mut(ns) {

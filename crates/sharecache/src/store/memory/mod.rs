@@ -299,7 +299,8 @@ impl MemoryStore {
     }
 
     pub(crate) fn set(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.set_all(std::iter::once((key, value)), ttl)
+        let entry = self.prepare(key, value, self.deadline(ttl))?;
+        self.insert_all([entry])
     }
 
     /// Stores every item with `ttl`: all of them, or (refused for size or, as the
@@ -309,32 +310,12 @@ impl MemoryStore {
         items: impl IntoIterator<Item = (&'k str, Bytes)>,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let expires_at = match ttl {
-            Some(t) => self
-                .clock
-                .now_ms()
-                .saturating_add(t.as_millis().max(1) as u64),
-            None => 0,
-        };
-        let mut entries = Vec::new();
-        for (key, value) in items {
-            let entry = Entry { value, expires_at };
-            let key = key.to_owned();
-            let weight = self.weighter.weight(&key, &entry);
-            if weight > self.max_entry_weight {
-                // Refuse rather than let the map drop it silently.
-                return Err(Error::new(
-                    ErrorKind::ValueTooLarge,
-                    format!(
-                        "entry of {weight} bytes does not fit the memory store (at most {} bytes per \
-                         entry with max_bytes = {}); raise the memory budget or store less",
-                        self.max_entry_weight, self.limits.max_bytes
-                    ),
-                ));
-            }
-            entries.push((key, entry, weight));
-        }
-        if entries.len() > 1 {
+        let expires_at = self.deadline(ttl);
+        let mut entries = items
+            .into_iter()
+            .map(|(key, value)| self.prepare(key, value, expires_at))
+            .collect::<Result<Vec<_>>>()?;
+        if self.admission.is_some() && entries.len() > 1 {
             // A key given twice: the last one is what it holds, and the only one booked.
             let mut last = std::collections::HashMap::new();
             for (i, (k, _, _)) in entries.iter().enumerate() {
@@ -348,8 +329,46 @@ impl MemoryStore {
                 });
             }
         }
+        self.insert_all(entries)
+    }
+
+    /// The deadline of an entry stored now with `ttl` (0: never expires).
+    fn deadline(&self, ttl: Option<Duration>) -> u64 {
+        match ttl {
+            Some(t) => self
+                .clock
+                .now_ms()
+                .saturating_add(t.as_millis().max(1) as u64),
+            None => 0,
+        }
+    }
+
+    /// An entry and its weight, refused if it could never fit.
+    fn prepare(&self, key: &str, value: Bytes, expires_at: u64) -> Result<(String, Entry, u64)> {
+        let entry = Entry { value, expires_at };
+        let key = key.to_owned();
+        let weight = self.weighter.weight(&key, &entry);
+        if weight > self.max_entry_weight {
+            // Refuse rather than let the map drop it silently.
+            return Err(Error::new(
+                ErrorKind::ValueTooLarge,
+                format!(
+                    "entry of {weight} bytes does not fit the memory store (at most {} bytes per \
+                     entry with max_bytes = {}); raise the memory budget or store less",
+                    self.max_entry_weight, self.limits.max_bytes
+                ),
+            ));
+        }
+        Ok((key, entry, weight))
+    }
+
+    /// Puts prepared entries in the map, booked first as the fallback (all or none).
+    fn insert_all<E>(&self, entries: E) -> Result<()>
+    where
+        E: AsRef<[(String, Entry, u64)]> + IntoIterator<Item = (String, Entry, u64)>,
+    {
         let account = match &self.admission {
-            Some(a) => Some(self.admit(a, &entries)?),
+            Some(a) => Some(self.admit(a, entries.as_ref())?),
             None => None,
         };
         for (key, entry, _) in entries {
