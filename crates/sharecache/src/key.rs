@@ -407,16 +407,25 @@ pub(crate) fn namespace_of(stored: &str) -> &str {
     rest.split_once(':').map_or("", |(ns, _)| ns)
 }
 
-/// `[prefix/]#kind:ns:` for every kind of internal key: the literal heads of the state the
-/// primitives keep for namespace `ns` (locks, fences, sessions, queues, event logs, rate
-/// limits, tags...), for tools that move a namespace whole (`export`, `import`). Each is
-/// literal in a glob (`#`, `:` and the namespace alphabet are not glob characters).
-pub fn internal_heads(prefix: Option<&str>, ns: &str) -> Vec<String> {
+/// `(kind, "[prefix/]#kind:ns:")` for every kind of internal key: the literal heads of the
+/// state the primitives keep for namespace `ns` (locks, fences, sessions, queues, event
+/// logs, rate limits, tags...), for tools that move a namespace whole (`export`,
+/// `import`): a key `head + name` of one namespace is `head' + name` of another. Each head
+/// is literal in a glob (`#`, `:`, `/` and the namespace alphabet are not glob characters).
+pub fn internal_heads(prefix: Option<&str>, ns: &str) -> Vec<(&'static str, String)> {
     let head = deployment_head(prefix);
     Aux::ALL
         .iter()
-        .map(|k| format!("{head}#{}:{ns}:", k.label()))
+        .map(|k| (k.label(), format!("{head}#{}:{ns}:", k.label())))
         .collect()
+}
+
+/// The namespace of a stored *caller* key of the deployment whose head
+/// ([`deployment_head`]) is `head`: `None` for internal keys, other deployments' keys and
+/// keys outside every namespace.
+pub(crate) fn caller_namespace<'a>(head: &str, stored: &'a str) -> Option<&'a str> {
+    let (ns, _) = stored.strip_prefix(head)?.split_once(':')?;
+    validate_namespace(ns).is_ok().then_some(ns)
 }
 
 /// The one internal key outside every namespace: `[prefix/]#ready`, written (10 s TTL) by
@@ -685,7 +694,10 @@ mod tests {
             for kind in Aux::ALL {
                 let key = s.aux_of(kind, "x");
                 assert_eq!(
-                    heads.iter().filter(|h| key.starts_with(h.as_str())).count(),
+                    heads
+                        .iter()
+                        .filter(|(_, h)| key.starts_with(h.as_str()))
+                        .count(),
                     1,
                     "{key}"
                 );
@@ -713,6 +725,11 @@ mod tests {
         }
         assert_eq!(namespace_of("plain"), "");
         assert_eq!(namespace_of(""), "");
+        assert_eq!(caller_namespace("", "user:k"), Some("user"));
+        assert_eq!(caller_namespace("app/", "app/user:k"), Some("user"));
+        for other in ["#lock:user:{k}", "app/user:k", "Not A Namespace:k", "plain"] {
+            assert_eq!(caller_namespace("", other), None, "{other}");
+        }
     }
 
     /// Deployment `app`'s keys (prefix `app`) and namespace `app`'s keys of an unprefixed

@@ -40,7 +40,7 @@ use crate::migrate::endpoint::Endpoint;
 use crate::migrate::progress::Progress;
 use crate::migrate::value::{Expiry, bulk, logical_digest, now_ms, ttl_cmd};
 use crate::migrate::{
-    Differences, FailedKey, OnConflict, SourceReport, bytype, key_head, key_prefix_arg,
+    Differences, FailedKey, OnConflict, SourceReport, bytype, key_head, key_prefix_arg, runtime,
 };
 use format::{Header, Reader, Record, Writer};
 
@@ -204,27 +204,12 @@ impl BackupReport {
                 println!("verify: {n} keys read back, no differences");
             } else {
                 println!("verify: {n} keys read back, {} differences", d.total);
-                for (name, k) in [
-                    ("missing on the target", &d.missing),
-                    ("other value", &d.value),
-                    ("TTL beyond tolerance", &d.ttl),
-                ] {
-                    if k.count > 0 {
-                        println!("  {name}: {} (e.g. {})", k.count, k.examples.join(", "));
-                    }
-                }
+                d.print_kinds();
             }
         }
         println!("done in {:.2} s", self.elapsed_secs);
         Ok(())
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the tokio runtime")
 }
 
 /// Runs `sharecache export` on a runtime of its own.
@@ -445,35 +430,22 @@ const INTERNAL: u8 = 0x01;
 struct Place {
     /// `[prefix/]ns:`.
     keys: String,
-    /// `[prefix/]#kind:ns:` for every kind, with the kind.
-    internal: Vec<(String, String)>,
-    /// `[prefix/]`.
-    deployment: String,
-    ns: String,
+    /// `(kind, [prefix/]#kind:ns:)` for every kind of internal state.
+    internal: Vec<(&'static str, String)>,
 }
 
 impl Place {
     fn new(prefix: Option<&NamespaceName>, ns: &NamespaceName) -> Self {
         let p = prefix.map(NamespaceName::as_str);
-        let deployment = sharecache::key::deployment_head(p);
-        let internal = sharecache::key::internal_heads(p, ns.as_str())
-            .into_iter()
-            .map(|h| {
-                let kind = h[deployment.len() + 1..h.len() - ns.as_str().len() - 2].to_owned();
-                (h, kind)
-            })
-            .collect();
         Self {
             keys: key_head(prefix, ns),
-            internal,
-            deployment,
-            ns: ns.to_string(),
+            internal: sharecache::key::internal_heads(p, ns.as_str()),
         }
     }
 
     /// The literal heads to SCAN: the keys', then each kind of internal state's.
     fn heads(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.keys.as_str()).chain(self.internal.iter().map(|(h, _)| h.as_str()))
+        std::iter::once(self.keys.as_str()).chain(self.internal.iter().map(|(_, h)| h.as_str()))
     }
 
     /// A stored key as a record's key, if it belongs to the namespace.
@@ -481,14 +453,9 @@ impl Place {
         if let Some(rest) = key.strip_prefix(self.keys.as_bytes()) {
             return Some(rest.to_vec());
         }
-        self.internal.iter().find_map(|(head, kind)| {
+        self.internal.iter().find_map(|(kind, head)| {
             let rest = key.strip_prefix(head.as_bytes())?;
-            let mut out = Vec::with_capacity(kind.len() + rest.len() + 2);
-            out.push(INTERNAL);
-            out.extend_from_slice(kind.as_bytes());
-            out.push(b':');
-            out.extend_from_slice(rest);
-            Some(out)
+            Some([&[INTERNAL], kind.as_bytes(), b":", rest].concat())
         })
     }
 
@@ -497,28 +464,10 @@ impl Place {
         let internal = record.strip_prefix(&[INTERNAL]).and_then(|rest| {
             let colon = rest.iter().position(|&b| b == b':')?;
             let (kind, name) = (&rest[..colon], &rest[colon + 1..]);
-            self.internal
-                .iter()
-                .any(|(_, k)| k.as_bytes() == kind)
-                .then_some((kind, name))
+            let (_, head) = self.internal.iter().find(|(k, _)| k.as_bytes() == kind)?;
+            Some([head.as_bytes(), name].concat())
         });
-        let mut out = Vec::new();
-        match internal {
-            Some((kind, name)) => {
-                out.extend_from_slice(self.deployment.as_bytes());
-                out.push(b'#');
-                out.extend_from_slice(kind);
-                out.push(b':');
-                out.extend_from_slice(self.ns.as_bytes());
-                out.push(b':');
-                out.extend_from_slice(name);
-            }
-            None => {
-                out.extend_from_slice(self.keys.as_bytes());
-                out.extend_from_slice(record);
-            }
-        }
-        out
+        internal.unwrap_or_else(|| [self.keys.as_bytes(), record].concat())
     }
 }
 

@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -22,7 +21,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::cache::NoQuery;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiPath, ApiQuery, Caller, JsonDoc, ReadNs, WriteNs};
+use super::extract::{ApiPath, ApiQuery, JsonDoc, ReadNs, ReadNsBy, WriteNs};
 use super::json;
 use super::params::{ChannelParam, NsParam};
 use crate::auth::Principal;
@@ -146,8 +145,7 @@ pub async fn publish(
         (status = 429, description = "this credential already holds `[server] sse_per_credential` streams (`too_many_streams`)", body = ErrorBody)))]
 pub async fn subscribe(
     State(s): State<AppState>,
-    ReadNs(n): ReadNs,
-    Extension(caller): Extension<Caller>,
+    ReadNsBy(n, caller): ReadNsBy,
     ApiPath(ChannelParam { channel }): ApiPath<ChannelParam>,
     _q: ApiQuery<NoQuery>,
 ) -> Result<Response, ApiError> {

@@ -129,7 +129,7 @@ async fn authorize(
     parts: &mut Parts,
     state: &AppState,
     write: bool,
-) -> Result<Namespace, ApiError> {
+) -> Result<(Namespace, Caller), ApiError> {
     let caller = Caller::from_request_parts(parts, state).await?;
     let params = RawPathParams::from_request_parts(parts, state)
         .await
@@ -151,10 +151,7 @@ async fn authorize(
     if let Some(slot) = parts.extensions.get::<AuthorizedNs>() {
         let _ = slot.0.set(ns.to_owned());
     }
-    // For handlers that also need to know who (per-credential limits): no second
-    // authentication.
-    parts.extensions.insert(caller);
-    Ok(handle)
+    Ok((handle, caller))
 }
 
 /// Declares a namespace extractor: a tuple struct of the path's [`Namespace`], built by
@@ -169,10 +166,26 @@ macro_rules! namespace_extractor {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-                authorize(parts, state, $write).await.map($name)
+                authorize(parts, state, $write).await.map(|(ns, _)| $name(ns))
             }
         }
     };
+}
+
+/// The namespace of the path and who asked, for a caller granted read on it: for the
+/// handlers that also need the credential (per-credential limits), without a second
+/// authentication.
+#[derive(Debug)]
+pub struct ReadNsBy(pub Namespace, pub Caller);
+
+impl FromRequestParts<AppState> for ReadNsBy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorize(parts, state, false)
+            .await
+            .map(|(ns, caller)| ReadNsBy(ns, caller))
+    }
 }
 
 namespace_extractor!(

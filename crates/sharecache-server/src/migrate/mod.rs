@@ -232,6 +232,21 @@ pub struct Differences {
 }
 
 impl Differences {
+    /// One line per kind that has differences, with its examples.
+    pub(crate) fn print_kinds(&self) {
+        for (name, k) in [
+            ("missing on the target", &self.missing),
+            ("extra on the target", &self.extra),
+            ("other type", &self.type_),
+            ("other value", &self.value),
+            ("TTL beyond tolerance", &self.ttl),
+        ] {
+            if k.count > 0 {
+                println!("  {name}: {} (e.g. {})", k.count, k.examples.join(", "));
+            }
+        }
+    }
+
     pub(crate) fn add(kind: &mut DiffKind, key: &[u8], examples: usize) {
         kind.count += 1;
         if kind.examples.len() < examples {
@@ -333,17 +348,7 @@ impl Report {
                 println!("verify: no differences");
             } else {
                 println!("verify: {} differences", d.total);
-                for (name, k) in [
-                    ("missing on the target", &d.missing),
-                    ("extra on the target", &d.extra),
-                    ("other type", &d.type_),
-                    ("other value", &d.value),
-                    ("TTL beyond tolerance", &d.ttl),
-                ] {
-                    if k.count > 0 {
-                        println!("  {name}: {} (e.g. {})", k.count, k.examples.join(", "));
-                    }
-                }
+                d.print_kinds();
             }
         }
         println!("done in {:.2} s", self.elapsed_secs);
@@ -439,11 +444,15 @@ async fn open_all(c: &CommonArgs) -> anyhow::Result<(Vec<copy::Source>, Endpoint
 
 /// Builds a runtime and runs the command.
 pub fn run_blocking(args: MigrateArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(run(args))
+}
+
+/// The multi-threaded runtime a command runs on (migrate, export, import).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("start the tokio runtime")?;
-    rt.block_on(run(args))
+        .context("start the tokio runtime")
 }
 
 /// Runs `migrate` or `migrate verify`, prints the report; an error when anything is left
