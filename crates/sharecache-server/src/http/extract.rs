@@ -333,6 +333,35 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
+/// The body of a value's PUT: with `Content-Type: application/octet-stream`, bytes
+/// stored as they are; otherwise one JSON document, as [`JsonDoc`] takes it.
+#[derive(Debug)]
+pub enum ValueBody {
+    /// A JSON document.
+    Json(RawJson),
+    /// Bytes, stored as they are.
+    Bytes(Bytes),
+}
+
+impl<S: Send + Sync> FromRequest<S> for ValueBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let octets = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"));
+        if octets {
+            return Ok(Self::Bytes(Bytes::from_request(req, state).await?));
+        }
+        JsonDoc::from_request(req, state)
+            .await
+            .map(|JsonDoc(v)| Self::Json(v))
+    }
+}
+
 /// A body that must be one JSON document, kept as the bytes sent (stored and served as
 /// they are): 413 over the size limit, 400 if it is empty, not UTF-8 or not JSON.
 #[derive(Debug)]

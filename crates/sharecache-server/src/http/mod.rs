@@ -450,7 +450,12 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(locks::acquire, locks::release))
         .routes(routes!(locks::extend))
         .routes(routes!(sessions::create, sessions::list, sessions::end_all))
-        .routes(routes!(sessions::read, sessions::update, sessions::end))
+        .routes(routes!(
+            sessions::read,
+            sessions::import,
+            sessions::update,
+            sessions::end
+        ))
         .routes(routes!(sessions::rotate))
         .routes(routes!(events::subscribe, events::publish))
         .routes(routes!(events::since))
