@@ -616,7 +616,9 @@ pub async fn get_ttl(
     }))
 }
 
-/// Set or remove a key's time to live, without reading or changing its value.
+/// Set or remove a key's time to live, without reading or changing its value: the
+/// touch of a sliding expiry (`{"ttl_ms":1800000}` after each use), or `null` to make the
+/// key persistent.
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}/_ttl", tag = "cache", operation_id = "set_ttl",
     params(NsParam, KeyParam),
     request_body(content = TtlBody, content_type = "application/json"),

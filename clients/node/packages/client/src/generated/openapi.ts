@@ -301,7 +301,11 @@ export interface paths {
         };
         /** Read a key's remaining time to live. */
         get: operations["get_ttl"];
-        /** Set or remove a key's time to live, without reading or changing its value. */
+        /**
+         * Set or remove a key's time to live, without reading or changing its value: the
+         *     touch of a sliding expiry (`{"ttl_ms":1800000}` after each use), or `null` to make the
+         *     key persistent.
+         */
         put: operations["set_ttl"];
         post?: never;
         delete?: never;
