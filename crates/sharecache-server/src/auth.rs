@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -20,16 +21,28 @@ use crate::config::Config;
 /// Longest token accepted in a header (longer ones are refused before hashing).
 pub const MAX_TOKEN_LEN: usize = 256;
 
-/// Who is calling.
+/// Who is calling. Services and viewers are named, not numbered: a principal a request
+/// (or a dashboard login) holds keeps meaning the same credential after the credentials
+/// are reloaded (SIGHUP), and one whose credential was removed has no grants left.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// The admin credential: every namespace, the dashboard, stats of all namespaces.
     Admin,
     /// A service credential, confined to its namespaces.
-    Service(usize),
+    Service(Arc<str>),
     /// A read-only operator (`[[viewers]]`): reads every namespace and the store-wide
     /// figures, changes nothing.
-    Viewer(usize),
+    Viewer(Arc<str>),
+}
+
+impl Principal {
+    /// Display name, for logs, metrics and the audit log.
+    pub fn name(&self) -> &str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Service(n) | Principal::Viewer(n) => n,
+        }
+    }
 }
 
 /// What a principal may do, as the dashboard shows it.
@@ -84,9 +97,13 @@ impl Grants {
 pub struct Credentials {
     admin: [u8; 32],
     hashes: Vec<[u8; 32]>,
+    /// The services' names, in the order of `hashes` and `grants`.
+    names: Vec<Arc<str>>,
     grants: Vec<Grants>,
     viewer_hashes: Vec<[u8; 32]>,
-    viewers: Vec<String>,
+    viewers: Vec<Arc<str>>,
+    /// Every namespace granted to some service, sorted.
+    namespaces: Vec<String>,
 }
 
 /// Makes a new random token: `sc_` and 64 hex characters (256 bits).
@@ -153,9 +170,13 @@ impl Credentials {
                 write: s.write.iter().map(|n| n.get_ref().clone()).collect(),
             });
         }
+        let mut namespaces: Vec<String> = grants.iter().flat_map(Grants::readable).collect();
+        namespaces.sort();
+        namespaces.dedup();
         Self {
             admin,
             hashes,
+            names: grants.iter().map(|g| Arc::from(g.name.as_str())).collect(),
             grants,
             viewer_hashes: cfg
                 .viewers
@@ -165,9 +186,25 @@ impl Credentials {
             viewers: cfg
                 .viewers
                 .iter()
-                .map(|v| v.name.get_ref().clone())
+                .map(|v| Arc::from(v.name.get_ref().as_str()))
                 .collect(),
+            namespaces,
         }
+    }
+
+    /// Whether `p` is still one of these credentials (a dashboard login outlives a
+    /// reload that removed its service or viewer).
+    pub fn knows(&self, p: &Principal) -> bool {
+        match p {
+            Principal::Admin => true,
+            Principal::Service(n) => self.names.contains(n),
+            Principal::Viewer(n) => self.viewers.contains(n),
+        }
+    }
+
+    /// How many services and viewers it holds.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.grants.len(), self.viewers.len())
     }
 
     /// The admin hash from the config, if it has one.
@@ -197,9 +234,9 @@ impl Credentials {
         if bool::from(is_admin) {
             Some(Principal::Admin)
         } else if found > 0 {
-            Some(Principal::Service(found as usize - 1))
+            Some(Principal::Service(self.names[found as usize - 1].clone()))
         } else if viewer > 0 {
-            Some(Principal::Viewer(viewer as usize - 1))
+            Some(Principal::Viewer(self.viewers[viewer as usize - 1].clone()))
         } else {
             None
         }
@@ -210,7 +247,7 @@ impl Credentials {
     pub fn grants(&self, p: &Principal) -> Option<&Grants> {
         match p {
             Principal::Admin | Principal::Viewer(_) => None,
-            Principal::Service(i) => self.grants.get(*i),
+            Principal::Service(name) => self.grants.iter().find(|g| *g.name == **name),
         }
     }
 
@@ -219,8 +256,9 @@ impl Credentials {
     pub fn may(&self, p: &Principal, ns: &str, write: bool) -> bool {
         match p {
             Principal::Admin => true,
-            Principal::Viewer(_) => !write,
-            Principal::Service(i) => self.grants.get(*i).is_some_and(|g| {
+            // A viewer removed by a reload sees nothing (its login may outlive it).
+            Principal::Viewer(name) => !write && self.viewers.contains(name),
+            Principal::Service(_) => self.grants(p).is_some_and(|g| {
                 if write {
                     g.can_write(ns)
                 } else {
@@ -240,20 +278,8 @@ impl Credentials {
     }
 
     /// Every namespace granted to some service, sorted and deduplicated.
-    pub fn all_namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.grants.iter().flat_map(Grants::readable).collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// Display name of a principal, for logs and metrics.
-    pub fn name(&self, p: &Principal) -> &str {
-        match p {
-            Principal::Admin => "admin",
-            Principal::Service(i) => self.grants.get(*i).map_or("?", |g| g.name.as_str()),
-            Principal::Viewer(i) => self.viewers.get(*i).map_or("?", String::as_str),
-        }
+    pub fn all_namespaces(&self) -> &[String] {
+        &self.namespaces
     }
 }
 
@@ -303,7 +329,7 @@ mod tests {
         let cfg = Config::parse("t", &text).unwrap();
         let c = Credentials::new(&cfg, hash_token(&admin));
         let p = c.authenticate(&viewer).unwrap();
-        assert_eq!((c.name(&p), Credentials::role(&p)), ("ops", Role::Viewer));
+        assert_eq!((p.name(), Credentials::role(&p)), ("ops", Role::Viewer));
         assert!(c.may(&p, "anything", false) && !c.may(&p, "anything", true));
         assert!(c.may(&Principal::Admin, "x", true));
         // A viewer reusing another credential's token, or a name twice, is refused.

@@ -1,5 +1,6 @@
 //! `sharecache serve`: load the config, open the cache, serve the HTTP API until SIGTERM
-//! or Ctrl-C, letting in-flight requests finish.
+//! or Ctrl-C, letting in-flight requests finish. SIGHUP reloads the credentials from the
+//! config file (see [`reload_credentials`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -216,6 +217,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let state = app_state(&cfg, cache.clone(), admin_hash);
     crate::http::monitor::spawn_sampler(&state, crate::http::monitor::INTERVAL);
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(args.clone(), state.clone(), admin_hash));
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| {
@@ -238,6 +241,50 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     tracing::info!("sharecache stopped");
     Ok(())
+}
+
+/// The credentials of the config named by `args` as it is now: `[[services]]`,
+/// `[[viewers]]` and `[admin] token_sha256` (without one, `admin` stays: the hash the
+/// process started with). The whole file is parsed and validated first, so a bad edit is
+/// refused with the error and nothing changes.
+pub fn reload_credentials(args: &ServeArgs, admin: [u8; 32]) -> anyhow::Result<Credentials> {
+    anyhow::ensure!(
+        args.config.is_some(),
+        "started without --config (or SHARECACHE_CONFIG): there is no file to reload"
+    );
+    let cfg = load_config(args)?;
+    let admin = Credentials::configured_admin(&cfg).unwrap_or(admin);
+    Ok(Credentials::new(&cfg, admin))
+}
+
+/// On each SIGHUP, puts the config file's credentials in force without dropping a
+/// connection; a config that does not load is refused, logged, and the running
+/// credentials stay. Other settings take effect at the next start.
+#[cfg(unix)]
+async fn reload_on_hangup(args: ServeArgs, state: AppState, admin: [u8; 32]) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the credentials reload only on a restart");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match reload_credentials(&args, admin) {
+            Ok(creds) => {
+                let (services, viewers) = creds.counts();
+                state.replace_credentials(creds);
+                tracing::info!(
+                    services,
+                    viewers,
+                    "SIGHUP: reloaded the credentials ([[services]], [[viewers]], [admin] token_sha256); \
+                     other settings take effect at the next start"
+                );
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "SIGHUP: the config was refused; the running credentials stay in force"
+            ),
+        }
+    }
 }
 
 /// How long shutdown waits for open connections (a live event stream never ends by

@@ -795,6 +795,324 @@ async fn counters_conditional_puts_and_resets(b: Backend) {
     assert_eq!(decide().await.json()["allowed"], true);
 }
 
+/// Reads carry an `ETag` (the value's version) and `x-cache-ttl-ms`; `If-Match` with
+/// that tag is compare-and-set (one winner among racing writers, 412 for the others),
+/// `If-None-Match` with it on a GET answers 304; `ttl_ms` sets TTLs in milliseconds
+/// beside `ttl` in seconds.
+async fn etags_and_ttls(b: Backend) {
+    let app = std::sync::Arc::new(TestApp::new(b).await);
+    let t = Some(app.user.as_str());
+    let r = app
+        .call(
+            Method::PUT,
+            "/v1/cache/user/doc?ttl_ms=90000",
+            t,
+            Some(r#"{"v":0}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let mut tag = String::new();
+    for _ in 0..2 {
+        // The second read may come from L1: the same tag and a TTL counting down.
+        let r = app.call(Method::GET, "/v1/cache/user/doc", t, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let etag = r.headers["etag"].to_str().unwrap().to_owned();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34,
+            "{etag}"
+        );
+        assert!(tag.is_empty() || tag == etag, "a value keeps its tag");
+        tag = etag;
+        let left: u64 = r.headers["x-cache-ttl-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((80_000..=90_000).contains(&left), "{left}");
+    }
+    let r = app
+        .call_with(
+            Method::GET,
+            "/v1/cache/user/doc",
+            t,
+            &[("if-none-match", &tag)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+    // Eight writers with the same tag: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 1..=8 {
+        let (app, tag) = (app.clone(), tag.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = format!(r#"{{"v":{i}}}"#).into_bytes();
+            let r = app
+                .call_with(
+                    Method::PUT,
+                    "/v1/cache/user/doc",
+                    Some(&app.user),
+                    &[("if-match", &tag)],
+                    Some(body),
+                )
+                .await;
+            (r.status, i)
+        }));
+    }
+    let mut won = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (StatusCode::NO_CONTENT, i) => won.push(i),
+            (StatusCode::PRECONDITION_FAILED, _) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let r = app.call(Method::GET, "/v1/cache/user/doc", t, None).await;
+    assert_eq!(r.json()["v"], won[0]);
+    assert_ne!(
+        r.headers["etag"].to_str().unwrap(),
+        tag,
+        "a new value, a new tag"
+    );
+    assert!(
+        r.headers.get("x-cache-ttl-ms").is_none(),
+        "the winner set no TTL"
+    );
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/doc",
+            t,
+            &[("if-match", &tag)],
+            Some(b"1".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+    );
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/absent",
+            t,
+            &[("if-match", &tag)],
+            Some(b"1".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::PRECONDITION_FAILED,
+        "nothing to match"
+    );
+    assert_eq!(
+        app.call(Method::HEAD, "/v1/cache/user/absent", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Malformed conditions are refused, and nothing is written.
+    for headers in [
+        &[("if-match", "*")][..],
+        &[("if-match", "\"nothex\"")],
+        &[("if-match", "W/\"00000000000000000000000000000000\"")],
+        &[("if-match", "\"a\", \"b\"")],
+        &[("if-match", &tag), ("if-none-match", "*")],
+    ] {
+        let r = app
+            .call_with(
+                Method::PUT,
+                "/v1/cache/user/c",
+                t,
+                headers,
+                Some(b"1".to_vec()),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_precondition"),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        app.call(Method::HEAD, "/v1/cache/user/c", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/c?tags=x",
+            t,
+            &[("if-match", &tag)],
+            Some(b"1".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // ttl_ms on every write that takes a TTL; never both units at once.
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/_mset",
+            t,
+            Some(r#"{"items":{"m":1},"ttl_ms":1500}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = app
+        .call(Method::GET, "/v1/cache/user/m/_ttl", t, None)
+        .await;
+    assert!(r.json()["ttl_ms"].as_u64().unwrap() <= 1500, "{}", r.text());
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cache/user/n/_incr",
+            t,
+            Some(r#"{"by":2,"ttl_ms":2500}"#),
+        )
+        .await;
+    assert_eq!(r.json()["value"], 2);
+    let r = app.call(Method::GET, "/v1/cache/user/n", t, None).await;
+    let left: u64 = r.headers["x-cache-ttl-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left <= 2500, "{left}");
+    for (uri, body) in [
+        ("/v1/cache/user/k?ttl=5&ttl_ms=5000", Some("1")),
+        ("/v1/cache/user/k?ttl_ms=0", Some("1")),
+        ("/v1/cache/user/k?ttl_ms=1.5", Some("1")),
+        ("/v1/cache/user/k?ttl_ms=315360000001", Some("1")),
+    ] {
+        let r = app.call(Method::PUT, uri, t, body).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_ttl"),
+            "{uri}"
+        );
+    }
+    for body in [
+        r#"{"items":{"m":1},"ttl":1,"ttl_ms":1000}"#,
+        r#"{"items":{"m":1},"ttl_ms":"1"}"#,
+    ] {
+        let r = app
+            .call(Method::POST, "/v1/cache/user/_mset", t, Some(body))
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_ttl"),
+            "{body}"
+        );
+    }
+}
+
+/// `Content-Type: application/octet-stream` stores bytes as they are; `Accept:
+/// application/octet-stream` reads any string value's bytes. A JSON read of bytes that
+/// are not JSON is a 422 that names the bytes read.
+async fn bytes_in_and_out(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let octets = [("content-type", "application/octet-stream")];
+    let accept = [("accept", "application/octet-stream")];
+    for (key, body) in [
+        ("png", vec![0x89, b'P', b'N', b'G', 0, 0xFF, 0xC5]),
+        ("header-byte-first", vec![0xC5, 0x01, b'{', b'}']),
+        ("empty", vec![]),
+    ] {
+        let uri = format!("/v1/cache/user/{key}");
+        let r = app
+            .call_with(Method::PUT, &uri, t, &octets, Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{key}: {}", r.text());
+        for _ in 0..2 {
+            let r = app.call_with(Method::GET, &uri, t, &accept, None).await;
+            assert_eq!((r.status, &r.body), (StatusCode::OK, &body), "{key}");
+            assert_eq!(r.headers["content-type"], "application/octet-stream");
+        }
+        let r = app.call(Method::GET, &uri, t, None).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "not_json"),
+            "{key}"
+        );
+        assert!(
+            r.text().contains("application/octet-stream"),
+            "the error names the way to read it: {}",
+            r.text()
+        );
+    }
+    // A JSON value reads as its text; Accept with JSON too reads JSON.
+    app.call(Method::PUT, "/v1/cache/user/j", t, Some(r#"{"a":1}"#))
+        .await;
+    let r = app
+        .call_with(Method::GET, "/v1/cache/user/j", t, &accept, None)
+        .await;
+    assert_eq!(r.body, br#"{"a":1}"#);
+    let r = app
+        .call_with(
+            Method::GET,
+            "/v1/cache/user/j",
+            t,
+            &[("accept", "application/octet-stream, application/json")],
+            None,
+        )
+        .await;
+    assert_eq!(r.headers["content-type"], "application/json");
+    // Bytes are bounded like any body.
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/big",
+            t,
+            &octets,
+            Some(vec![1u8; 70_000]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Conditions work on bytes too; tags do not go with them.
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/png",
+            t,
+            &[octets[0], ("if-none-match", "*")],
+            Some(vec![1]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = app
+        .call_with(Method::GET, "/v1/cache/user/png", t, &accept, None)
+        .await;
+    let tag = r.headers["etag"].to_str().unwrap().to_owned();
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/png",
+            t,
+            &[octets[0], ("if-match", &tag)],
+            Some(vec![2]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/png?tags=a",
+            t,
+            &octets,
+            Some(vec![3]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .call_with(Method::GET, "/v1/cache/user/png", t, &accept, None)
+        .await;
+    assert_eq!(r.body, [2]);
+}
+
 /// `POST .../_take` answers the stored JSON once and deletes it; then 404. A viewer-only
 /// grant cannot take (it is a write).
 async fn take_route(b: Backend) {
@@ -837,6 +1155,8 @@ async fn take_route(b: Backend) {
 }
 
 on_every_backend!(
+    etags_and_ttls,
+    bytes_in_and_out,
     take_route,
     counters_conditional_puts_and_resets,
     ttl_routes,

@@ -253,7 +253,7 @@ async fn seed_primitives(app: &TestApp) -> u64 {
     ok_call(
         app,
         Method::PUT,
-        "/v1/presence/user/ada?ttl=600&set=room%3A1",
+        "/v1/presence/user/ada?ttl_ms=600000&set=room%3A1",
         t,
         None,
         StatusCode::NO_CONTENT,

@@ -47,7 +47,7 @@ async fn seed(app: &TestApp) -> Seeded {
     let r = app
         .call(
             Method::PUT,
-            "/v1/presence/user/ada?ttl=60&set=room%3A1",
+            "/v1/presence/user/ada?ttl_ms=60000&set=room%3A1",
             t,
             None,
         )

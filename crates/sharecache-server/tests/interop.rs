@@ -96,3 +96,61 @@ async fn stored_bytes_are_the_json_sent_unless_a_namespace_is_framed() {
     let r = app.call(Method::HEAD, "/v1/cache/user/bin", t, None).await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// Bytes both ways: what HTTP stores as `application/octet-stream` is what redis-cli
+/// reads, what redis-cli writes (text that is not JSON, even starting with 0xC5) reads as
+/// its bytes over HTTP, and L1 (on) follows a RESP client's write.
+#[tokio::test]
+async fn bytes_are_shared_with_resp_clients() {
+    let app = TestApp::new(Backend::Redis).await;
+    let server = app.server.as_ref().unwrap();
+    let t = Some(app.user.as_str());
+    let accept = [("accept", "application/octet-stream")];
+    let r = app
+        .call_with(
+            Method::PUT,
+            "/v1/cache/user/note",
+            t,
+            &[("content-type", "application/octet-stream")],
+            Some(b"remember the milk".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.cmd(&["GET", "user:note"]).text(),
+        Some("remember the milk")
+    );
+    server.cmd(&["SET", "user:city", "Łódź, not JSON"]);
+    for _ in 0..2 {
+        let r = app
+            .call_with(Method::GET, "/v1/cache/user/city", t, &accept, None)
+            .await;
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (StatusCode::OK, "Łódź, not JSON".as_bytes())
+        );
+    }
+    let r = app.call(Method::GET, "/v1/cache/user/city", t, None).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "not_json")
+    );
+    // The key is in L1 now; a RESP write invalidates it.
+    server.cmd(&["SET", "user:city", "Kraków"]);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = app
+            .call_with(Method::GET, "/v1/cache/user/city", t, &accept, None)
+            .await
+            .body;
+        if seen == "Kraków".as_bytes() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen,
+        "Kraków".as_bytes(),
+        "L1 follows a RESP client's write"
+    );
+}

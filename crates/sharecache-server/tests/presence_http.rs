@@ -10,7 +10,7 @@ async fn presence(b: Backend) {
     let app = TestApp::new(b).await;
     let t = Some(app.user.as_str());
     assert_eq!(
-        app.call(Method::PUT, "/v1/presence/user/ada?ttl=60", t, None)
+        app.call(Method::PUT, "/v1/presence/user/ada?ttl_ms=60000", t, None)
             .await
             .status,
         StatusCode::NO_CONTENT
@@ -18,7 +18,7 @@ async fn presence(b: Backend) {
     assert_eq!(
         app.call(
             Method::PUT,
-            "/v1/presence/user/bob?ttl=30&set=room%3A1",
+            "/v1/presence/user/bob?ttl_ms=30000&set=room%3A1",
             t,
             None
         )
@@ -64,11 +64,13 @@ async fn presence(b: Backend) {
     );
     // Bad input.
     for (uri, code) in [
-        ("/v1/presence/user/ada?ttl=0", "invalid_ttl"),
-        ("/v1/presence/user/ada?ttl=-5", "invalid_ttl"),
-        ("/v1/presence/user/ada?ttl=abc", "invalid_ttl"),
-        ("/v1/presence/user/ada?ttl=100000", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl_ms=0", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl_ms=-5", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl_ms=abc", "invalid_ttl"),
+        ("/v1/presence/user/ada?ttl_ms=86400001", "invalid_ttl"),
         ("/v1/presence/user/ada?foo=1", "invalid_query"),
+        // Durations are milliseconds everywhere: the old seconds name is refused.
+        ("/v1/presence/user/ada?ttl=60", "invalid_query"),
         ("/v1/presence/user/ada?set=", "invalid_key"),
     ] {
         let r = app.call(Method::PUT, uri, t, None).await;

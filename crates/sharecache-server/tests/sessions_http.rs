@@ -15,7 +15,7 @@ async fn lifecycle(b: Backend) {
             Method::POST,
             "/v1/sessions/auth",
             t,
-            Some(r#"{"data":{"user":42},"idle_ttl":1800,"absolute_ttl":86400}"#),
+            Some(r#"{"data":{"user":42},"idle_ttl_ms":1800000,"absolute_ttl_ms":86400000}"#),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
@@ -155,10 +155,16 @@ async fn isolation_and_bad_input(b: Backend) {
     // 401 and 403 on every session route: tests/routes.rs.
     let t = Some(app.auth.as_str());
     for (body, code) in [
-        (r#"{"idle_ttl":100,"absolute_ttl":10}"#, "invalid_ttl"),
-        (r#"{"idle_ttl":0}"#, "invalid_ttl"),
-        (r#"{"idle_ttl":-1}"#, "invalid_body"),
+        (
+            r#"{"idle_ttl_ms":100000,"absolute_ttl_ms":10000}"#,
+            "invalid_ttl",
+        ),
+        (r#"{"idle_ttl_ms":0}"#, "invalid_ttl"),
+        (r#"{"idle_ttl_ms":-1}"#, "invalid_body"),
         (r#"{"data":1,"extra":2}"#, "invalid_body"),
+        // Durations are milliseconds everywhere: the old seconds names are refused.
+        (r#"{"idle_ttl":1800}"#, "invalid_body"),
+        (r#"{"absolute_ttl":86400}"#, "invalid_body"),
         ("null", "invalid_body"),
     ] {
         let r = app
@@ -237,4 +243,112 @@ async fn per_user(b: Backend) {
     );
 }
 
-on_every_backend!(lifecycle, isolation_and_bad_input, per_user);
+/// Sessions moved from another store keep their ids: `PUT /v1/sessions/{ns}/{id}`
+/// creates one under a caller-given id (checked for length and entropy), once.
+async fn import_under_a_given_id(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.auth.as_str());
+    // What express-session hands out (uid-safe, 24 bytes as base64url).
+    let id = "eZbsxpMWD0Bf3hBqJ1hS2nuckVUiLhQz";
+    let body = r#"{"data":{"user":7},"user":"ada","idle_ttl_ms":600000,"absolute_ttl_ms":3600000}"#;
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v1/sessions/auth/{id}"),
+            t,
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["id"], id);
+    let left = r.json()["expires_at"].as_u64().unwrap() - now_ms();
+    assert!((590_000..=600_000).contains(&left), "idle timeout: {left}");
+    let r = app
+        .call(Method::GET, &format!("/v1/sessions/auth/{id}"), t, None)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["data"]["user"].as_u64()),
+        (StatusCode::OK, Some(7))
+    );
+    // Listed under its user, and ended with the others.
+    let r = app
+        .call(Method::GET, "/v1/sessions/auth?user=ada", t, None)
+        .await;
+    assert_eq!(
+        r.json()["sessions"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text()
+    );
+    // A second import of the same id changes nothing.
+    let other = r#"{"data":{"user":666},"user":"mallory"}"#;
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/v1/sessions/auth/{id}"),
+            t,
+            Some(other),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::CONFLICT, "session_exists"),
+        "{}",
+        r.text()
+    );
+    let r = app
+        .call(Method::GET, &format!("/v1/sessions/auth/{id}"), t, None)
+        .await;
+    assert_eq!(r.json()["data"]["user"], 7);
+    let r = app
+        .call(Method::GET, "/v1/sessions/auth?user=mallory", t, None)
+        .await;
+    assert_eq!(
+        r.json()["sessions"],
+        serde_json::json!([]),
+        "not listed under the loser"
+    );
+    let r = app
+        .call(Method::DELETE, "/v1/sessions/auth?user=ada", t, None)
+        .await;
+    assert_eq!(r.json()["ended"], 1);
+    // Ids that are short, repetitive, guessable or not URL-safe are refused, and nothing
+    // is created for them.
+    for bad in [
+        "0123456789abcdef",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "session-of-ada-lovelace",
+        "short",
+        "has%20a%20space%20and%20is%20long%20enough",
+        &"A1b2".repeat(80),
+    ] {
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/v1/sessions/auth/{bad}"),
+                t,
+                Some("{}"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+        assert!(
+            r.text().contains("imported session id"),
+            "{bad}: the message says what an id must be: {}",
+            r.text()
+        );
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+on_every_backend!(
+    lifecycle,
+    isolation_and_bad_input,
+    per_user,
+    import_under_a_given_id
+);

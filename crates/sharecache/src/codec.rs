@@ -23,6 +23,13 @@
 //! plain value that is not JSON, since the key does exist. Decoding never panics on any
 //! input.
 //!
+//!
+//! **Raw bytes.** [`Codec::encode_bytes`] stores a caller's bytes as they are (the HTTP
+//! service's `application/octet-stream` PUT), except bytes that start with the header
+//! byte: those are framed as format 3 (`C5 03`, then the bytes) so that they read back
+//! unchanged. [`RawBytes`] reads any string value as bytes: a framed value's JSON text (or
+//! format 3's bytes), anything else as stored.
+//!
 //! [`Decode`]: crate::ErrorKind::Decode
 //! [`NotJson`]: crate::ErrorKind::NotJson
 
@@ -35,6 +42,9 @@ use crate::error::{Error, ErrorKind, Result};
 const MAGIC: u8 = 0xC5;
 const FORMAT_MASK: u8 = 0x0F;
 const FLAG_LZ4: u8 = 0x10;
+/// Format 3: the payload is a caller's bytes as they were given, framed only because
+/// they start with [`MAGIC`] ([`Codec::encode_bytes`]).
+const FORMAT_BYTES: u8 = 3;
 /// A tag section follows the header: u8 count, then per tag u8 length, the tag's bytes
 /// and its u64 version (little-endian) at write time.
 const FLAG_TAGS: u8 = 0x20;
@@ -170,6 +180,21 @@ impl Codec {
         self.finish(out)
     }
 
+    /// A caller's bytes stored as they are, so a RESP client reads exactly them; bytes
+    /// that start with the header byte (`0xC5`) are framed as format 3 instead, since
+    /// reads would take them for a framed value. Never compressed.
+    #[doc(hidden)]
+    pub fn encode_bytes(&self, raw: &[u8]) -> Result<Bytes> {
+        self.check_size(raw.len())?;
+        if raw.first() != Some(&MAGIC) {
+            return Ok(Bytes::copy_from_slice(raw));
+        }
+        let mut out = Vec::with_capacity(raw.len() + 2);
+        out.extend_from_slice(&[MAGIC, FORMAT_BYTES]);
+        out.extend_from_slice(raw);
+        Ok(Bytes::from(out))
+    }
+
     fn check_size(&self, payload: usize) -> Result<()> {
         if payload > self.max_value_bytes {
             return Err(Error::new(
@@ -203,22 +228,22 @@ impl Codec {
     /// takes a fast path: the stored JSON text is shared, not parsed or copied.
     #[doc(hidden)]
     pub fn decode<T: DeserializeOwned + 'static>(&self, stored: &Bytes) -> Result<T> {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<RawBytes>() {
+            let bytes = self.as_read(stored).unwrap_or_else(|(bytes, _)| bytes);
+            let raw: Box<dyn std::any::Any> = Box::new(RawBytes(bytes));
+            return Ok(*raw.downcast::<T>().expect("T is RawBytes"));
+        }
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<RawJson>() {
-            // Checked like any decode: a corrupt payload is a decode error, never invalid
-            // JSON handed on as valid.
-            let json = self.decode_to_json(stored)?;
-            check_json(&json).map_err(|why| {
-                if stored.first() == Some(&MAGIC) {
-                    Error::new(ErrorKind::Decode, format!("stored {why}"))
-                } else {
-                    Error::new(
-                        ErrorKind::NotJson,
-                        format!(
-                            "the stored {why}; another client wrote text or binary at this \
-                             key: read it with a client that expects those bytes, or overwrite it"
-                        ),
-                    )
-                }
+            // Checked like any decode: what is not JSON is never handed on as JSON.
+            let json = self.as_read(stored).map_err(|(_, why)| {
+                Error::new(
+                    ErrorKind::NotJson,
+                    format!(
+                        "the stored {why}; another client wrote text or binary at this \
+                         key: read it as bytes (HTTP: Accept: application/octet-stream), \
+                         or overwrite it"
+                    ),
+                )
             })?;
             let raw: Box<dyn std::any::Any> = Box::new(RawJson(json));
             return Ok(*raw.downcast::<T>().expect("T is RawJson"));
@@ -237,6 +262,26 @@ impl Codec {
                     format!("stored MessagePack does not decode: {e}"),
                 )
             }),
+        }
+    }
+
+    /// What a stored value reads as: `Ok` with its JSON text (a framed value's, MessagePack
+    /// transcoded, or plain JSON text), or `Err` with its bytes and why they are not JSON:
+    /// bytes a caller stored as they are (format 3 or plain), and anything that starts
+    /// with the header byte but is no readable frame with JSON in it, which is another
+    /// client's bytes (text such as "Łódź" starts with 0xC5 in UTF-8).
+    fn as_read(&self, stored: &Bytes) -> std::result::Result<Bytes, (Bytes, String)> {
+        let bytes = match stored.as_ref() {
+            [MAGIC, FORMAT_BYTES, ..] => stored.slice(2..),
+            [MAGIC, ..] => match self.decode_to_json(stored) {
+                Ok(json) if check_json(&json).is_ok() => return Ok(json),
+                _ => stored.clone(),
+            },
+            _ => stored.clone(),
+        };
+        match check_json(&bytes) {
+            Ok(()) => Ok(bytes),
+            Err(why) => Err((bytes, why)),
         }
     }
 
@@ -330,6 +375,83 @@ impl RawJson {
     }
 }
 
+/// A stored value's bytes, whatever they hold: what the HTTP service serves for
+/// `Accept: application/octet-stream`. A framed value gives its JSON text (MessagePack
+/// transcoded, LZ4 expanded); a value stored by [`Codec::encode_bytes`] or by another
+/// client gives its bytes as they are.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> sharecache::Result<()> {
+/// use sharecache::{Cache, RawBytes, Ttl};
+/// let cache = Cache::builder().memory().build().await?;
+/// let files = cache.namespace("files")?;
+/// files.set_bytes("logo", &[0x89, b'P', b'N', b'G'], Ttl::NEVER).await?;
+/// let b: RawBytes = files.get("logo").await?.unwrap();
+/// assert_eq!(b.as_bytes(), &[0x89, b'P', b'N', b'G']);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct RawBytes(Bytes);
+
+impl RawBytes {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, shared.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawBytes {
+    /// Only reads build one (the codec's fast path); anything else fails.
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "RawBytes is read from the cache, not deserialized",
+        ))
+    }
+}
+
+/// A value's version: the 128-bit xxh3 hash of its bytes as read ([`RawJson`]'s text,
+/// or [`RawBytes`]). The same value gives the same version on every instance and
+/// backend, whatever its stored form; the HTTP service serves it as the `ETag` and takes
+/// it back in `If-Match` ([`Namespace::set_if_version`](crate::Namespace::set_if_version)).
+/// Shown and parsed as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Version(u128);
+
+impl Version {
+    /// The version of a value whose bytes, as read, are `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(xxhash_rust::xxh3::xxh3_128(bytes))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = Error;
+    /// 32 hex digits, as [`Display`](std::fmt::Display) writes them.
+    fn from_str(s: &str) -> Result<Self> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a version is 32 hex digits, as a read gave it",
+            ));
+        }
+        u128::from_str_radix(s, 16)
+            .map(Self)
+            .map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))
+    }
+}
+
 /// Whether `b` is one JSON document, saying why not.
 fn check_json(b: &[u8]) -> std::result::Result<(), String> {
     if b.is_empty() {
@@ -409,6 +531,8 @@ fn unwrap_payload(stored: &[u8]) -> Result<(Format, std::borrow::Cow<'_, [u8]>)>
     let format = match flags & FORMAT_MASK {
         1 => Format::Json,
         2 => Format::MessagePack,
+        // A caller's bytes, as they were given: read like a plain value.
+        FORMAT_BYTES => Format::Plain,
         _ => return Err(bad("unknown format")),
     };
     let payload = if flags & FLAG_TAGS != 0 {
@@ -605,18 +729,20 @@ mod tests {
                 ErrorKind::Decode
             );
         }
-        // A framed value that is corrupt stays a decode error: it is sharecache's own.
-        let e = c
-            .decode::<RawJson>(&Bytes::from_static(&[MAGIC, 1, b'{']))
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Decode);
-        // Too short for a header, but starting with the header byte: a decode error.
-        assert_eq!(
-            c.decode::<RawJson>(&Bytes::from_static(&[MAGIC]))
-                .unwrap_err()
-                .kind(),
-            ErrorKind::Decode
-        );
+        // What starts with the header byte but is no readable frame with JSON in it is
+        // bytes a raw read cannot serve as JSON (the key exists: never a miss), and that a
+        // bytes read serves as they are; a typed read counts it a miss.
+        for stored in [&[MAGIC, 1, b'{'][..], &[MAGIC], "Łódź".as_bytes()] {
+            let stored = Bytes::copy_from_slice(stored);
+            let e = c.decode::<RawJson>(&stored).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotJson, "{stored:?}");
+            let b = c.decode::<RawBytes>(&stored).unwrap();
+            assert_eq!(b.as_bytes(), &stored[..]);
+            assert_eq!(
+                c.decode::<String>(&stored).unwrap_err().kind(),
+                ErrorKind::Decode
+            );
+        }
     }
 
     #[test]
@@ -790,15 +916,11 @@ mod tests {
             let stored = Bytes::copy_from_slice(stored);
             let e = c.decode::<serde_json::Value>(&stored).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Decode, "{stored:?}");
+            // A raw read cannot serve it as JSON, and says so (never a miss: the key
+            // exists); a bytes read serves it.
             let e = c.decode::<RawJson>(&stored).unwrap_err();
-            // Without the header byte it is another client's value: not JSON, for a raw
-            // read; with it, sharecache's own, unreadable.
-            let kind = if stored.first() == Some(&MAGIC) {
-                ErrorKind::Decode
-            } else {
-                ErrorKind::NotJson
-            };
-            assert_eq!(e.kind(), kind, "raw: {stored:?}");
+            assert_eq!(e.kind(), ErrorKind::NotJson, "raw: {stored:?}");
+            assert!(c.decode::<RawBytes>(&stored).is_ok());
         }
         // Right header, wrong type: also a decode error.
         let b = c.encode(&"text").unwrap();

@@ -26,7 +26,8 @@
 //!   value or a TTL while keeping the other, bounded pattern counts) for the dashboard.
 //! * `ttl.rs`: [`Ttl`] and its bounds. [`key`]: namespace, key and pattern validation,
 //!   stored keys, and the internal key kinds of the primitives. [`codec`]: value
-//!   formats (JSON, MessagePack, LZ4, the header) and [`RawJson`].
+//!   formats (JSON, MessagePack, LZ4, the header, raw bytes), [`RawJson`],
+//!   [`RawBytes`] and value [`Version`]s.
 //! * `tier.rs`: the in-process L1 ([`LocalTier`]), kept coherent by Redis client
 //!   tracking.
 //! * `store/`: the storage behind a namespace: one [`Store`] type over the memory and
@@ -81,10 +82,10 @@ mod tier;
 mod ttl;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_BATCH, KeyPage, LISTING_BUDGET, MAX_COUNTED_NAMESPACES,
+    Cache, CacheBuilder, DEFAULT_MAX_BATCH, Entry, KeyPage, LISTING_BUDGET, MAX_COUNTED_NAMESPACES,
     Namespace, NamespaceStats, RememberOptions, Source, TierStats, Usage, UsageByNamespace,
 };
-pub use codec::{Codec, Format, RawJson};
+pub use codec::{Codec, Format, RawBytes, RawJson, Version};
 pub use error::{Error, ErrorKind, Result};
 pub use inspect::{Inspected, MatchCount};
 pub use key::NamespaceName;

@@ -14,6 +14,12 @@
 //!   time recorded inside the sealed data.
 //! * An unknown, malformed, forged or tampered id is simply not found: it is never
 //!   adopted and nothing is created for it.
+//! * **Imported ids** ([`Sessions::import`], for moving sessions from another store) are
+//!   the one exception to "the library picks the id": 16..=256 URL-safe characters
+//!   (`A-Z a-z 0-9 - _ . ~`) that must look random (at least [`MIN_IMPORTED_ID_BITS`]
+//!   estimated from their character frequencies, which refuses short, repetitive and
+//!   low-variety ids, though not every guessable one). They are stored hashed like every
+//!   id.
 
 use std::time::Duration;
 
@@ -165,6 +171,15 @@ pub struct NewSession {
     pub expires_at_ms: u64,
 }
 
+/// Shortest id [`Sessions::import`] takes.
+pub const MIN_IMPORTED_ID: usize = 16;
+/// Longest session id, imported or not.
+pub const MAX_SESSION_ID: usize = 256;
+/// Least entropy an imported id must show, in bits (estimated: length times the Shannon
+/// entropy of its characters' frequencies). A random UUID shows about 120, a 32-character
+/// base64url id about 140, sixteen hex digits about 55.
+pub const MIN_IMPORTED_ID_BITS: f64 = 96.0;
+
 /// Characters of a session's handle (a prefix of its slot, the hex SHA-256 of the id).
 const HANDLE_LEN: usize = 16;
 
@@ -181,16 +196,71 @@ fn new_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
 }
 
-/// The storage slot of an id, or `None` for a malformed id (never looked up).
+/// The storage slot of an id, or `None` for a malformed id (never looked up). Ids the
+/// library made are 43 base64url characters; imported ones may be any length from
+/// [`MIN_IMPORTED_ID`] to [`MAX_SESSION_ID`] of URL-safe characters.
 fn slot(id: &str) -> Option<String> {
-    if id.len() != 43
+    if !(MIN_IMPORTED_ID..=MAX_SESSION_ID).contains(&id.len())
         || !id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
     {
         return None;
     }
     Some(hex::encode(Sha256::digest(id.as_bytes())))
+}
+
+/// Estimated entropy of `id` in bits: its length times the Shannon entropy of its
+/// characters' frequencies.
+fn estimated_bits(id: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in id.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = id.len() as f64;
+    let per_char: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    per_char * n
+}
+
+/// Checks an id a caller wants to import, saying what is wrong with it.
+fn check_imported_id(id: &str) -> Result<String> {
+    let Some(slot) = slot(id) else {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "an imported session id is {MIN_IMPORTED_ID}..={MAX_SESSION_ID} characters of \
+                 A-Z a-z 0-9 - _ . ~ (this one is {} bytes{})",
+                id.len(),
+                if id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+                {
+                    ""
+                } else {
+                    ", with other characters"
+                }
+            ),
+        ));
+    };
+    let bits = estimated_bits(id);
+    if bits < MIN_IMPORTED_ID_BITS {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "an imported session id must look random: this one shows about {bits:.0} \
+                 bits of entropy, under {MIN_IMPORTED_ID_BITS:.0} (use a longer random id, or \
+                 let the session be created with a new one)"
+            ),
+        ));
+    }
+    Ok(slot)
 }
 
 fn check_ttls(idle: Duration, absolute: Duration) -> Result<()> {
@@ -321,6 +391,56 @@ impl Sessions {
         self.ns.coord().index_add(&index, &slot, absolute).await?;
         self.ns.kv().set(&key, sealed, Some(ttl)).await?;
         Ok(new)
+    }
+
+    /// Creates a session under `id`, an id the caller chose: for moving sessions from
+    /// another store (express-session, connect-redis...) without logging everybody out.
+    /// The id is checked (see [`crate::session`]: length, characters, entropy) and
+    /// refused with `InvalidArgument`; `Ok(None)` and nothing written if a session
+    /// already has that id. With `user`, the session is listed under it like one made by
+    /// [`create_for`](Self::create_for). Timeouts count from now.
+    pub async fn import(
+        &self,
+        id: &str,
+        user: Option<&str>,
+        data: serde_json::Value,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Result<Option<NewSession>> {
+        let keys = self.keys()?;
+        let slot = check_imported_id(id)?;
+        let index = user
+            .map(|u| self.ns.space.aux(Aux::UserSessions, u))
+            .transpose()?;
+        check_ttls(idle, absolute)?;
+        let now = now_ms();
+        let record = Record {
+            data,
+            created_ms: now,
+            idle_ms: idle.as_millis() as u64,
+            absolute_ms: absolute.as_millis() as u64,
+            user: user.map(str::to_owned),
+        };
+        let key = self.ns.space.aux_of(Aux::Session, &slot);
+        let sealed = seal_record(keys, &key, &record)?;
+        let ttl = store_ttl(&record, now).expect("a new session has time left");
+        // Created first (atomically, never from the fallback): an id that is taken must
+        // not be added to this user's index, where it would list (and let end) a session
+        // that may be another user's.
+        if !self.ns.kv().create(&key, sealed, Some(ttl)).await? {
+            return Ok(None);
+        }
+        if let Some(index) = index
+            && let Err(e) = self.ns.coord().index_add(&index, &slot, absolute).await
+        {
+            // Unlisted, `end_all` could not find it: take it back.
+            let _ = self.ns.kv().del(std::slice::from_ref(&key)).await;
+            return Err(e);
+        }
+        Ok(Some(NewSession {
+            id: id.to_owned(),
+            expires_at_ms: now + ttl.as_millis() as u64,
+        }))
     }
 
     /// The live sessions of `user`. Each carries a `handle` (not the id, which is never
@@ -585,11 +705,43 @@ mod tests {
         for bad in [
             "",
             "short",
-            &"a".repeat(44),
+            &"a".repeat(257),
             &format!("{}=", "a".repeat(42)),
             &format!("{}/", "a".repeat(42)),
+            &format!("{} ", "a".repeat(42)),
         ] {
             assert!(slot(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn imported_ids_must_be_long_url_safe_and_random_looking() {
+        // What other stores hand out: a UUID v4, express-session's 32 base64url
+        // characters, 64 hex digits, this library's own ids.
+        for good in [
+            "9b2d6a4e-3c1f-4f8a-b7e2-5d9c0a1e8f47",
+            "eZbsxpMWD0Bf3hBqJ1hS2nuckVUiLhQz",
+            "4f9a1c0e7b3d52a8e6f1094b7c2d8a3e5f60b1c7d9e2a4f8b3c5d7e9f0a1b2c3",
+            &new_id(),
+        ] {
+            assert!(
+                check_imported_id(good).is_ok(),
+                "{good}: {:.0} bits",
+                estimated_bits(good)
+            );
+        }
+        for (bad, why) in [
+            ("0123456789abcdef", "look random"),
+            (&"a".repeat(64) as &str, "look random"),
+            (&"ab".repeat(40), "look random"),
+            ("session-of-ada-lovelace", "look random"),
+            ("short", "characters of"),
+            ("has space in it and is long enough", "characters of"),
+            ("sl/ash0123456789abcdef0123456789", "characters of"),
+        ] {
+            let e = check_imported_id(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
 

@@ -312,7 +312,7 @@ async fn sentinel_switch_is_followed_and_the_old_master_gets_no_writes() {
     assert_ne!(new_port, old_port);
     // The old master is reconfigured as a replica some seconds later; until then it still
     // accepts writes, which would be lost when it resyncs. Keep writing through that.
-    tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(20)))
+    tokio::task::block_in_place(|| group.wait_in_sync(Duration::from_secs(45)))
         .expect("old master rejoins as a replica");
     let t = load.finish(Duration::from_millis(500)).await;
     let old = group

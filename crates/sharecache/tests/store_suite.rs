@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharecache::{Cache, ErrorKind, Ttl};
-use support::Case;
+use sharecache::{Cache, ErrorKind, RawBytes, RawJson, Ttl, Version};
+use support::{Case, eventually};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Profile {
@@ -524,6 +524,207 @@ async fn set_if_absent_has_one_winner(case: Case<'_>) {
     assert_eq!(ns.get::<u32>("slot").await.unwrap(), Some(winners[0]));
 }
 
+/// Compare-and-set: a write with the version a read gave goes in only while the key
+/// still holds that value; of 8 callers on two instances racing with one version,
+/// exactly one wins. Absent keys, other values and values reads treat as absent fail.
+async fn compare_and_set_has_one_winner_per_version(case: Case<'_>) {
+    let a = case.cache.clone();
+    let b = case.another(|b| b).await.unwrap_or_else(|| a.clone());
+    let ns = a.namespace("cas").unwrap();
+    ns.set("n", &0u32, Ttl::secs(60)).await.unwrap();
+    let read = ns.get_entry::<RawJson>("n").await.unwrap().unwrap();
+    let seen = Version::of(read.value.as_bytes());
+    // The version is the value's: the same from the bytes view, the other instance, L1.
+    let bytes: RawBytes = ns.get("n").await.unwrap().unwrap();
+    assert_eq!(Version::of(bytes.as_bytes()), seen);
+    let other: RawJson = b.namespace("cas").unwrap().get("n").await.unwrap().unwrap();
+    assert_eq!(Version::of(other.as_bytes()), seen);
+    let mut tasks = Vec::new();
+    for i in 1..=8u32 {
+        let n = if i % 2 == 0 { &a } else { &b }.namespace("cas").unwrap();
+        tasks.push(tokio::spawn(async move {
+            n.set_if_version("n", &i, Ttl::secs(60), seen)
+                .await
+                .unwrap()
+                .then_some(i)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    // Both instances read the winner's value (L1 of each was invalidated).
+    assert_eq!(ns.get::<u32>("n").await.unwrap(), Some(winners[0]));
+    let nb = b.namespace("cas").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || nb
+            .get::<u32>("n")
+            .await
+            .unwrap()
+            == Some(winners[0]))
+        .await,
+        "the other instance reads the winner's value"
+    );
+    assert!(
+        !ns.set_if_version("n", &99u32, Ttl::NEVER, seen)
+            .await
+            .unwrap(),
+        "stale version"
+    );
+    assert!(
+        !ns.set_if_version("none", &1u32, Ttl::NEVER, seen)
+            .await
+            .unwrap(),
+        "absent key"
+    );
+    assert_eq!(
+        ns.get::<u32>("none").await.unwrap(),
+        None,
+        "nothing was created"
+    );
+    // The TTL given applies.
+    let now = Version::of(ns.get::<RawJson>("n").await.unwrap().unwrap().as_bytes());
+    assert!(
+        ns.set_if_version("n", &100u32, Ttl::secs(5), now)
+            .await
+            .unwrap()
+    );
+    let left = ns.ttl("n").await.unwrap().unwrap().duration().unwrap();
+    assert!(
+        left <= Duration::from_secs(5) && left > Duration::from_secs(3),
+        "{left:?}"
+    );
+    // A tagged value whose tag was invalidated is no value to compare with.
+    ns.set_tagged("t", &1u32, Ttl::secs(60), &["grp"])
+        .await
+        .unwrap();
+    let v = Version::of(ns.get::<RawJson>("t").await.unwrap().unwrap().as_bytes());
+    ns.invalidate_tags(&["grp"]).await.unwrap();
+    assert!(!ns.set_if_version("t", &2u32, Ttl::NEVER, v).await.unwrap());
+    // Bytes under a condition.
+    assert!(
+        ns.set_bytes_if("raw", b"one", Ttl::NEVER, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ns.set_bytes_if("raw", b"two", Ttl::NEVER, None)
+            .await
+            .unwrap()
+    );
+    let v = Version::of(b"one");
+    assert!(
+        ns.set_bytes_if("raw", b"two", Ttl::NEVER, Some(v))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ns.set_bytes_if("raw", b"three", Ttl::NEVER, Some(v))
+            .await
+            .unwrap()
+    );
+    let got: RawBytes = ns.get("raw").await.unwrap().unwrap();
+    assert_eq!(got.as_bytes(), b"two");
+}
+
+/// Bytes are stored as they are (what a RESP client reads), read back exactly, and any
+/// string value reads as bytes: another client's text, a framed JSON value's text.
+async fn bytes_are_stored_and_read_as_they_are(case: Case<'_>) {
+    let ns = case.cache.namespace("bin").unwrap();
+    ns.set_bytes("text", "plain text, not JSON".as_bytes(), Ttl::secs(60))
+        .await
+        .unwrap();
+    if let Some(raw) = case.raw_get("bin:text") {
+        assert_eq!(raw, "plain text, not JSON", "stored as it is");
+    }
+    let got: RawBytes = ns.get("text").await.unwrap().unwrap();
+    assert_eq!(got.as_bytes(), b"plain text, not JSON");
+    let e = ns.get::<RawJson>("text").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotJson, "{e}");
+    // Bytes that start with the header byte read back unchanged (framed as format 3).
+    let tricky = [0xC5u8, 0x01, b'{', 0x00, 0xFF, 0xC5];
+    ns.set_bytes("tricky", &tricky, Ttl::NEVER).await.unwrap();
+    for _ in 0..2 {
+        let got: RawBytes = ns.get("tricky").await.unwrap().unwrap();
+        assert_eq!(got.as_bytes(), tricky);
+    }
+    let e = ns.get::<RawJson>("tricky").await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NotJson,
+        "a key that exists is no miss: {e}"
+    );
+    // Text another client wrote that starts with 0xC5 ("Ł" in UTF-8) is its bytes.
+    if case.raw_set("bin:city", "Łódź".as_bytes()) {
+        let got: RawBytes = ns.get("city").await.unwrap().unwrap();
+        assert_eq!(got.as_bytes(), "Łódź".as_bytes());
+    }
+    // A JSON value written framed and compressed reads as its JSON text.
+    let doc = serde_json::json!({"blob": "x".repeat(4096)});
+    ns.set("doc", &doc, Ttl::NEVER).await.unwrap();
+    let got: RawBytes = ns.get("doc").await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(got.as_bytes()).unwrap(),
+        doc
+    );
+    // Bounded like every value.
+    let small = case
+        .another(|b| b.max_value_bytes(1024))
+        .await
+        .unwrap_or_else(|| case.cache.clone());
+    if case.server().is_some() {
+        let e = small
+            .namespace("bin")
+            .unwrap()
+            .set_bytes("big", &vec![7u8; 2048], Ttl::NEVER)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueTooLarge, "{e}");
+    }
+}
+
+/// A read can say how long its key has left, from the store or from L1, and a TTL
+/// change made elsewhere is what the next read says.
+async fn entries_carry_the_keys_ttl(case: Case<'_>) {
+    let ns = case.cache.namespace("ent").unwrap();
+    ns.set("a", &1u32, Ttl::secs(60)).await.unwrap();
+    ns.set("b", &2u32, Ttl::NEVER).await.unwrap();
+    for _ in 0..2 {
+        // The second read may come from L1.
+        let e = ns.get_entry::<u32>("a").await.unwrap().unwrap();
+        assert_eq!(e.value, 1);
+        let left = e.ttl.expect("a expires");
+        assert!(
+            left <= Duration::from_secs(60) && left > Duration::from_secs(55),
+            "{left:?}"
+        );
+        let e = ns.get_entry::<RawJson>("b").await.unwrap().unwrap();
+        assert_eq!((e.value.get(), e.ttl), ("2", None));
+    }
+    let other = case
+        .another(|b| b)
+        .await
+        .unwrap_or_else(|| case.cache.clone());
+    other
+        .namespace("ent")
+        .unwrap()
+        .expire("a", Ttl::secs(600))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || ns
+            .get_entry::<u32>("a")
+            .await
+            .unwrap()
+            .and_then(|e| e.ttl)
+            .is_some_and(|t| t > Duration::from_secs(500)))
+        .await,
+        "an EXPIRE made elsewhere is seen"
+    );
+    assert!(ns.get_entry::<u32>("missing").await.unwrap().is_none());
+}
+
 /// `take` hands a value out once: it is gone afterwards, of 8 racing callers on two
 /// instances exactly one gets it, and a value that does not decode or that tags
 /// invalidated is deleted and answered `None`.
@@ -628,6 +829,9 @@ async fn usage_by_namespace_counts_every_namespace_in_one_walk(case: Case<'_>) {
 }
 
 every_backend!(
+    compare_and_set_has_one_winner_per_version,
+    bytes_are_stored_and_read_as_they_are,
+    entries_carry_the_keys_ttl,
     take_hands_a_value_out_once,
     usage_by_namespace_counts_every_namespace_in_one_walk,
     counters_are_exact_and_typed,

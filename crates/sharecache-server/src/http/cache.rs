@@ -7,19 +7,22 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sharecache::{BackendState, RawJson, Source, Ttl};
+use sharecache::{BackendState, Entry, RawBytes, RawJson, Source, Ttl, Version};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
+use super::extract::{ApiJson, ApiPath, ApiQuery, ReadNs, ValueBody, WriteNs};
 use super::params::{KeyParam, NsParam};
 use super::{AppState, json};
 
 /// Header naming the tier that answered a read.
 pub const TIER_HEADER: &str = "x-cache-tier";
+/// Header of a read: milliseconds the key has left (absent: it does not expire).
+pub const TTL_HEADER: &str = "x-cache-ttl-ms";
+const OCTETS: &str = "application/octet-stream";
 
 fn tier(state: &AppState) -> HeaderValue {
     match state.cache.state() {
@@ -28,19 +31,100 @@ fn tier(state: &AppState) -> HeaderValue {
     }
 }
 
-/// A TTL in whole seconds, checked by the library (1 s..=ten years).
-fn ttl_secs(secs: Option<u64>) -> Result<Ttl, ApiError> {
-    match secs {
-        None => Ok(Ttl::NEVER),
-        Some(n) => {
-            Ttl::secs(n).validate()?;
-            Ok(Ttl::secs(n))
+/// A cache TTL, given as `ttl` (whole seconds, Redis `EX`) or `ttl_ms` (milliseconds,
+/// `PX`), at most one of them; checked by the library (1 ms..=ten years). Neither: no
+/// expiry.
+fn cache_ttl(secs: Option<u64>, ms: Option<u64>) -> Result<Ttl, ApiError> {
+    let ttl = match (secs, ms) {
+        (None, None) => return Ok(Ttl::NEVER),
+        (Some(s), None) => Ttl::secs(s),
+        (None, Some(ms)) => Ttl::millis(ms),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_ttl",
+                "give ttl (seconds) or ttl_ms (milliseconds), not both",
+            ));
         }
+    };
+    ttl.validate()?;
+    Ok(ttl)
+}
+
+/// A query parameter that must be a whole number of `unit`.
+fn whole(name: &str, unit: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
+    v.map(|t| {
+        t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_ttl",
+                format!("{name} must be a whole number of {unit}"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// A body field that must be a whole number of `unit` (or null).
+fn whole_json(
+    name: &str,
+    unit: &str,
+    v: Option<&serde_json::Value>,
+) -> Result<Option<u64>, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_ttl",
+                format!("{name} must be a whole number of {unit}"),
+            )
+        }),
     }
 }
 
-fn not_whole_seconds() -> ApiError {
-    ApiError::bad_request("invalid_ttl", "ttl must be a whole number of seconds")
+/// Whether a read asks for the value's bytes (`Accept: application/octet-stream`
+/// without `application/json`) rather than its JSON.
+fn wants_bytes(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let (mut bytes, mut json) = (false, false);
+    for t in accept {
+        bytes |= t == OCTETS;
+        json |= t == "application/json";
+    }
+    bytes && !json
+}
+
+/// The `ETag` of a value: its [`Version`], quoted.
+fn etag(v: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{v}\"")).expect("hex digits are a valid header")
+}
+
+/// The one entity tag of an `If-Match` or `If-None-Match` header (quoted, as `ETag`
+/// gives it; weak tags never match a strong comparison, so they are refused).
+fn entity_tag(name: &str, v: &HeaderValue) -> Result<Version, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_precondition",
+            format!(
+                "{name} takes one ETag as a read returned it, e.g. \"0123...\" (32 hex digits in quotes)"
+            ),
+        )
+    };
+    let t = v.to_str().map_err(|_| bad())?.trim();
+    let t = t
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t);
+    t.parse::<Version>().map_err(|_| bad())
 }
 
 /// Routes that take no query parameters refuse any, so a misspelt option (a `match`
@@ -54,9 +138,12 @@ pub struct NoQuery {}
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PutQuery {
-    /// Seconds to live (1..=315360000); omit for no expiry.
+    /// Seconds to live (1..=315360000, Redis `EX`); omit (and `ttl_ms`) for no expiry.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 315_360_000)]
     ttl: Option<String>,
+    /// Milliseconds to live (1..=315360000000, Redis `PX`), instead of `ttl`.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 315_360_000_000u64)]
+    ttl_ms: Option<String>,
     /// Comma-separated tags, each 1..=128 bytes; `_invalidate {"tags":[..]}` makes the
     /// value a miss.
     tags: Option<String>,
@@ -64,32 +151,68 @@ pub struct PutQuery {
 
 /// Read a value.
 #[utoipa::path(get, path = "/v1/cache/{ns}/{key}", tag = "cache", operation_id = "get",
-    params(NsParam, KeyParam),
-    responses((status = 200, description = "the stored JSON value; header x-cache-tier: l1 | l2 | fallback",
+    params(NsParam, KeyParam,
+        ("Accept" = Option<String>, Header, description = "`application/octet-stream`: the value's bytes as stored (any string value: binary, text another client wrote); otherwise its JSON"),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` a read returned: 304 with no body if the value is still that one")),
+    responses((status = 200, description = "the stored JSON value (or bytes, see `Accept`); headers `ETag` (the value's version, for `If-Match`), `x-cache-ttl-ms` (milliseconds left; absent if the key does not expire), `x-cache-tier: l1 | l2 | fallback`",
             content_type = "application/json", body = serde_json::Value),
-        (status = 404, description = "miss", body = ErrorBody)))]
+        (status = 304, description = "`If-None-Match` names the value's current `ETag`"),
+        (status = 404, description = "miss", body = ErrorBody),
+        (status = 409, description = "the key holds another Redis type (`wrong_type`)", body = ErrorBody),
+        (status = 422, description = "the key holds bytes that are not JSON (`not_json`): read them with `Accept: application/octet-stream`", body = ErrorBody)))]
 pub async fn get_key(
     State(s): State<AppState>,
     ReadNs(n): ReadNs,
     ApiPath(KeyParam { key }): ApiPath<KeyParam>,
     _q: ApiQuery<NoQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let value = n.get_with_source::<RawJson>(&key).await?;
+    let bytes = wants_bytes(&headers);
+    let entry = if bytes {
+        n.get_entry::<RawBytes>(&key)
+            .await?
+            .map(|e| (e.value.into_bytes(), e.source, e.ttl))
+    } else {
+        n.get_entry::<RawJson>(&key).await?.map(
+            |Entry {
+                 value, source, ttl, ..
+             }| (value.into_bytes(), source, ttl),
+        )
+    };
     s.metrics.reads(
         n.name(),
-        u64::from(value.is_some()),
-        u64::from(value.is_none()),
+        u64::from(entry.is_some()),
+        u64::from(entry.is_none()),
     );
-    let Some((body, source)) = value else {
+    let Some((body, source, ttl)) = entry else {
         return Err(ApiError::not_found("key not found"));
     };
-    let mut r = json(StatusCode::OK, body.into_bytes());
+    let version = Version::of(&body);
+    let not_modified = match headers.get(header::IF_NONE_MATCH) {
+        Some(v) => entity_tag("If-None-Match", v)? == version,
+        None => false,
+    };
+    let mut r = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if bytes {
+        let mut r = Response::new(axum::body::Body::from(body));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTETS));
+        r
+    } else {
+        json(StatusCode::OK, body)
+    };
+    let h = r.headers_mut();
+    h.insert(header::ETAG, etag(version));
+    if let Some(left) = ttl {
+        h.insert(TTL_HEADER, HeaderValue::from(left.as_millis() as u64));
+    }
     let t = if source == Source::L1 {
         HeaderValue::from_static("l1")
     } else {
         tier(&s)
     };
-    r.headers_mut().insert(TIER_HEADER, t);
+    h.insert(TIER_HEADER, t);
     Ok(r)
 }
 
@@ -132,61 +255,79 @@ pub async fn head_key(
     Ok(r)
 }
 
-/// `If-None-Match: *`: store only if the key holds nothing. Any other value is refused
-/// (no entity tags yet), so a conditional write is never taken as a plain one.
-fn only_if_absent(headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
-    match headers.get(axum::http::header::IF_NONE_MATCH) {
-        None => Ok(false),
-        Some(v) if v.as_bytes().trim_ascii() == b"*" => Ok(true),
-        Some(_) => Err(ApiError::bad_request(
+/// The condition of a PUT: `If-None-Match: *` (only if the key holds nothing) or
+/// `If-Match: "<etag>"` (only over that value). `None` inside: no condition.
+fn condition(headers: &HeaderMap) -> Result<Option<Option<Version>>, ApiError> {
+    match (
+        headers.get(header::IF_NONE_MATCH),
+        headers.get(header::IF_MATCH),
+    ) {
+        (None, None) => Ok(None),
+        (Some(v), None) if v.as_bytes().trim_ascii() == b"*" => Ok(Some(None)),
+        (Some(_), None) => Err(ApiError::bad_request(
             "invalid_precondition",
-            "If-None-Match takes only \"*\" (store only if the key holds nothing)",
+            "on a PUT, If-None-Match takes only \"*\" (store only if the key holds nothing)",
+        )),
+        (None, Some(v)) => Ok(Some(Some(entity_tag("If-Match", v)?))),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_precondition",
+            "give If-None-Match: * or If-Match, not both",
         )),
     }
 }
 
-/// Store a JSON value.
+/// Store a JSON value (or, with `Content-Type: application/octet-stream`, bytes as they are).
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}", tag = "cache", operation_id = "set",
     params(NsParam, KeyParam, PutQuery,
-        ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key holds nothing (412 otherwise); exactly one of many racing writers wins")),
-    request_body(content = serde_json::Value, description = "any JSON document", content_type = "application/json"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: store only if the key holds nothing (412 otherwise); exactly one of many racing writers wins"),
+        ("If-Match" = Option<String>, Header, description = "an `ETag` a read returned: store only if the key still holds that value (412 otherwise), compare-and-set")),
+    request_body(content = serde_json::Value, description = "any JSON document; with `Content-Type: application/octet-stream`, any bytes, stored as they are (RESP clients read exactly them)", content_type = "application/json"),
     responses((status = 204, description = "stored"),
-        (status = 412, description = "`If-None-Match: *` and the key holds a value (`precondition_failed`)", body = ErrorBody)))]
+        (status = 412, description = "the condition failed (`precondition_failed`): `If-None-Match: *` and the key holds a value, or `If-Match` and it holds another value or none", body = ErrorBody)))]
 pub async fn put_key(
     WriteNs(n): WriteNs,
     ApiPath(KeyParam { key }): ApiPath<KeyParam>,
     ApiQuery(q): ApiQuery<PutQuery>,
-    headers: axum::http::HeaderMap,
-    JsonDoc(body): JsonDoc,
+    headers: HeaderMap,
+    body: ValueBody,
 ) -> Result<StatusCode, ApiError> {
-    let if_absent = only_if_absent(&headers)?;
-    let secs = match q.ttl.as_deref() {
-        None => None,
-        Some(t) => Some(t.parse::<u64>().map_err(|_| not_whole_seconds())?),
-    };
-    let ttl = ttl_secs(secs)?;
+    let condition = condition(&headers)?;
+    let ttl = cache_ttl(
+        whole("ttl", "seconds", q.ttl.as_deref())?,
+        whole("ttl_ms", "milliseconds", q.ttl_ms.as_deref())?,
+    )?;
     let tags: Vec<&str> = match q.tags.as_deref() {
         None => Vec::new(),
         Some(list) => list.split(',').collect(),
     };
-    if if_absent {
-        if !tags.is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_precondition",
-                "If-None-Match cannot be combined with tags",
-            ));
+    if !tags.is_empty() && (condition.is_some() || matches!(body, ValueBody::Bytes(_))) {
+        return Err(ApiError::bad_request(
+            "invalid_precondition",
+            "tags go with an unconditional JSON write: not with If-None-Match, If-Match or a body of bytes",
+        ));
+    }
+    let stored = match (body, condition) {
+        (ValueBody::Json(v), None) if tags.is_empty() => {
+            n.set(&key, &v, ttl).await.map(|()| true)?
         }
-        if !n.set_if_absent(&key, &body, ttl).await? {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "the key holds a value (If-None-Match: *)",
-            ));
+        (ValueBody::Json(v), None) => n.set_tagged(&key, &v, ttl, &tags).await.map(|()| true)?,
+        (ValueBody::Json(v), Some(None)) => n.set_if_absent(&key, &v, ttl).await?,
+        (ValueBody::Json(v), Some(Some(version))) => {
+            n.set_if_version(&key, &v, ttl, version).await?
         }
-    } else if tags.is_empty() {
-        n.set(&key, &body, ttl).await?;
-    } else {
-        n.set_tagged(&key, &body, ttl, &tags).await?;
+        (ValueBody::Bytes(b), None) => n.set_bytes(&key, &b, ttl).await.map(|()| true)?,
+        (ValueBody::Bytes(b), Some(expected)) => n.set_bytes_if(&key, &b, ttl, expected).await?,
+    };
+    if !stored {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            if headers.contains_key(header::IF_MATCH) {
+                "the key no longer holds the value of that ETag (If-Match): read it again"
+            } else {
+                "the key holds a value (If-None-Match: *)"
+            },
+        ));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -225,16 +366,19 @@ pub struct KeysBody {
     keys: Vec<String>,
 }
 
-/// `{"items":{"k":v},"ttl":300}`
+/// `{"items":{"k":v},"ttl":300}` (or `"ttl_ms":300000`)
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MsetBody {
     /// Keys and JSON values; at most `[server] max_batch` (default 1000) items.
     #[schema(value_type = HashMap<String, serde_json::Value>)]
     items: HashMap<String, Box<RawValue>>,
-    /// Seconds to live for every item (1..=315360000); omit for no expiry.
+    /// Seconds to live for every item (1..=315360000); omit (and `ttl_ms`) for no expiry.
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 315_360_000)]
     ttl: Option<serde_json::Value>,
+    /// Milliseconds to live for every item (1..=315360000000), instead of `ttl`.
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 315_360_000_000u64)]
+    ttl_ms: Option<serde_json::Value>,
 }
 
 /// `{"pattern":"p*"}` or `{"tags":[...]}`: exactly one of them.
@@ -319,13 +463,10 @@ pub async fn mset(
     _q: ApiQuery<NoQuery>,
     ApiJson(b): ApiJson<MsetBody>,
 ) -> Result<StatusCode, ApiError> {
-    let ttl = match &b.ttl {
-        None | Some(serde_json::Value::Null) => Ttl::NEVER,
-        Some(serde_json::Value::Number(n)) => {
-            ttl_secs(Some(n.as_u64().ok_or_else(not_whole_seconds)?))?
-        }
-        Some(_) => return Err(not_whole_seconds()),
-    };
+    let ttl = cache_ttl(
+        whole_json("ttl", "seconds", b.ttl.as_ref())?,
+        whole_json("ttl_ms", "milliseconds", b.ttl_ms.as_ref())?,
+    )?;
     let items: Vec<(&str, &RawValue)> = b.items.iter().map(|(k, v)| (k.as_str(), &**v)).collect();
     n.mset(&items, ttl).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -475,7 +616,9 @@ pub async fn get_ttl(
     }))
 }
 
-/// Set or remove a key's time to live, without reading or changing its value.
+/// Set or remove a key's time to live, without reading or changing its value: the
+/// touch of a sliding expiry (`{"ttl_ms":1800000}` after each use), or `null` to make the
+/// key persistent.
 #[utoipa::path(put, path = "/v1/cache/{ns}/{key}/_ttl", tag = "cache", operation_id = "set_ttl",
     params(NsParam, KeyParam),
     request_body(content = TtlBody, content_type = "application/json"),
@@ -495,7 +638,7 @@ pub async fn set_ttl(
     }
 }
 
-/// `{"by":1,"ttl":60}`
+/// `{"by":1,"ttl":60}` (or `"ttl_ms":60000`)
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncrBody {
@@ -503,9 +646,13 @@ pub struct IncrBody {
     #[serde(default = "one")]
     by: i64,
     /// Seconds to live for a counter this call creates (1..=315360000); an existing
-    /// counter keeps its TTL. Omit for no expiry.
+    /// counter keeps its TTL. Omit (and `ttl_ms`) for no expiry.
     #[schema(minimum = 1, maximum = 315_360_000)]
     ttl: Option<u64>,
+    /// Milliseconds to live for a counter this call creates (1..=315360000000), instead
+    /// of `ttl`.
+    #[schema(minimum = 1, maximum = 315_360_000_000u64)]
+    ttl_ms: Option<u64>,
 }
 
 fn one() -> i64 {
@@ -531,7 +678,7 @@ pub async fn incr(
     _q: ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<IncrBody>,
 ) -> Result<axum::Json<CounterValue>, ApiError> {
-    let ttl = ttl_secs(body.ttl)?;
+    let ttl = cache_ttl(body.ttl, body.ttl_ms)?;
     let value = n.incr(&key, body.by, ttl).await?;
     Ok(axum::Json(CounterValue { value }))
 }

@@ -26,6 +26,21 @@ use super::json;
 use super::params::{ChannelParam, NsParam};
 use crate::auth::Principal;
 
+/// What an open stream re-checks on each credentials reload.
+struct Grant {
+    reloads: tokio::sync::watch::Receiver<()>,
+    state: AppState,
+    principal: Principal,
+    ns: String,
+}
+
+impl Grant {
+    /// Whether the caller may still read the stream's namespace.
+    fn holds(&self) -> bool {
+        self.state.creds().may(&self.principal, &self.ns, false)
+    }
+}
+
 /// Event streams open per credential.
 #[derive(Debug, Default)]
 pub struct Streams(parking_lot::Mutex<HashMap<Principal, usize>>);
@@ -140,7 +155,9 @@ pub async fn publish(
     params(NsParam, ChannelParam),
     responses((status = 200, description = "one `data:` line per event; heartbeat comments every 15 s; \
         a subscriber that falls too far behind gets a last `event: dropped` with \
-        `{\"reason\":\"slow_subscriber\",\"unread_events\",\"unread_bytes\"}` and the stream ends",
+        `{\"reason\":\"slow_subscriber\",\"unread_events\",\"unread_bytes\"}` and the stream ends; \
+        one whose credential loses read on the namespace (a reload) gets a last \
+        `event: revoked` with `{\"reason\":\"credential_revoked\"}`",
         content_type = "text/event-stream", body = String),
         (status = 429, description = "this credential already holds `[server] sse_per_credential` streams (`too_many_streams`)", body = ErrorBody)))]
 pub async fn subscribe(
@@ -164,28 +181,52 @@ pub async fn subscribe(
     // Counted in `sharecache_sse_subscribers` until the client goes and the stream drops;
     // the slot is held as long.
     let counted = s.metrics.sse_subscriber();
-    let stream = futures_util::stream::unfold(Some((sub, counted, slot)), |state| async move {
-        let (mut sub, mut counted, slot) = state?;
-        match sub.recv().await {
-            Some(b) => {
-                let event = Event::default().data(String::from_utf8_lossy(&b));
-                Some((Ok::<_, Infallible>(event), Some((sub, counted, slot))))
+    // A reload that takes the caller's read on the namespace away ends the stream: a
+    // revoked credential hears nothing more.
+    let grant = Grant {
+        reloads: s.reloads.subscribe(),
+        state: s.clone(),
+        principal: caller.principal,
+        ns: n.name().to_owned(),
+    };
+    let stream =
+        futures_util::stream::unfold(Some((sub, counted, slot, grant)), |state| async move {
+            let (mut sub, mut counted, slot, mut grant) = state?;
+            let got = loop {
+                tokio::select! {
+                    got = sub.recv() => break got,
+                    _ = grant.reloads.changed() => {
+                        if !grant.holds() {
+                            let why = serde_json::json!({"reason": "credential_revoked"});
+                            let event = Event::default().event("revoked").data(why.to_string());
+                            return Some((Ok(event), None));
+                        }
+                    }
+                }
+            };
+            match got {
+                Some(b) => {
+                    let event = Event::default().data(String::from_utf8_lossy(&b));
+                    Some((
+                        Ok::<_, Infallible>(event),
+                        Some((sub, counted, slot, grant)),
+                    ))
+                }
+                None => {
+                    // Dropped for falling behind: say so, then end the stream.
+                    let d = sub.dropped()?;
+                    counted.skipped(sub.skipped());
+                    counted.dropped_subscriber();
+                    let why = serde_json::json!({
+                        "reason": "slow_subscriber",
+                        "unread_events": d.unread_events,
+                        "unread_bytes": d.unread_bytes,
+                    });
+                    let event = Event::default().event("dropped").data(why.to_string());
+                    Some((Ok(event), None))
+                }
             }
-            None => {
-                // Dropped for falling behind: say so, then end the stream.
-                let d = sub.dropped()?;
-                counted.skipped(sub.skipped());
-                counted.dropped_subscriber();
-                let why = serde_json::json!({
-                    "reason": "slow_subscriber",
-                    "unread_events": d.unread_events,
-                    "unread_bytes": d.unread_bytes,
-                });
-                let event = Event::default().event("dropped").data(why.to_string());
-                Some((Ok(event), None))
-            }
-        }
-    });
+        });
     let sse = Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))

@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = token else {
             return from_session(parts, state, ip);
         };
-        match state.creds.authenticate(token) {
+        match state.creds().authenticate(token) {
             Some(principal) => Ok(Caller {
                 principal,
                 via_session: false,
@@ -82,7 +82,7 @@ fn from_session(parts: &Parts, state: &AppState, ip: Option<IpAddr>) -> Result<C
             ApiError::unauthorized("missing credentials: send Authorization: Bearer <token>"),
         ));
     };
-    let Some(principal) = state.logins.check(id) else {
+    let Some(principal) = state.logins.check(id).filter(|p| state.creds().knows(p)) else {
         return Err(state.auth_limiter.refuse(
             ip,
             ApiError::unauthorized("the dashboard session has ended; log in again"),
@@ -95,7 +95,7 @@ fn from_session(parts: &Parts, state: &AppState, ip: Option<IpAddr>) -> Result<C
             return Err(login::cross_site());
         }
         if let Some(slot) = parts.extensions.get::<login::AuditSlot>() {
-            slot.set(state.creds.name(&principal).to_owned(), parts);
+            slot.set(principal.name().to_owned(), parts);
         }
     }
     Ok(Caller {
@@ -106,8 +106,8 @@ fn from_session(parts: &Parts, state: &AppState, ip: Option<IpAddr>) -> Result<C
 
 impl Caller {
     /// Name for logs and metrics.
-    pub fn name<'a>(&self, state: &'a AppState) -> &'a str {
-        state.creds.name(&self.principal)
+    pub fn name(&self) -> &str {
+        self.principal.name()
     }
 }
 
@@ -141,7 +141,7 @@ async fn authorize(
         .find_map(|(name, value)| (name == "ns").then_some(value))
         .ok_or_else(|| ApiError::not_found("no namespace in this route"))?;
     validate_namespace(ns)?;
-    if !state.creds.may(&caller.principal, ns, write) {
+    if !state.creds().may(&caller.principal, ns, write) {
         let what = if write { "write" } else { "read" };
         return Err(ApiError::forbidden(format!(
             "this credential may not {what} namespace {ns:?}"
@@ -330,6 +330,35 @@ impl From<BytesRejection> for ApiError {
         } else {
             ApiError::bad_request("invalid_body", e.body_text())
         }
+    }
+}
+
+/// The body of a value's PUT: with `Content-Type: application/octet-stream`, bytes
+/// stored as they are; otherwise one JSON document, as [`JsonDoc`] takes it.
+#[derive(Debug)]
+pub enum ValueBody {
+    /// A JSON document.
+    Json(RawJson),
+    /// Bytes, stored as they are.
+    Bytes(Bytes),
+}
+
+impl<S: Send + Sync> FromRequest<S> for ValueBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let octets = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"));
+        if octets {
+            return Ok(Self::Bytes(Bytes::from_request(req, state).await?));
+        }
+        JsonDoc::from_request(req, state)
+            .await
+            .map(|JsonDoc(v)| Self::Json(v))
     }
 }
 

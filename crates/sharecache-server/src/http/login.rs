@@ -257,7 +257,7 @@ fn me(creds: &Credentials, p: &Principal) -> Me {
     };
     Me {
         role,
-        name: creds.name(p).to_owned(),
+        name: p.name().to_owned(),
         read,
         write,
     }
@@ -282,13 +282,13 @@ pub async fn login(
         return Err(cross_site());
     }
     let ip = super::extract::client_ip(&parts);
-    let Some(principal) = s.creds.authenticate(body.token.trim()) else {
+    let Some(principal) = s.creds().authenticate(body.token.trim()) else {
         return Err(s
             .auth_limiter
             .refuse(ip, ApiError::unauthorized("invalid token")));
     };
     let id = s.logins.start(principal.clone());
-    let mut r = axum::Json(me(&s.creds, &principal)).into_response();
+    let mut r = axum::Json(me(&s.creds(), &principal)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         cookie(&id, ABSOLUTE.as_secs(), is_https(&parts.headers)),
@@ -318,7 +318,7 @@ pub async fn logout(State(s): State<AppState>, parts: Parts) -> Result<Response,
 #[utoipa::path(get, path = "/v1/dashboard/me", tag = "dashboard", operation_id = "dashboard_me",
     responses((status = 200, description = "the caller's role and grants", body = Me)))]
 pub async fn whoami(State(s): State<AppState>, caller: Caller, _: ApiQuery<NoQuery>) -> Response {
-    axum::Json(me(&s.creds, &caller.principal)).into_response()
+    axum::Json(me(&s.creds(), &caller.principal)).into_response()
 }
 
 /// The last changes made through the dashboard, newest first (admin only).

@@ -94,8 +94,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The cache all tenants share.
     pub cache: Cache,
-    /// Accepted credentials.
-    pub creds: Credentials,
+    /// Accepted credentials: swapped whole by a reload (SIGHUP), read through
+    /// [`AppState::creds`].
+    creds: arc_swap::ArcSwap<Credentials>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Failed-authentication limiter.
@@ -104,8 +105,6 @@ pub struct Inner {
     pub opts: HttpOptions,
     /// Per-namespace request rates for `/v1/stats`.
     pub rates: ops::Rates,
-    /// Every namespace some credential is granted (listed in the admin's stats).
-    pub granted_namespaces: Vec<String>,
     /// Whether requests are still served while Redis is down (memory fallback).
     pub serves_during_outage: bool,
     /// Dashboard sessions (cookie logins).
@@ -120,6 +119,8 @@ pub struct Inner {
     handles: parking_lot::RwLock<HashMap<String, sharecache::Namespace>>,
     /// Open event streams per credential.
     pub streams: Arc<events::Streams>,
+    /// Told of each credentials reload, so open event streams re-check their grant.
+    pub reloads: tokio::sync::watch::Sender<()>,
     /// The backend's eviction policy, for `/ready`'s warnings.
     pub eviction: ops::EvictionCheck,
     /// Keys per namespace for `/v1/stats`, walked at most every 10 s.
@@ -164,17 +165,15 @@ impl AppState {
         let metrics = Metrics::new(cache.tier_stats().is_some());
         metrics.set_memory_budget(opts.memory_budget_bytes);
         let auth_limiter = AuthLimiter::new(opts.auth_failures_per_minute, metrics.auth_failures());
-        let granted_namespaces = creds.all_namespaces();
-        metrics.label_namespaces(granted_namespaces.iter().map(String::as_str));
+        metrics.label_namespaces(creds.all_namespaces().iter().map(String::as_str));
         let raw = rawview::RawRedis::new(opts.doctor_url.clone());
         Self(Arc::new(Inner {
             cache,
-            creds,
+            creds: arc_swap::ArcSwap::from_pointee(creds),
             metrics,
             auth_limiter,
             opts,
             rates: ops::Rates::default(),
-            granted_namespaces,
             serves_during_outage,
             logins: login::Logins::default(),
             audit: login::Audit::default(),
@@ -182,9 +181,27 @@ impl AppState {
             samples: monitor::Samples::default(),
             handles: parking_lot::RwLock::new(HashMap::new()),
             streams: Arc::new(events::Streams::default()),
+            reloads: tokio::sync::watch::Sender::new(()),
             eviction: ops::EvictionCheck::default(),
             usage: ops::UsageCache::default(),
         }))
+    }
+}
+
+impl Inner {
+    /// The credentials in force: one snapshot, for the whole of a request's checks.
+    pub fn creds(&self) -> Arc<Credentials> {
+        self.creds.load_full()
+    }
+
+    /// Puts new credentials in force (a reload): requests already past authentication
+    /// finish with the snapshot they took; a principal keeps its name, so a removed
+    /// service's dashboard login has no grants left.
+    pub fn replace_credentials(&self, creds: Credentials) {
+        self.metrics
+            .label_namespaces(creds.all_namespaces().iter().map(String::as_str));
+        self.creds.store(Arc::new(creds));
+        self.reloads.send_replace(());
     }
 }
 
@@ -450,7 +467,12 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(locks::acquire, locks::release))
         .routes(routes!(locks::extend))
         .routes(routes!(sessions::create, sessions::list, sessions::end_all))
-        .routes(routes!(sessions::read, sessions::update, sessions::end))
+        .routes(routes!(
+            sessions::read,
+            sessions::import,
+            sessions::update,
+            sessions::end
+        ))
         .routes(routes!(sessions::rotate))
         .routes(routes!(events::subscribe, events::publish))
         .routes(routes!(events::since))

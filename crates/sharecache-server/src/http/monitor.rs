@@ -99,7 +99,7 @@ pub async fn sample(state: &Inner) {
         .cache
         .namespaces()
         .into_iter()
-        .chain(state.granted_namespaces.iter().cloned())
+        .chain(state.creds().all_namespaces().iter().cloned())
         .take(MAX_NAMESPACES)
         .collect();
     let mut now_counts = HashMap::new();

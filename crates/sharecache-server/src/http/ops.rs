@@ -272,13 +272,13 @@ struct NsStats {
     responses((status = 200, description = "backend and per-namespace figures", body = serde_json::Value)))]
 pub async fn stats(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let (usage, age) = s.usage.get(&s.cache).await?;
-    let names: BTreeSet<String> = match s.creds.grants(&caller.principal) {
+    let names: BTreeSet<String> = match s.creds().grants(&caller.principal) {
         Some(g) => g.readable().into_iter().collect(),
         None => s
             .cache
             .namespaces()
             .into_iter()
-            .chain(s.granted_namespaces.iter().cloned())
+            .chain(s.creds().all_namespaces().iter().cloned())
             .chain(usage.namespaces.keys().cloned())
             .collect(),
     };

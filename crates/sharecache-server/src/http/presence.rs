@@ -13,14 +13,17 @@ use super::params::{MemberParam, NsParam};
 
 const DEFAULT_SET: &str = "default";
 
-/// `?ttl=SECONDS&set=NAME`
+/// Longest heartbeat: a day.
+const MAX_BEAT_MS: u64 = 86_400_000;
+
+/// `?ttl_ms=MILLISECONDS&set=NAME`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BeatQuery {
-    /// Seconds online, 1..=86400 (default 60).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 86_400)]
-    ttl: Option<String>,
+    /// Milliseconds online, 1..=86400000 (default 60000).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 86_400_000)]
+    ttl_ms: Option<String>,
     /// Presence set (default `default`), 1..=1024 bytes.
     #[param(min_length = 1, max_length = 1024)]
     set: Option<String>,
@@ -36,7 +39,7 @@ pub struct SetQuery {
     set: Option<String>,
 }
 
-/// Heartbeat: `member` is online for `ttl` seconds (default 60).
+/// Heartbeat: `member` is online for `ttl_ms` milliseconds (default 60000).
 #[utoipa::path(put, path = "/v1/presence/{ns}/{member}", tag = "presence", operation_id = "presence_beat",
     params(NsParam, MemberParam, BeatQuery),
     responses((status = 204, description = "online")))]
@@ -45,21 +48,23 @@ pub async fn beat(
     ApiPath(MemberParam { member }): ApiPath<MemberParam>,
     ApiQuery(q): ApiQuery<BeatQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let ttl = match q.ttl.as_deref() {
-        None => 60,
+    let ttl = match q.ttl_ms.as_deref() {
+        None => 60_000,
         Some(t) => t
             .parse::<u64>()
             .ok()
-            .filter(|t| (1..=86_400).contains(t))
+            .filter(|t| (1..=MAX_BEAT_MS).contains(t))
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_ttl",
-                    "ttl must be a whole number of seconds from 1 to 86400",
+                    format!(
+                        "ttl_ms must be a whole number of milliseconds from 1 to {MAX_BEAT_MS}"
+                    ),
                 )
             })?,
     };
     n.presence(q.set.as_deref().unwrap_or(DEFAULT_SET))?
-        .beat(&member, Duration::from_secs(ttl))
+        .beat(&member, Duration::from_millis(ttl))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

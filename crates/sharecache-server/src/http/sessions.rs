@@ -12,22 +12,22 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, WriteNs};
 use super::params::{NsParam, SessionParam};
 
-/// `{"data":{},"idle_ttl":1800,"absolute_ttl":86400}` (seconds)
+/// `{"data":{},"idle_ttl_ms":1800000,"absolute_ttl_ms":86400000}`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Any JSON (at most 64 KiB).
     #[serde(default)]
     data: serde_json::Value,
-    /// Seconds without use before it ends (default 1800).
+    /// Milliseconds without use before it ends (default 1800000, 30 minutes).
     #[serde(default = "default_idle")]
-    #[schema(minimum = 1)]
-    idle_ttl: u64,
-    /// Seconds after creation at which it ends however used, at least `idle_ttl`
-    /// (default 86400).
+    #[schema(minimum = 1, maximum = 31_536_000_000u64)]
+    idle_ttl_ms: u64,
+    /// Milliseconds after creation at which it ends however used, at least
+    /// `idle_ttl_ms` (default 86400000, 24 hours; at most a year).
     #[serde(default = "default_absolute")]
-    #[schema(minimum = 1)]
-    absolute_ttl: u64,
+    #[schema(minimum = 1, maximum = 31_536_000_000u64)]
+    absolute_ttl_ms: u64,
     /// The user it belongs to (to list and end all of a user's sessions).
     user: Option<String>,
 }
@@ -51,11 +51,11 @@ pub struct NewSession {
 }
 
 fn default_idle() -> u64 {
-    1800
+    1_800_000
 }
 
 fn default_absolute() -> u64 {
-    86_400
+    86_400_000
 }
 
 /// `{"data":...}`
@@ -81,8 +81,8 @@ pub async fn create(
     ApiJson(b): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let (idle, absolute) = (
-        Duration::from_secs(b.idle_ttl),
-        Duration::from_secs(b.absolute_ttl),
+        Duration::from_millis(b.idle_ttl_ms),
+        Duration::from_millis(b.absolute_ttl_ms),
     );
     let new = match &b.user {
         Some(user) => {
@@ -92,8 +92,48 @@ pub async fn create(
         }
         None => n.sessions().create(b.data, idle, absolute).await?,
     };
+    Ok(created(new))
+}
+
+fn created(new: sharecache::session::NewSession) -> Response {
     let body = serde_json::json!({"id": new.id, "expires_at": new.expires_at_ms});
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// Create a session under an id the caller gives: for moving sessions from another
+/// store (express-session, connect-redis...) without logging everybody out. The id is
+/// 16..=256 characters of `A-Z a-z 0-9 - _ . ~` and must look random (at least 96 bits
+/// of entropy, estimated); it is stored hashed, like every id.
+#[utoipa::path(put, path = "/v1/sessions/{ns}/{id}", tag = "sessions", operation_id = "session_import",
+    params(NsParam, SessionParam),
+    request_body(content = CreateBody, content_type = "application/json"),
+    responses((status = 201, description = "created under that id", body = NewSession),
+        (status = 400, description = "the id is too short, has other characters or does not look random (`invalid_argument`)", body = ErrorBody),
+        (status = 409, description = "a session already has that id (`session_exists`): nothing was changed", body = ErrorBody)))]
+pub async fn import(
+    WriteNs(n): WriteNs,
+    ApiPath(SessionParam { id }): ApiPath<SessionParam>,
+    _q: ApiQuery<NoQuery>,
+    ApiJson(b): ApiJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    let new = n
+        .sessions()
+        .import(
+            &id,
+            b.user.as_deref(),
+            b.data,
+            Duration::from_millis(b.idle_ttl_ms),
+            Duration::from_millis(b.absolute_ttl_ms),
+        )
+        .await?;
+    match new {
+        Some(new) => Ok(created(new)),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "session_exists",
+            "a session already has that id: nothing was changed",
+        )),
+    }
 }
 
 /// The live sessions of a user (handles and times, never ids).

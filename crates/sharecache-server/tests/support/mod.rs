@@ -223,6 +223,34 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// One request with extra headers (a `content-type` among them replaces the JSON
+    /// default of a request with a body).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(h, _)| h.eq_ignore_ascii_case("content-type"))
+        {
+            b = b.header("content-type", "application/json");
+        }
+        for (h, v) in headers {
+            b = b.header(*h, *v);
+        }
+        let body = body.map_or_else(Body::empty, Body::from);
+        self.send(b.body(body).unwrap()).await
+    }
+
     /// Any request through the router (no socket).
     pub async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.router.clone().oneshot(req).await.unwrap();

@@ -193,6 +193,12 @@ pub fn routes() -> Vec<Route> {
         ),
         r(get.clone(), "/v1/sessions/{ns}/{id}", Write, None),
         r(
+            put.clone(),
+            "/v1/sessions/{ns}/{id}",
+            Write,
+            Some(r#"{"data":1}"#),
+        ),
+        r(
             patch,
             "/v1/sessions/{ns}/{id}",
             Write,

@@ -3,6 +3,7 @@
 //! its pid when dropped.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,25 @@ pub struct Served {
     pub viewer: String,
     pub dir: tempfile::TempDir,
     pub redis: RedisServer,
+    /// Its config file.
+    pub config: PathBuf,
+    /// The lines it writes to stderr after it started listening.
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Waits (at most `timeout`) for a line of its stderr containing `needle`.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 impl Drop for Served {
@@ -108,5 +128,7 @@ pub fn serve_with(server: &str) -> Served {
         viewer,
         dir,
         redis,
+        config,
+        stderr: rx,
     }
 }

@@ -31,10 +31,10 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 pub use builder::CacheBuilder;
-pub use read::Source;
+pub use read::{Entry, Source};
 pub use remember::RememberOptions;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Version};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{KeySpace, NamespaceName};
 use crate::store::{BackendState, Coord, Kv, Store, StoreStats};
@@ -414,19 +414,107 @@ impl Namespace {
         let full = self.space.key(key)?;
         let ttl = ttl.validate()?;
         let bytes = self.codec.encode(value)?;
-        let mut stored = self
-            .tiered_write(
-                &[full.as_str()],
-                self.kv().create(&full, bytes.clone(), ttl),
-            )
-            .await?;
-        // What holds the key may be something reads treat as absent (an invalidated
-        // tagged value, a cached absence): then the key is absent, and the write goes in.
-        if !stored && self.clear_dead(&full).await? {
-            stored = self
-                .tiered_write(&[full.as_str()], self.kv().create(&full, bytes, ttl))
-                .await?;
-        }
+        self.write_when(&full, bytes, ttl, None).await
+    }
+
+    /// Stores `value` only if `key` holds the value whose [`Version`] is `expected`
+    /// (compare-and-set: HTTP `If-Match`); returns whether it did. `false` when the key
+    /// holds another value, nothing, or a value reads treat as absent. Atomic across
+    /// instances: the current value is read from the store (never L1) and the write goes in
+    /// only if the stored bytes are still those (one Lua step on Redis), so of many callers
+    /// racing with one version, exactly one wins. `Unavailable` during an outage.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> sharecache::Result<()> {
+    /// use sharecache::{Cache, RawJson, Ttl, Version};
+    /// let users = Cache::builder().memory().build().await?.namespace("user")?;
+    /// users.set("n", &1, Ttl::NEVER).await?;
+    /// let read = users.get::<RawJson>("n").await?.unwrap();
+    /// let seen = Version::of(read.as_bytes());
+    /// assert!(users.set_if_version("n", &2, Ttl::NEVER, seen).await?);
+    /// assert!(!users.set_if_version("n", &3, Ttl::NEVER, seen).await?, "n changed since");
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_if_version<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<bool> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.codec.encode(value)?;
+        self.write_when(&full, bytes, ttl, Some(expected)).await
+    }
+
+    /// Stores a caller's bytes as they are, with no header and no compression (see
+    /// [`codec`](crate::codec): bytes starting with `0xC5` are framed), so a RESP client
+    /// reads exactly them; [`RawBytes`](crate::RawBytes) reads them back. Bounded by the
+    /// cache's largest value.
+    pub async fn set_bytes(&self, key: &str, raw: &[u8], ttl: Ttl) -> Result<()> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.codec.encode_bytes(raw)?;
+        self.write_encoded(&full, bytes, ttl).await
+    }
+
+    /// [`set_bytes`](Self::set_bytes) under a condition: `None` only if the key holds
+    /// nothing (as [`set_if_absent`](Self::set_if_absent)), `Some(version)` only over that
+    /// value (as [`set_if_version`](Self::set_if_version)); returns whether it did.
+    pub async fn set_bytes_if(
+        &self,
+        key: &str,
+        raw: &[u8],
+        ttl: Ttl,
+        expected: Option<Version>,
+    ) -> Result<bool> {
+        let full = self.space.key(key)?;
+        let ttl = ttl.validate()?;
+        let bytes = self.codec.encode_bytes(raw)?;
+        self.write_when(&full, bytes, ttl, expected).await
+    }
+
+    /// The conditional write behind `set_if_absent` (`expected` = `None`), `set_if_version`
+    /// and `set_bytes_if`; counts a stored value as a set.
+    async fn write_when(
+        &self,
+        full: &str,
+        bytes: Bytes,
+        ttl: Option<Duration>,
+        expected: Option<Version>,
+    ) -> Result<bool> {
+        let stored = match expected {
+            None => {
+                let mut stored = self
+                    .tiered_write(&[full], self.kv().create(full, bytes.clone(), ttl))
+                    .await?;
+                // What holds the key may be something reads treat as absent (an
+                // invalidated tagged value, a cached absence): then the key is absent,
+                // and the write goes in.
+                if !stored && self.clear_dead(full).await? {
+                    stored = self
+                        .tiered_write(&[full], self.kv().create(full, bytes, ttl))
+                        .await?;
+                }
+                stored
+            }
+            Some(expected) => {
+                let Some(current) = self.kv().get_for_update(full).await? else {
+                    return Ok(false);
+                };
+                if !self.readable(&current).await {
+                    return Ok(false);
+                }
+                let read: crate::RawBytes = self.codec.decode(&current)?;
+                if Version::of(read.as_bytes()) != expected {
+                    return Ok(false);
+                }
+                self.tiered_write(&[full], self.kv().set_if_eq(full, current, bytes, ttl))
+                    .await?
+            }
+        };
         if stored {
             self.counters.sets.fetch_add(1, Ordering::Relaxed);
         }

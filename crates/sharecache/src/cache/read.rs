@@ -92,7 +92,7 @@ impl<T: Send + Sync + 'static> Value<T> {
     // `read`'s outputs, as fn items rather than closures: a closure is not inlined
     // into `read` (measured: an L1 hit of a struct ~8 ns slower).
     #[inline(always)]
-    fn owned_from(self, _: Source) -> T
+    fn owned_from(self, _: Source, _: Option<Duration>) -> T
     where
         T: Clone,
     {
@@ -100,16 +100,28 @@ impl<T: Send + Sync + 'static> Value<T> {
     }
 
     #[inline(always)]
-    fn shared_from(self, _: Source) -> Arc<T> {
+    fn shared_from(self, _: Source, _: Option<Duration>) -> Arc<T> {
         self.shared()
     }
 
     #[inline(always)]
-    fn with_source(self, source: Source) -> (T, Source)
+    fn with_source(self, source: Source, _: Option<Duration>) -> (T, Source)
     where
         T: Clone,
     {
         (self.owned(), source)
+    }
+
+    #[inline(always)]
+    fn entry(self, source: Source, ttl: Option<Duration>) -> Entry<T>
+    where
+        T: Clone,
+    {
+        Entry {
+            value: self.owned(),
+            source,
+            ttl,
+        }
     }
 
     #[inline(always)]
@@ -124,6 +136,20 @@ impl<T: Send + Sync + 'static> Value<T> {
                 .expect("settle checked the entry holds a T"),
         }
     }
+}
+
+/// A hit with where it was answered and how long its key has left
+/// ([`Namespace::get_entry`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Entry<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was answered.
+    pub source: Source,
+    /// Time left before the key expires, `None` if it does not. From L1, as Redis told
+    /// it when the entry was filled (an `EXPIRE` since then invalidates the entry).
+    pub ttl: Option<Duration>,
 }
 
 /// Where a value read from the store may go in L1.
@@ -148,7 +174,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        self.read(key, Value::<T>::owned_from)
+        self.read::<T, T, false>(key, Value::<T>::owned_from)
     }
 
     /// Like [`get`](Self::get), but returns the value behind an `Arc`: an L1 hit then
@@ -161,7 +187,7 @@ impl Namespace {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.read(key, Value::<T>::shared_from)
+        self.read::<T, Arc<T>, false>(key, Value::<T>::shared_from)
     }
 
     /// Reads `key` and deletes it in one atomic step (Redis `GETDEL`): of many callers
@@ -203,7 +229,28 @@ impl Namespace {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        self.read(key, Value::<T>::with_source).await
+        self.read::<T, (T, Source), false>(key, Value::<T>::with_source)
+            .await
+    }
+
+    /// Like [`get_with_source`](Self::get_with_source), also giving the time the key has
+    /// left (what the HTTP service sends in `x-cache-ttl-ms`), learnt by the same read:
+    /// from L1, or in the store's round trip.
+    ///
+    /// ```
+    /// # async fn demo() -> sharecache::Result<()> {
+    /// use sharecache::{Cache, RawJson, Ttl};
+    /// let users = Cache::builder().memory().build().await?.namespace("user")?;
+    /// users.set("a", &1, Ttl::secs(60)).await?;
+    /// let e = users.get_entry::<RawJson>("a").await?.unwrap();
+    /// assert!(e.ttl.unwrap() <= std::time::Duration::from_secs(60));
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_entry<T>(&self, key: &str) -> Result<Option<Entry<T>>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.read::<T, Entry<T>, true>(key, Value::<T>::entry).await
     }
 
     /// Reads many keys; the result has one slot per key, in order, `None` for a miss.
@@ -257,21 +304,28 @@ impl Namespace {
         Some((found, fresh))
     }
 
-    /// The single-key read behind `get`, `get_shared` and `get_with_source`.
+    /// The single-key read behind `get`, `get_shared`, `get_with_source` and
+    /// `get_entry`. With `TTL`, `out` is also given the time the key has left (`None`: no
+    /// expiry); without, `None` and nothing is spent finding it.
     #[inline]
-    async fn read<T, R>(
+    async fn read<T, R, const TTL: bool>(
         &self,
         key: &str,
-        out: impl FnOnce(Value<T>, Source) -> R + Send,
+        out: impl FnOnce(Value<T>, Source, Option<Duration>) -> R + Send,
     ) -> Result<Option<R>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let Some(tier) = self.tier() else {
             let full = self.space.key(key)?;
-            let found = self.kv().get(&full).await?.map(Found::Store);
+            let (stored, ttl) = if TTL {
+                self.kv().get_with_ttl(&full).await?
+            } else {
+                (self.kv().get(&full).await?, None)
+            };
+            let found = stored.map(Found::Store);
             let v = self.settle(key, self.checked(found).await, None, true)?;
-            return Ok(v.map(|(v, s)| out(v, s)));
+            return Ok(v.map(|(v, s)| out(v, s, ttl)));
         };
         crate::key::validate_key(key)?;
         // An L1 lookup builds the stored key in a reused buffer: a hit allocates nothing.
@@ -280,16 +334,17 @@ impl Namespace {
             // a `T`. It is what `settle` would decide (same rule, same counter); `settle`
             // out of line keeps its decode and fill code out of this path (measured:
             // criterion tier/l1_hit 146 -> 117 ns, l1_hit_shared 96 -> 74 ns).
+            let left = if TTL { tier.remaining(&e) } else { None };
             if crate::codec::untagged_fresh(&e.bytes) == Some(true)
                 && e.decoded.as_deref().is_some_and(|d| d.is::<T>())
             {
                 self.counters.hit(Source::L1);
-                return Ok(Some(out(Value::InL1(e), Source::L1)));
+                return Ok(Some(out(Value::InL1(e), Source::L1, left)));
             }
             let found = Found::L1(e);
             let fresh = self.readable(found.bytes()).await;
             let v = self.settle(key, Some((found, fresh)), None, true)?;
-            return Ok(v.map(|(v, s)| out(v, s)));
+            return Ok(v.map(|(v, s)| out(v, s, left)));
         }
         let full = self.space.key(key)?;
         let ticket = tier.ticket(&full);
@@ -302,7 +357,7 @@ impl Namespace {
             ttl,
         };
         let v = self.settle(key, self.checked(found).await, Some(fill), true)?;
-        Ok(v.map(|(v, s)| out(v, s)))
+        Ok(v.map(|(v, s)| out(v, s, if TTL { ttl } else { None })))
     }
 
     /// Decides what a read found: a fresh value that decodes as `T` is a hit (and may

@@ -101,6 +101,19 @@ pub(crate) trait Kv: Send + Sync + fmt::Debug {
     async fn create(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<bool> {
         self.set_nx(key, value, ttl).await
     }
+    /// `get` for a caller's conditional write: never answered from the fallback.
+    async fn get_for_update(&self, key: &str) -> Result<Option<Bytes>> {
+        self.get(key).await
+    }
+    /// Stores `value` with `ttl` only if `key` holds exactly `expected` (compare-and-set);
+    /// returns whether it did. Never answered from the fallback.
+    async fn set_if_eq(
+        &self,
+        key: &str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool>;
     /// Adds `by` to the integer at `key` (created at 0, with `ttl`, if absent) and returns
     /// the new value; `WrongType` if the key holds something else. Never answered from
     /// the fallback.

@@ -391,6 +391,21 @@ impl Kv for FallbackStore {
             .await
     }
 
+    async fn get_for_update(&self, key: &str) -> Result<Option<Bytes>> {
+        self.primary_only(self.primary.get_for_update(key)).await
+    }
+
+    async fn set_if_eq(
+        &self,
+        key: &str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        self.primary_only(self.primary.set_if_eq(key, expected, value, ttl))
+            .await
+    }
+
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
         self.primary_only(self.primary.incr(key, by, ttl)).await
     }

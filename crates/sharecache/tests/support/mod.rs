@@ -159,6 +159,22 @@ impl<'a> Case<'a> {
     }
 }
 
+impl Case<'_> {
+    /// What Redis holds at `key` (a stored key, without the case's prefix), as text, as
+    /// another client would read it; `None` if nothing, or on the memory store.
+    pub fn raw_get(&self, key: &str) -> Option<String> {
+        let full = sharecache::key::deployment_head(self.prefix) + key;
+        let r = match self.backend {
+            Backend::Memory => return None,
+            Backend::Redis(s) => s.cmd(&["GET", &full]),
+            Backend::Cluster(c) => c
+                .master_for_slot(RedisCluster::slot_of(&full))
+                .cmd(&["GET", &full]),
+        };
+        r.text().map(str::to_owned)
+    }
+}
+
 /// A cache and whatever keeps its backend alive.
 pub struct Ctx {
     pub cache: Cache,

@@ -26,6 +26,10 @@ export interface Request {
   body?: unknown;
   /** The body as JSON text already (values are sent as given). */
   rawBody?: string;
+  /** A body of bytes, sent as `application/octet-stream`. */
+  bytes?: Uint8Array;
+  /** Read the answer as bytes (`Response.bytes`) rather than text. */
+  binary?: boolean;
   headers?: Record<string, string>;
   /** Safe to send again: retried on network errors and 503. */
   idempotent: boolean;
@@ -38,8 +42,10 @@ export interface Request {
 export interface Response {
   status: number;
   headers: Headers;
-  /** The body text (empty for 204/HEAD), unless `stream`. */
+  /** The body text (empty for 204/HEAD), unless `stream` or `binary`. */
   text: string;
+  /** The body, for a `binary` request. */
+  bytes?: Uint8Array;
   body?: ReadableStream<Uint8Array> | null;
 }
 
@@ -116,15 +122,24 @@ export class Transport {
       ...this.opts.headers,
       ...req.headers,
     };
-    let body: string | undefined;
-    if (req.rawBody !== undefined) body = req.rawBody;
-    else if (req.body !== undefined) body = JSON.stringify(req.body);
-    if (body !== undefined) headers["content-type"] = "application/json";
+    let body: BodyInit | undefined;
+    if (req.bytes !== undefined) {
+      // A copy backed by a plain ArrayBuffer, which fetch takes (a view may share one).
+      body = new Uint8Array(req.bytes);
+      headers["content-type"] = "application/octet-stream";
+    } else {
+      if (req.rawBody !== undefined) body = req.rawBody;
+      else if (req.body !== undefined) body = JSON.stringify(req.body);
+      if (body !== undefined) headers["content-type"] = "application/json";
+    }
     try {
       const r = await this.opts.fetch(this.url(req), { method: req.method, headers, body, signal });
       if (req.stream && r.ok) {
         clearTimeout(timer);
         return { status: r.status, headers: r.headers, text: "", body: r.body };
+      }
+      if (req.binary && r.ok) {
+        return { status: r.status, headers: r.headers, text: "", bytes: new Uint8Array(await r.arrayBuffer()) };
       }
       const text = req.method === "HEAD" ? "" : await r.text();
       return { status: r.status, headers: r.headers, text };

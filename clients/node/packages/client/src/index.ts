@@ -3,8 +3,7 @@
  * (keep-alive connections), with per-call timeouts and AbortSignal, retries with backoff
  * and jitter for idempotent calls, typed errors, and same-tick GETs batched into `_mget`.
  *
- * Times are milliseconds everywhere (`ttlMs`); where the server takes whole seconds (a
- * PUT's `ttl`, `_mset`, `_incr`, presence, sessions) they are rounded up to the next second.
+ * Times are milliseconds everywhere (`ttlMs`), as the server takes them (`ttl_ms`).
  */
 import type { components } from "./generated/openapi.js";
 import { SharecacheError } from "./errors.js";
@@ -40,7 +39,7 @@ export const OPERATIONS = [
   ["post", "/v1/sessions/{ns}", "session_create"], ["get", "/v1/sessions/{ns}", "session_list"],
   ["delete", "/v1/sessions/{ns}", "session_end_all"], ["get", "/v1/sessions/{ns}/{id}", "session_get"],
   ["patch", "/v1/sessions/{ns}/{id}", "session_update"], ["delete", "/v1/sessions/{ns}/{id}", "session_end"],
-  ["post", "/v1/sessions/{ns}/{id}/_rotate", "session_rotate"],
+  ["post", "/v1/sessions/{ns}/{id}/_rotate", "session_rotate"], ["put", "/v1/sessions/{ns}/{id}", "session_import"],
   ["get", "/v1/events/{ns}/{channel}", "subscribe"], ["post", "/v1/events/{ns}/{channel}", "publish"],
   ["get", "/v1/events/{ns}/{channel}/_since", "events_since"],
   ["post", "/v1/queues/{ns}/{queue}", "queue_push"], ["post", "/v1/queues/{ns}/{queue}/_claim", "queue_claim"],
@@ -71,7 +70,13 @@ export interface ClientOptions {
   headers?: Record<string, string>;
 }
 
-const secs = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+/** A read with what HTTP caching gives: the value's version (`etag`, for `setIfMatch`), the milliseconds its key has left (`null`: no expiry) and the tier that answered. */
+export interface Entry<T> {
+  value: T;
+  etag: string;
+  ttlMs: number | null;
+  tier: "l1" | "l2" | "fallback";
+}
 
 /** The client: one per process; `client.ns("auth")` gives a namespace's handle. */
 export class Sharecache {
@@ -219,12 +224,59 @@ export class Namespace {
       {
         method: "PUT",
         path: this.k(key),
-        query: { ttl: opts.ttlMs === undefined ? undefined : secs(opts.ttlMs), tags: opts.tags?.join(",") },
+        query: { ttl_ms: opts.ttlMs, tags: opts.tags?.join(",") },
         rawBody: JSON.stringify(value),
         idempotent: true,
       },
       opts,
     );
+  }
+
+  /** The value of `key` with its `etag`, TTL and tier; `undefined` on a miss. Never batched. */
+  async getEntry<T = unknown>(key: string, call?: CallOptions): Promise<Entry<T> | undefined> {
+    const r = await this.client.send({ method: "GET", path: this.k(key), idempotent: true, ok: [404] }, call);
+    if (r.status === 404) return undefined;
+    const ttl = r.headers.get("x-cache-ttl-ms");
+    return {
+      value: JSON.parse(r.text) as T,
+      etag: r.headers.get("etag") ?? "",
+      ttlMs: ttl === null ? null : Number(ttl),
+      tier: (r.headers.get("x-cache-tier") ?? "l2") as Entry<T>["tier"],
+    };
+  }
+
+  /**
+   * Compare-and-set: stores `value` only if `key` still holds the value `etag` (from `getEntry`)
+   * names (`If-Match`); whether it was stored. Of racing writers with one etag, one wins.
+   */
+  async setIfMatch(key: string, value: unknown, etag: string, opts: Omit<SetOptions, "tags"> = {}): Promise<boolean> {
+    const r = await this.client.send(
+      {
+        method: "PUT",
+        path: this.k(key),
+        query: { ttl_ms: opts.ttlMs },
+        rawBody: JSON.stringify(value),
+        headers: { "if-match": etag },
+        idempotent: false,
+        ok: [412],
+      },
+      opts,
+    );
+    return r.status === 204;
+  }
+
+  /** Stores bytes as they are (`application/octet-stream`): a RESP client reads exactly them. */
+  async setBytes(key: string, bytes: Uint8Array, opts: Omit<SetOptions, "tags"> = {}): Promise<void> {
+    await this.client.send({ method: "PUT", path: this.k(key), query: { ttl_ms: opts.ttlMs }, bytes, idempotent: true }, opts);
+  }
+
+  /** The bytes of any string value (binary, text another client wrote, or a JSON value's text); `undefined` on a miss. */
+  async getBytes(key: string, call?: CallOptions): Promise<Uint8Array | undefined> {
+    const r = await this.client.send(
+      { method: "GET", path: this.k(key), headers: { accept: "application/octet-stream" }, binary: true, idempotent: true, ok: [404] },
+      call,
+    );
+    return r.status === 404 ? undefined : r.bytes;
   }
 
   /** Stores only if the key holds nothing (`If-None-Match: *`); whether it was stored. */
@@ -233,7 +285,7 @@ export class Namespace {
       {
         method: "PUT",
         path: this.k(key),
-        query: { ttl: opts.ttlMs === undefined ? undefined : secs(opts.ttlMs) },
+        query: { ttl_ms: opts.ttlMs },
         rawBody: JSON.stringify(value),
         headers: { "if-none-match": "*" },
         idempotent: false,
@@ -275,7 +327,7 @@ export class Namespace {
       {
         method: "POST",
         path: `${this.base}/_mset`,
-        body: { items: obj, ttl: opts.ttlMs === undefined ? undefined : secs(opts.ttlMs) },
+        body: { items: obj, ttl_ms: opts.ttlMs },
         idempotent: true,
       },
       opts,
@@ -343,7 +395,7 @@ export class Namespace {
       {
         method: "POST",
         path: `${this.k(key)}/_incr`,
-        body: { by, ttl: opts.ttlMs === undefined ? undefined : secs(opts.ttlMs) },
+        body: { by, ttl_ms: opts.ttlMs },
         idempotent: false,
       },
       opts,
@@ -427,14 +479,36 @@ export class Sessions {
         body: {
           data,
           user: opts.user,
-          idle_ttl: opts.idleTtlMs === undefined ? undefined : secs(opts.idleTtlMs),
-          absolute_ttl: opts.absoluteTtlMs === undefined ? undefined : secs(opts.absoluteTtlMs),
+          idle_ttl_ms: opts.idleTtlMs,
+          absolute_ttl_ms: opts.absoluteTtlMs,
         },
         idempotent: false,
       },
       opts,
     );
     return JSON.parse(r.text) as NewSession;
+  }
+  /**
+   * Creates a session under `id`, an id from another store (express-session...), so moved
+   * sessions stay logged in: 16..=256 URL-safe characters that look random. `undefined` if a
+   * session already has that id (nothing is changed).
+   */
+  async import(
+    id: string,
+    data: unknown,
+    opts: { user?: string; idleTtlMs?: number; absoluteTtlMs?: number } & CallOptions = {},
+  ): Promise<NewSession | undefined> {
+    const r = await this.send(
+      {
+        method: "PUT",
+        path: `${this.base}/${seg(id)}`,
+        body: { data, user: opts.user, idle_ttl_ms: opts.idleTtlMs, absolute_ttl_ms: opts.absoluteTtlMs },
+        idempotent: false,
+        ok: [409],
+      },
+      opts,
+    );
+    return r.status === 409 ? undefined : (JSON.parse(r.text) as NewSession);
   }
   /** Reads (and renews) a session; `undefined` if unknown or expired. */
   async get<T = unknown>(id: string, call?: CallOptions): Promise<{ data: T; created_ms: number; expires_at_ms: number } | undefined> {
@@ -738,7 +812,7 @@ export class Presence {
   /** `member` is online for `ttlMs` (default 60 s). */
   async beat(member: string, opts: { ttlMs?: number } & CallOptions = {}): Promise<void> {
     await this.ns.client.send(
-      { method: "PUT", path: `${this.base}/${seg(member)}`, query: { set: this.set, ttl: opts.ttlMs === undefined ? undefined : secs(opts.ttlMs) }, idempotent: true },
+      { method: "PUT", path: `${this.base}/${seg(member)}`, query: { set: this.set, ttl_ms: opts.ttlMs }, idempotent: true },
       opts,
     );
   }

@@ -58,6 +58,32 @@ describe("cache", () => {
     assert.equal(results[await ns.get("once")], true);
   });
 
+  test("compare-and-set: getEntry's etag, one winner among racing setIfMatch", async () => {
+    await ns.set("cas", { v: 0 }, { ttlMs: 90_000 });
+    const e = await ns.getEntry("cas");
+    assert.deepEqual(e.value, { v: 0 });
+    assert.match(e.etag, /^"[0-9a-f]{32}"$/);
+    assert.ok(e.ttlMs > 80_000 && e.ttlMs <= 90_000, `ttl ${e.ttlMs}`);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => ns.setIfMatch("cas", { v: i + 1 }, e.etag)));
+    assert.equal(results.filter(Boolean).length, 1);
+    const now = await ns.getEntry("cas");
+    assert.equal(results[now.value.v - 1], true);
+    assert.notEqual(now.etag, e.etag);
+    assert.equal(now.ttlMs, null, "the winner set no TTL");
+    assert.equal(await ns.setIfMatch("cas", 1, e.etag), false, "stale etag");
+    assert.equal(await ns.getEntry("absent"), undefined);
+  });
+
+  test("bytes: setBytes stores them as they are, getBytes reads any string value", async () => {
+    const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 0xff, 0xc5]);
+    await ns.setBytes("logo", png, { ttlMs: 60_000 });
+    assert.deepEqual(await ns.getBytes("logo"), png);
+    await assert.rejects(ns.get("logo", { timeoutMs: 2000 }), (e) => e instanceof SharecacheError && e.code === "not_json");
+    await ns.set("doc", { a: 1 });
+    assert.equal(new TextDecoder().decode(await ns.getBytes("doc")), '{"a":1}');
+    assert.equal(await ns.getBytes("absent"), undefined);
+  });
+
   test("take: exactly one of racing callers gets the value, then it is gone", async () => {
     await ns.set("otp", { code: "4711" });
     const got = await Promise.all(Array.from({ length: 6 }, () => ns.take("otp")));
@@ -184,6 +210,18 @@ describe("sessions, rate limits, locks", () => {
     assert.equal((await s.list("bob")).length, 2);
     assert.equal(await s.endAll("bob"), 2);
     assert.equal(await s.get(one.id), undefined);
+  });
+
+  test("sessions: import under another store's id, once", async () => {
+    const s = ns.sessions();
+    const id = "eZbsxpMWD0Bf3hBqJ1hS2nuckVUiLhQz"; // express-session's form
+    const made = await s.import(id, { user: 9 }, { user: "zoe", idleTtlMs: 120_000 });
+    assert.equal(made.id, id);
+    assert.deepEqual((await s.get(id)).data, { user: 9 });
+    assert.equal(await s.import(id, { user: 666 }), undefined, "taken: nothing changes");
+    assert.deepEqual((await s.get(id)).data, { user: 9 });
+    await assert.rejects(s.import("0123456789abcdef", {}), (e) => e instanceof SharecacheError && e.status === 400);
+    assert.equal(await s.endAll("zoe"), 1);
   });
 
   test("a rotated session stays listed under its user and endAll ends it", async () => {
@@ -334,7 +372,9 @@ describe("events, presence, queues", () => {
 
   test("presence", async () => {
     const room = ns.presence("room1");
-    await room.beat("ada", { ttlMs: 30_000 });
+    await room.beat("ada", { ttlMs: 1_500 });
+    const [ada] = (await room.list()).filter((m) => m.member === "ada");
+    assert.ok(ada.expires_in_ms <= 1_500, "milliseconds, not rounded to seconds");
     await room.beat("bob");
     assert.deepEqual((await room.list()).map((m) => m.member).sort(), ["ada", "bob"]);
     assert.equal(await room.leave("ada"), true);

@@ -55,7 +55,7 @@ export class KeyvSharecache extends EventEmitter {
     return this.guard(this.cache.mget<Value>(keys));
   }
 
-  /** `ttl` in ms (rounded up to whole seconds; Keyv's own `expires` makes a read exact). */
+  /** `ttl` in ms, as the server keeps it (`ttl_ms`). */
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
     await this.guard(this.cache.set(key, value, { ttlMs: typeof ttl === "number" && ttl > 0 ? ttl : undefined }));
     return true;

@@ -67,6 +67,15 @@ impl Kv for MemoryStore {
     async fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
         MemoryStore::incr(self, key, by, ttl)
     }
+    async fn set_if_eq(
+        &self,
+        key: &str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        MemoryStore::set_if_eq(self, key, &expected, value, ttl)
+    }
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
         Ok(MemoryStore::del_if_eq(self, key, &value))
     }

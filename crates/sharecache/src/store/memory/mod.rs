@@ -509,6 +509,21 @@ impl MemoryStore {
     }
 
     /// Deletes `key` only if it holds `value`.
+    /// Stores `value` (with `ttl`) only if `key` holds `expected`; returns whether it did.
+    pub(crate) fn set_if_eq(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let _g = self.cas.lock();
+        match self.get(key) {
+            Some(v) if v[..] == *expected => self.set(key, value, ttl).map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     pub(crate) fn del_if_eq(&self, key: &str, value: &[u8]) -> bool {
         let _g = self.cas.lock();
         match self.get(key) {

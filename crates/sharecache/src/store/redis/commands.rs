@@ -227,6 +227,20 @@ impl Kv for RedisStore {
         self.exec.run_script::<i64>(key, &inv).await
     }
 
+    async fn set_if_eq(
+        &self,
+        key: &str,
+        expected: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let mut inv = scripts::SET_IF_EQ.key(key);
+        inv.arg(&expected[..])
+            .arg(&value[..])
+            .arg(ttl.map_or(0, |t| t.as_millis().max(1) as u64));
+        Ok(self.exec.run_script::<i64>(key, &inv).await? == 1)
+    }
+
     async fn del_if_eq(&self, key: &str, value: Bytes) -> Result<bool> {
         let mut inv = scripts::DEL_IF_EQ.key(key);
         inv.arg(&value[..]);

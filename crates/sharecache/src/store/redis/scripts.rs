@@ -29,6 +29,8 @@ macro_rules! scripts {
 scripts! {
     /// Compare-and-delete: `KEYS[1]`, expected value; 1 if deleted.
     DEL_IF_EQ = "del_if_eq.lua";
+    /// Compare-and-set: `KEYS[1]`; expected value, new value, ttl ms (0: none); 1 if set.
+    SET_IF_EQ = "set_if_eq.lua";
     /// Counter: `KEYS[1]`; delta, ttl ms for a new counter (0: none); the new value.
     INCR = "incr.lua";
     /// Lock and fence in one step: lock, fence keys; token, ttl ms; the fence or nil.
@@ -114,6 +116,44 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(sha, script.get_hash(), "{file}");
         }
+    }
+
+    #[tokio::test]
+    async fn set_if_eq_writes_only_over_the_expected_value() {
+        let (_s, mut c) = redis().await;
+        assert_eq!(
+            run::<i64>(&mut c, &SET_IF_EQ, &["k"], &["a", "b", "0"]).await,
+            0,
+            "nothing to compare with: nothing is created"
+        );
+        assert_eq!(cmd::<i64>(&mut c, &["EXISTS", "k"]).await, 0);
+        cmd::<()>(&mut c, &["SET", "k", "a"]).await;
+        assert_eq!(
+            run::<i64>(&mut c, &SET_IF_EQ, &["k"], &["x", "b", "0"]).await,
+            0
+        );
+        assert_eq!(cmd::<String>(&mut c, &["GET", "k"]).await, "a");
+        assert_eq!(
+            run::<i64>(&mut c, &SET_IF_EQ, &["k"], &["a", "b", "60000"]).await,
+            1
+        );
+        assert_eq!(cmd::<String>(&mut c, &["GET", "k"]).await, "b");
+        let ttl: i64 = cmd(&mut c, &["PTTL", "k"]).await;
+        assert!((59_000..=60_000).contains(&ttl), "{ttl}");
+        assert_eq!(
+            run::<i64>(&mut c, &SET_IF_EQ, &["k"], &["b", "c", "0"]).await,
+            1
+        );
+        assert_eq!(
+            cmd::<i64>(&mut c, &["PTTL", "k"]).await,
+            -1,
+            "ttl 0: no expiry"
+        );
+        cmd::<()>(&mut c, &["HSET", "h", "f", "v"]).await;
+        let mut inv = SET_IF_EQ.prepare_invoke();
+        inv.key("h").arg("v").arg("w").arg(0);
+        let e = inv.invoke_async::<i64>(&mut c).await.unwrap_err();
+        assert_eq!(e.code(), Some("WRONGTYPE"), "{e}");
     }
 
     #[tokio::test]

@@ -244,7 +244,7 @@ export interface paths {
         };
         /** Read a value. */
         get: operations["get"];
-        /** Store a JSON value. */
+        /** Store a JSON value (or, with `Content-Type: application/octet-stream`, bytes as they are). */
         put: operations["set"];
         post?: never;
         /** Delete a key. */
@@ -301,7 +301,11 @@ export interface paths {
         };
         /** Read a key's remaining time to live. */
         get: operations["get_ttl"];
-        /** Set or remove a key's time to live, without reading or changing its value. */
+        /**
+         * Set or remove a key's time to live, without reading or changing its value: the
+         *     touch of a sliding expiry (`{"ttl_ms":1800000}` after each use), or `null` to make the
+         *     key persistent.
+         */
         put: operations["set_ttl"];
         post?: never;
         delete?: never;
@@ -643,7 +647,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Heartbeat: `member` is online for `ttl` seconds (default 60). */
+        /** Heartbeat: `member` is online for `ttl_ms` milliseconds (default 60000). */
         put: operations["presence_beat"];
         post?: never;
         /** `member` goes offline now. */
@@ -770,7 +774,13 @@ export interface paths {
         };
         /** Read a session (renews its idle timeout, so it needs write). */
         get: operations["session_get"];
-        put?: never;
+        /**
+         * Create a session under an id the caller gives: for moving sessions from another
+         *     store (express-session, connect-redis...) without logging everybody out. The id is
+         *     16..=256 characters of `A-Z a-z 0-9 - _ . ~` and must look random (at least 96 bits
+         *     of entropy, estimated); it is stored hashed, like every id.
+         */
+        put: operations["session_import"];
         post?: never;
         /** End a session. */
         delete: operations["session_end"];
@@ -907,21 +917,21 @@ export interface components {
              */
             value: number;
         };
-        /** @description `{"data":{},"idle_ttl":1800,"absolute_ttl":86400}` (seconds) */
+        /** @description `{"data":{},"idle_ttl_ms":1800000,"absolute_ttl_ms":86400000}` */
         CreateBody: {
             /**
              * Format: int64
-             * @description Seconds after creation at which it ends however used, at least `idle_ttl`
-             *     (default 86400).
+             * @description Milliseconds after creation at which it ends however used, at least
+             *     `idle_ttl_ms` (default 86400000, 24 hours; at most a year).
              */
-            absolute_ttl?: number;
+            absolute_ttl_ms?: number;
             /** @description Any JSON (at most 64 KiB). */
             data?: unknown;
             /**
              * Format: int64
-             * @description Seconds without use before it ends (default 1800).
+             * @description Milliseconds without use before it ends (default 1800000, 30 minutes).
              */
-            idle_ttl?: number;
+            idle_ttl_ms?: number;
             /** @description The user it belongs to (to list and end all of a user's sessions). */
             user?: string | null;
         };
@@ -980,7 +990,7 @@ export interface components {
              */
             ttl_ms: number;
         };
-        /** @description `{"by":1,"ttl":60}` */
+        /** @description `{"by":1,"ttl":60}` (or `"ttl_ms":60000`) */
         IncrBody: {
             /**
              * Format: int64
@@ -990,9 +1000,15 @@ export interface components {
             /**
              * Format: int64
              * @description Seconds to live for a counter this call creates (1..=315360000); an existing
-             *     counter keeps its TTL. Omit for no expiry.
+             *     counter keeps its TTL. Omit (and `ttl_ms`) for no expiry.
              */
             ttl?: number | null;
+            /**
+             * Format: int64
+             * @description Milliseconds to live for a counter this call creates (1..=315360000000), instead
+             *     of `ttl`.
+             */
+            ttl_ms?: number | null;
         };
         /** @description `{"pattern":"p*"}` or `{"tags":[...]}`: exactly one of them. */
         InvalidateBody: {
@@ -1117,7 +1133,7 @@ export interface components {
             /** @description The messages, oldest first. */
             messages: components["schemas"]["Message"][];
         };
-        /** @description `{"items":{"k":v},"ttl":300}` */
+        /** @description `{"items":{"k":v},"ttl":300}` (or `"ttl_ms":300000`) */
         MsetBody: {
             /** @description Keys and JSON values; at most `[server] max_batch` (default 1000) items. */
             items: {
@@ -1125,9 +1141,14 @@ export interface components {
             };
             /**
              * Format: int64
-             * @description Seconds to live for every item (1..=315360000); omit for no expiry.
+             * @description Seconds to live for every item (1..=315360000); omit (and `ttl_ms`) for no expiry.
              */
             ttl?: number | null;
+            /**
+             * Format: int64
+             * @description Milliseconds to live for every item (1..=315360000000), instead of `ttl`.
+             */
+            ttl_ms?: number | null;
         };
         /** @description `{"id":"...","expires_at":ms}` */
         NewSession: {
@@ -2376,7 +2397,12 @@ export interface operations {
     get: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `application/octet-stream`: the value's bytes as stored (any string value: binary, text another client wrote); otherwise its JSON */
+                Accept?: string | null;
+                /** @description an `ETag` a read returned: 304 with no body if the value is still that one */
+                "If-None-Match"?: string | null;
+            };
             path: {
                 /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
                 ns: string;
@@ -2387,7 +2413,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the stored JSON value; header x-cache-tier: l1 | l2 | fallback */
+            /** @description the stored JSON value (or bytes, see `Accept`); headers `ETag` (the value's version, for `If-Match`), `x-cache-ttl-ms` (milliseconds left; absent if the key does not expire), `x-cache-tier: l1 | l2 | fallback` */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2395,6 +2421,13 @@ export interface operations {
                 content: {
                     "application/json": unknown;
                 };
+            };
+            /** @description `If-None-Match` names the value's current `ETag` */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
             400: {
@@ -2432,7 +2465,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the key holds a Redis value of another type, not a string (`wrong_type`) */
+            /** @description the key holds another Redis type (`wrong_type`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2441,7 +2474,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description the key holds a string that is not JSON, written by another client (`not_json`) */
+            /** @description the key holds bytes that are not JSON (`not_json`): read them with `Accept: application/octet-stream` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2491,8 +2524,10 @@ export interface operations {
     set: {
         parameters: {
             query?: {
-                /** @description Seconds to live (1..=315360000); omit for no expiry. */
+                /** @description Seconds to live (1..=315360000, Redis `EX`); omit (and `ttl_ms`) for no expiry. */
                 ttl?: number;
+                /** @description Milliseconds to live (1..=315360000000, Redis `PX`), instead of `ttl`. */
+                ttl_ms?: number;
                 /**
                  * @description Comma-separated tags, each 1..=128 bytes; `_invalidate {"tags":[..]}` makes the
                  *     value a miss.
@@ -2502,6 +2537,8 @@ export interface operations {
             header?: {
                 /** @description `*`: store only if the key holds nothing (412 otherwise); exactly one of many racing writers wins */
                 "If-None-Match"?: string | null;
+                /** @description an `ETag` a read returned: store only if the key still holds that value (412 otherwise), compare-and-set */
+                "If-Match"?: string | null;
             };
             path: {
                 /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
@@ -2511,7 +2548,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description any JSON document */
+        /** @description any JSON document; with `Content-Type: application/octet-stream`, any bytes, stored as they are (RESP clients read exactly them) */
         requestBody: {
             content: {
                 "application/json": unknown;
@@ -2561,7 +2598,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `If-None-Match: *` and the key holds a value (`precondition_failed`) */
+            /** @description the condition failed (`precondition_failed`): `If-None-Match: *` and the key holds a value, or `If-Match` and it holds another value or none */
             412: {
                 headers: {
                     [name: string]: unknown;
@@ -5385,8 +5422,8 @@ export interface operations {
     presence_beat: {
         parameters: {
             query?: {
-                /** @description Seconds online, 1..=86400 (default 60). */
-                ttl?: number;
+                /** @description Milliseconds online, 1..=86400000 (default 60000). */
+                ttl_ms?: number;
                 /** @description Presence set (default `default`), 1..=1024 bytes. */
                 set?: string;
             };
@@ -6516,6 +6553,125 @@ export interface operations {
             };
             /** @description unknown, expired or invalid */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    session_import: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description Session id as `create` returned it (a secret: never logged). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBody"];
+            };
+        };
+        responses: {
+            /** @description created under that id */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewSession"];
+                };
+            };
+            /** @description the id is too short, has other characters or does not look random (`invalid_argument`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a session already has that id (`session_exists`): nothing was changed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description body over `[server] max_body_bytes`, or a value over the library's limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the body is not sent as `content-type: application/json` (`unsupported_media_type`) */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
