@@ -4723,7 +4723,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description one `data:` line per event; heartbeat comments every 15 s; a subscriber that falls too far behind gets a last `event: dropped` with `{"reason":"slow_subscriber","unread_events","unread_bytes"}` and the stream ends */
+            /** @description one `data:` line per event; heartbeat comments every 15 s; a subscriber that falls too far behind gets a last `event: dropped` with `{"reason":"slow_subscriber","unread_events","unread_bytes"}` and the stream ends; one whose credential loses read on the namespace (a reload) gets a last `event: revoked` with `{"reason":"credential_revoked"}` */
             200: {
                 headers: {
                     [name: string]: unknown;
