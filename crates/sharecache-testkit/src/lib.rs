@@ -17,6 +17,9 @@
 //!
 //! * [`RedisCluster`]: a 6-node Redis Cluster (3 masters, 3 replicas), see [`cluster`].
 //! * [`RedisSentinels`]: a master, a replica and 3 sentinels, see [`sentinel`].
+//!
+//! [`FaultProxy`] sits between a client and a server and breaks the TCP stream on demand
+//! (latency, stall, drop, reset mid-reply, slow reads), see [`proxy`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,9 +32,11 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub mod cluster;
+pub mod proxy;
 pub mod sentinel;
 
 pub use cluster::{ClusterConfig, RedisCluster};
+pub use proxy::FaultProxy;
 pub use sentinel::{RedisSentinels, SentinelConfig};
 
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with:\n    \
