@@ -337,6 +337,7 @@ async fn primitives_in_chromium() {
         "primitives view is labelled and keyboard-usable",
         "end one session from the page",
         "end all of a user's sessions from the page",
+        "queue figures, and a dead letter requeued from the page",
         "viewer sees the views and no change control; forged changes refused",
     ] {
         assert!(out.contains(&format!("ok {step}\n")), "{step}:\n{out}");
@@ -350,6 +351,10 @@ async fn primitives_in_chromium() {
         "the viewer's forged end changed nothing"
     );
     assert_eq!(sessions.count(100).await.unwrap().keys, 1);
+    // The requeued dead letter is a ready message again, in the store.
+    let q = app.cache.namespace("user").unwrap().queue("email").unwrap();
+    let st = q.stats().await.unwrap();
+    assert_eq!((st.dead, st.ready), (0, 1), "{st:?}");
 }
 
 /// A request with a cookie and the given fetch-metadata headers.

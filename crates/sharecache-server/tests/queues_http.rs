@@ -127,4 +127,118 @@ async fn queues(b: Backend) {
     );
 }
 
-on_every_backend!(queues);
+/// `_stats` counts, a dead letter requeued (once) and one dropped; a viewer may read the
+/// figures but change nothing.
+async fn figures_requeue_and_drop(b: Backend) {
+    let app = TestApp::new(b).await;
+    let t = Some(app.user.as_str());
+    let stats = || async {
+        app.call(Method::GET, "/v1/queues/user/jobs/_stats", t, None)
+            .await
+            .json()
+    };
+    assert_eq!(
+        stats().await,
+        serde_json::json!({"ready":0,"pending":0,"dead":0})
+    );
+    for i in 0..2 {
+        let body = format!(r#"{{"n":{i}}}"#);
+        app.call(Method::POST, "/v1/queues/user/jobs", t, Some(&body))
+            .await;
+    }
+    let claim = r#"{"consumer":"w","count":2,"visibility_ms":1,"max_deliveries":1}"#;
+    let r = app
+        .call(Method::POST, "/v1/queues/user/jobs/_claim", t, Some(claim))
+        .await;
+    assert_eq!(
+        r.json()["messages"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        stats().await,
+        serde_json::json!({"ready":0,"pending":2,"dead":0})
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    app.call(Method::POST, "/v1/queues/user/jobs/_claim", t, Some(claim))
+        .await;
+    assert_eq!(
+        stats().await,
+        serde_json::json!({"ready":0,"pending":0,"dead":2})
+    );
+    let dead = app
+        .call(Method::GET, "/v1/queues/user/jobs/_dead", t, None)
+        .await
+        .json();
+    let (a, b) = (
+        dead["messages"][0]["id"].as_str().unwrap().to_owned(),
+        dead["messages"][1]["id"].as_str().unwrap().to_owned(),
+    );
+    let viewer = Some(app.viewer.as_str());
+    let r = app
+        .call(Method::GET, "/v1/queues/user/jobs/_stats", viewer, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/queues/user/jobs/_dead/{a}/_requeue"),
+            viewer,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/queues/user/jobs/_dead/{a}/_requeue"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_ne!(r.json()["id"], a.as_str());
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/queues/user/jobs/_dead/{a}/_requeue"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "once");
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/queues/user/jobs/_dead/{b}"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/queues/user/jobs/_dead/{b}"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        stats().await,
+        serde_json::json!({"ready":1,"pending":0,"dead":0})
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            "/v1/queues/user/jobs/_dead/not-an-id",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+}
+
+on_every_backend!(queues, figures_requeue_and_drop);

@@ -35,6 +35,21 @@ pub struct QueueMessage {
     pub deliveries: u64,
 }
 
+/// Most dead letters [`Queue::requeue_dead`] and [`Queue::drop_dead`] look through for
+/// the one asked.
+pub const MAX_DEAD_SCAN: usize = 10_000;
+
+/// How many messages a queue holds ([`Queue::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueStats {
+    /// Pushed and not yet delivered.
+    pub ready: u64,
+    /// Delivered and not yet acknowledged (redelivered after the visibility timeout).
+    pub pending: u64,
+    /// Dead-lettered: delivered `max_deliveries` times without an acknowledgement.
+    pub dead: u64,
+}
+
 /// How a claim treats unacknowledged messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimOptions {
@@ -92,6 +107,17 @@ pub struct Queue {
     ns: crate::Namespace,
     key: String,
     dead: String,
+}
+
+/// A message id as claims give it: `1700000000000-0`.
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "message ids look like 1700000000000-0",
+        ));
+    }
+    Ok(())
 }
 
 impl crate::Namespace {
@@ -164,15 +190,39 @@ impl Queue {
     /// many were pending.
     pub async fn ack(&self, ids: &[String]) -> Result<u64> {
         self.ns.check_batch(ids.len())?;
-        if ids.iter().any(|id| {
-            id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
-        }) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "message ids look like 1700000000000-0",
-            ));
+        for id in ids {
+            check_id(id)?;
         }
         self.ns.coord().queue_ack(&self.key, ids).await
+    }
+
+    /// How many messages are ready, pending and dead, in one atomic step.
+    pub async fn stats(&self) -> Result<QueueStats> {
+        self.ns.coord().queue_stats(&self.key, &self.dead).await
+    }
+
+    /// Puts the dead letter of message `id` (as [`dead_letters`](Self::dead_letters)
+    /// shows it) back on the queue as a new message, delivered afresh; returns the new
+    /// id, or `None` if there is no such dead letter among the first
+    /// [`MAX_DEAD_SCAN`]. Atomic: of racing callers, one requeues it.
+    pub async fn requeue_dead(&self, id: &str) -> Result<Option<String>> {
+        check_id(id)?;
+        self.ns
+            .coord()
+            .queue_dead_take(&self.key, &self.dead, id, true)
+            .await
+    }
+
+    /// Drops the dead letter of message `id` for good; whether there was one (among the
+    /// first [`MAX_DEAD_SCAN`]).
+    pub async fn drop_dead(&self, id: &str) -> Result<bool> {
+        check_id(id)?;
+        Ok(self
+            .ns
+            .coord()
+            .queue_dead_take(&self.key, &self.dead, id, false)
+            .await?
+            .is_some())
     }
 
     /// The first `count` dead-lettered messages (delivered too often without an

@@ -179,6 +179,61 @@ async fn behaviour(case: Case<'_>) {
 /// store keeps its queues outside the key map, where the listing does not reach
 /// (documented on `Namespace::queues`; this fails once the store lists them, to be
 /// updated then).
+/// A queue's figures (ready, pending, dead) follow its messages, and one dead letter can
+/// be requeued (delivered afresh) or dropped, once.
+async fn figures_requeue_and_drop(case: Case<'_>) {
+    let q = case.cache.namespace("figs").unwrap().queue("jobs").unwrap();
+    let opts = ClaimOptions {
+        visibility: Duration::from_millis(50),
+        max_deliveries: 1,
+    };
+    let st = q.stats().await.unwrap();
+    assert_eq!(
+        (st.ready, st.pending, st.dead),
+        (0, 0, 0),
+        "a queue never used"
+    );
+    for i in 0..4 {
+        q.push(&serde_json::json!({"n": i})).await.unwrap();
+    }
+    let got = q.claim("w", 3, Duration::ZERO, &opts).await.unwrap();
+    assert_eq!(got.len(), 3);
+    let st = q.stats().await.unwrap();
+    assert_eq!((st.ready, st.pending, st.dead), (1, 3, 0));
+    q.ack(&[got[0].id.clone()]).await.unwrap();
+    // The two others go unacknowledged past the visibility: the next claim dead-letters
+    // them (max_deliveries 1) and hands out the last ready one.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let next = q.claim("w", 3, Duration::ZERO, &opts).await.unwrap();
+    assert_eq!(next.len(), 1, "{next:?}");
+    let st = q.stats().await.unwrap();
+    assert_eq!((st.ready, st.pending, st.dead), (0, 1, 2), "{st:?}");
+    let dead = q.dead_letters(10).await.unwrap();
+    let (first, second) = (dead[0].id.clone(), dead[1].id.clone());
+    // Requeue one: a new message with the same payload, ready again.
+    let new_id = q.requeue_dead(&first).await.unwrap().expect("requeued");
+    assert_ne!(new_id, first);
+    assert_eq!(q.requeue_dead(&first).await.unwrap(), None, "only once");
+    let st = q.stats().await.unwrap();
+    assert_eq!((st.ready, st.pending, st.dead), (1, 1, 1), "{st:?}");
+    let again = q.claim("w2", 5, Duration::ZERO, &opts).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].deliveries),
+        (new_id.as_str(), 1)
+    );
+    assert_eq!(again[0].payload, dead[0].payload);
+    // Drop the other: gone for good.
+    assert!(q.drop_dead(&second).await.unwrap());
+    assert!(!q.drop_dead(&second).await.unwrap());
+    assert_eq!(q.stats().await.unwrap().dead, 0);
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    for bad in ["", "not-an-id", &"1".repeat(65)] {
+        let e = q.drop_dead(bad).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+    }
+}
+
 async fn queues_are_listed(case: Case<'_>) {
     let jobs = case.cache.namespace("jobs").unwrap();
     for q in ["email", "sms", "a:{b}"] {
@@ -219,7 +274,7 @@ async fn queues_are_listed(case: Case<'_>) {
     );
 }
 
-every_backend!(behaviour, queues_are_listed);
+every_backend!(behaviour, figures_requeue_and_drop, queues_are_listed);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_fail_closed_while_redis_is_down() {

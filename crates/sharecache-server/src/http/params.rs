@@ -72,6 +72,18 @@ pub struct QueueParam {
     pub queue: String,
 }
 
+/// `{queue}` and `{id}` of a dead letter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterParam {
+    /// Queue name, percent-encoded, 1..=1024 bytes.
+    #[param(min_length = 1, max_length = 1024)]
+    pub queue: String,
+    /// The message's id, as `_dead` lists it (`1700000000000-0`).
+    #[param(min_length = 1, max_length = 64)]
+    pub id: String,
+}
+
 /// `{member}` of a presence set.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use sharecache::queue::{ClaimOptions, QueueMessage};
 
 use super::cache::NoQuery;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, JsonDoc, ReadNs, WriteNs};
 use super::json;
-use super::params::{NsParam, QueueParam};
+use super::params::{DeadLetterParam, NsParam, QueueParam};
 
 /// `{"consumer":"w1","count":10,"wait_ms":0,"visibility_ms":30000,"max_deliveries":5}`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -150,6 +150,67 @@ pub async fn ack(
 ) -> Result<Response, ApiError> {
     let acked = n.queue(&queue)?.ack(&b.ids).await?;
     Ok(json(StatusCode::OK, format!("{{\"acked\":{acked}}}")))
+}
+
+/// How many messages the queue holds: ready (not yet delivered), pending (delivered, not
+/// acknowledged) and dead (dead-lettered).
+#[utoipa::path(get, path = "/v1/queues/{ns}/{queue}/_stats", tag = "queues", operation_id = "queue_stats",
+    params(NsParam, QueueParam),
+    responses((status = 200, description = "the queue's figures", body = QueueFigures)))]
+pub async fn stats(
+    ReadNs(n): ReadNs,
+    ApiPath(QueueParam { queue }): ApiPath<QueueParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<axum::Json<sharecache::queue::QueueStats>, ApiError> {
+    Ok(axum::Json(n.queue(&queue)?.stats().await?))
+}
+
+/// `{"ready":n,"pending":n,"dead":n}`
+#[derive(Debug, utoipa::ToSchema)]
+pub struct QueueFigures {
+    /// Pushed and not yet delivered.
+    pub ready: u64,
+    /// Delivered and not yet acknowledged.
+    pub pending: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+fn no_dead_letter() -> ApiError {
+    ApiError::not_found("no dead letter with that id (among the first 10 000)")
+}
+
+/// Put a dead letter back on the queue as a new message, delivered afresh.
+#[utoipa::path(post, path = "/v1/queues/{ns}/{queue}/_dead/{id}/_requeue", tag = "queues", operation_id = "queue_requeue",
+    params(NsParam, DeadLetterParam),
+    responses((status = 200, description = "{\"id\":\"...\"}: the new message's id", body = serde_json::Value),
+        (status = 404, description = "no such dead letter", body = ErrorBody)))]
+pub async fn requeue(
+    WriteNs(n): WriteNs,
+    ApiPath(DeadLetterParam { queue, id }): ApiPath<DeadLetterParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<Response, ApiError> {
+    match n.queue(&queue)?.requeue_dead(&id).await? {
+        Some(new) => Ok(axum::Json(serde_json::json!({ "id": new })).into_response()),
+        None => Err(no_dead_letter()),
+    }
+}
+
+/// Drop a dead letter for good.
+#[utoipa::path(delete, path = "/v1/queues/{ns}/{queue}/_dead/{id}", tag = "queues", operation_id = "queue_drop_dead",
+    params(NsParam, DeadLetterParam),
+    responses((status = 204, description = "dropped"),
+        (status = 404, description = "no such dead letter", body = ErrorBody)))]
+pub async fn drop_dead(
+    WriteNs(n): WriteNs,
+    ApiPath(DeadLetterParam { queue, id }): ApiPath<DeadLetterParam>,
+    _q: ApiQuery<NoQuery>,
+) -> Result<StatusCode, ApiError> {
+    if n.queue(&queue)?.drop_dead(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_dead_letter())
+    }
 }
 
 /// Dead-lettered messages (the oldest 100).

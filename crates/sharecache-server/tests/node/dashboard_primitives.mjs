@@ -55,6 +55,19 @@ async function seesDeadLetters(page) {
   ok("queue dead letters with payloads");
 }
 
+// The queue's figures, and its dead letter put back on the queue from the page.
+async function requeuesDeadLetter(page) {
+  await page.waitFor(`${text("queue-figures")}.includes("dead 1")`, "the queue's figures");
+  const before = await page.eval(`${text("queue-figures")}`);
+  const ready = Number(/ready (\d+)/.exec(before)[1]);
+  const id = await page.eval(`${rows("dead-table")}[0].dataset.id`);
+  await page.eval(`${rows("dead-table")}[0].querySelector("button").click(); true`);
+  await page.waitFor(`${text("queues-status")}.startsWith(${js("Requeued " + id + " as ")})`, "requeued");
+  await page.waitFor(`${text("queue-figures")}.includes("dead 0") && ${text("queue-figures")}.includes("ready " + ${ready + 1})`, "the figures follow");
+  await page.waitFor(`${text("dead-table")}.includes("No dead letters.")`, "no dead letter left");
+  ok("queue figures, and a dead letter requeued from the page");
+}
+
 async function endsOneSession(page) {
   const handle = await page.eval(`${rows("user-sessions")}[0].dataset.handle`);
   await page.eval(`${rows("user-sessions")}[0].querySelector("button.end-session").click(); true`);
@@ -96,6 +109,7 @@ async function admin(browser) {
   }
   await endsOneSession(page);
   await endsAllSessions(page);
+  await requeuesDeadLetter(page);
   assert(page.errors.length === 0, "no script errors: " + page.errors.join("; "));
 }
 

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::queue::{ClaimOptions, QueueMessage};
+use crate::queue::{ClaimOptions, QueueMessage, QueueStats};
 use crate::ratelimit::{Decision, Limit};
 
 /// Where a store's reads and writes go right now.
@@ -189,6 +189,19 @@ pub(crate) trait Coord: Send + Sync + fmt::Debug {
     async fn queue_ack(&self, key: &str, ids: &[String]) -> Result<u64>;
     /// Queues: the first `count` dead-lettered messages.
     async fn queue_dead(&self, key: &str, dlq: &str, count: usize) -> Result<Vec<QueueMessage>>;
+    /// Queues: how many messages are ready, pending and dead.
+    async fn queue_stats(&self, key: &str, dlq: &str) -> Result<QueueStats>;
+    /// Queues: removes the dead letter of message `id` (looking through at most
+    /// [`MAX_DEAD_SCAN`](crate::queue::MAX_DEAD_SCAN) of them); with `requeue`, pushes its
+    /// payload back as a new message and returns the new id, else returns `id`. `None`
+    /// if there is no such dead letter.
+    async fn queue_dead_take(
+        &self,
+        key: &str,
+        dlq: &str,
+        id: &str,
+        requeue: bool,
+    ) -> Result<Option<String>>;
     /// Publishes `payload` on `channel`; returns the receivers.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64>;
     /// Presence: marks `member` of the set at `key` alive for `ttl`.

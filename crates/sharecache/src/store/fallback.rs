@@ -39,7 +39,7 @@ use tokio::sync::RwLock;
 use super::memory::MemoryStore;
 use super::{Backend, BackendState, Coord, Kv, ScanPage, StoreStats};
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{ClaimOptions, QueueMessage};
+use crate::queue::{ClaimOptions, QueueMessage, QueueStats};
 use crate::ratelimit::{Decision, Limit};
 
 /// What to do while Redis is unreachable.
@@ -609,6 +609,21 @@ impl Coord for FallbackStore {
 
     async fn queue_dead(&self, key: &str, dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
         self.primary_only(self.primary.queue_dead(key, dlq, count))
+            .await
+    }
+
+    async fn queue_stats(&self, key: &str, dlq: &str) -> Result<QueueStats> {
+        self.primary_only(self.primary.queue_stats(key, dlq)).await
+    }
+
+    async fn queue_dead_take(
+        &self,
+        key: &str,
+        dlq: &str,
+        id: &str,
+        requeue: bool,
+    ) -> Result<Option<String>> {
+        self.primary_only(self.primary.queue_dead_take(key, dlq, id, requeue))
             .await
     }
 

@@ -44,6 +44,8 @@ export const OPERATIONS = [
   ["get", "/v1/events/{ns}/{channel}/_since", "events_since"],
   ["post", "/v1/queues/{ns}/{queue}", "queue_push"], ["post", "/v1/queues/{ns}/{queue}/_claim", "queue_claim"],
   ["post", "/v1/queues/{ns}/{queue}/_ack", "queue_ack"], ["get", "/v1/queues/{ns}/{queue}/_dead", "queue_dead"],
+  ["get", "/v1/queues/{ns}/{queue}/_stats", "queue_stats"], ["post", "/v1/queues/{ns}/{queue}/_dead/{id}/_requeue", "queue_requeue"],
+  ["delete", "/v1/queues/{ns}/{queue}/_dead/{id}", "queue_drop_dead"],
   ["get", "/v1/presence/{ns}", "presence_list"], ["put", "/v1/presence/{ns}/{member}", "presence_beat"],
   ["delete", "/v1/presence/{ns}/{member}", "presence_leave"],
 ] as const;
@@ -867,5 +869,20 @@ export class Queue {
   async dead<T = unknown>(call?: CallOptions): Promise<QueueMessage<T>[]> {
     const r = await this.ns.client.send({ method: "GET", path: `${this.base}/_dead`, idempotent: true }, call);
     return (JSON.parse(r.text) as { messages: QueueMessage<T>[] }).messages;
+  }
+  /** How many messages are ready (not yet delivered), pending (delivered, not acknowledged) and dead. */
+  async stats(call?: CallOptions): Promise<{ ready: number; pending: number; dead: number }> {
+    const r = await this.ns.client.send({ method: "GET", path: `${this.base}/_stats`, idempotent: true }, call);
+    return JSON.parse(r.text);
+  }
+  /** Puts the dead letter of message `id` back as a new message; its new id, `undefined` if there is none. */
+  async requeueDead(id: string, call?: CallOptions): Promise<string | undefined> {
+    const r = await this.ns.client.send({ method: "POST", path: `${this.base}/_dead/${seg(id)}/_requeue`, idempotent: false, ok: [404] }, call);
+    return r.status === 404 ? undefined : (JSON.parse(r.text) as { id: string }).id;
+  }
+  /** Drops the dead letter of message `id` for good; whether there was one. */
+  async dropDead(id: string, call?: CallOptions): Promise<boolean> {
+    const r = await this.ns.client.send({ method: "DELETE", path: `${this.base}/_dead/${seg(id)}`, idempotent: true, ok: [404] }, call);
+    return r.status === 204;
   }
 }

@@ -395,6 +395,19 @@ describe("events, presence, queues", () => {
     assert.deepEqual(await q.claim("w1", { visibilityMs: 50, maxDeliveries: 1 }), []);
     const dead = await q.dead();
     assert.deepEqual(dead.map((d) => d.payload), [{ to: "bob" }]);
+    assert.deepEqual(await q.stats(), { ready: 0, pending: 0, dead: 1 });
+    const again = await q.requeueDead(dead[0].id);
+    assert.ok(again && again !== dead[0].id);
+    assert.equal(await q.requeueDead(dead[0].id), undefined, "once");
+    assert.deepEqual(await q.stats(), { ready: 1, pending: 0, dead: 0 });
+    const [m3] = await q.claim("w2", { visibilityMs: 50, maxDeliveries: 1 });
+    assert.deepEqual([m3.id, m3.payload], [again, { to: "bob" }]);
+    await new Promise((r) => setTimeout(r, 120));
+    await q.claim("w2", { visibilityMs: 50, maxDeliveries: 1 });
+    const [d2] = await q.dead();
+    assert.equal(await q.dropDead(d2.id), true);
+    assert.equal(await q.dropDead(d2.id), false);
+    assert.deepEqual(await q.stats(), { ready: 0, pending: 0, dead: 0 });
   });
 
   test("health, ready, stats", async () => {

@@ -746,16 +746,20 @@ async function showDead(queue) {
   $("dead-queue").textContent = queue;
   $("dead-count").textContent = "";
   $("queues-status").textContent = "";
+  $("queue-figures").textContent = "";
   const body = $("dead-table").querySelector("tbody");
   body.replaceChildren();
-  let r;
+  const base = "/v1/queues/" + enc(ns) + "/" + enc(queue);
+  let r, st;
   try {
-    r = await api("/v1/queues/" + enc(ns) + "/" + enc(queue) + "/_dead");
+    [r, st] = await Promise.all([api(base + "/_dead"), api(base + "/_stats")]);
   } catch (e) {
     $("queues-status").textContent = e.message;
     return;
   }
   if (stale(ns) || $("dead-queue").textContent !== queue) return;
+  $("queue-figures").textContent =
+    "ready " + fmtNum(st.ready) + " · pending " + fmtNum(st.pending) + " · dead " + fmtNum(st.dead);
   // The route answers the oldest 100.
   $("dead-count").textContent = r.messages.length >= 100 ? "100+" : fmtNum(r.messages.length);
   for (const m of r.messages) {
@@ -764,9 +768,36 @@ async function showDead(queue) {
     tr.appendChild(cell(m.id));
     tr.appendChild(cell(fmtNum(m.deliveries)));
     tr.appendChild(cell(JSON.stringify(m.payload)));
+    const actions = document.createElement("td");
+    // Offered to a role that may change the namespace (the server decides anyway).
+    for (const [label, how, path] of canWrite(ns) ? [
+      ["Requeue", "POST", "/_requeue"],
+      ["Drop", "DELETE", ""],
+    ] : []) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.className = label === "Drop" ? "danger" : "";
+      b.setAttribute("aria-label", label + " dead letter " + m.id);
+      b.addEventListener("click", () => deadLetterAction(queue, m.id, how, base + "/_dead/" + enc(m.id) + path, label));
+      actions.appendChild(b);
+    }
+    tr.appendChild(actions);
     body.appendChild(tr);
   }
-  if (!r.messages.length) emptyRow(body, 3, "No dead letters.");
+  if (!r.messages.length) emptyRow(body, 4, "No dead letters.");
+}
+
+async function deadLetterAction(queue, id, method, path, label) {
+  let msg;
+  try {
+    const r = await api(path, { method });
+    msg = label === "Requeue" ? "Requeued " + id + " as " + r.id + "." : "Dropped " + id + ".";
+  } catch (e) {
+    msg = e.message;
+  }
+  await showDead(queue);
+  $("queues-status").textContent = msg;
 }
 $("queue-form").addEventListener("submit", (ev) => {
   ev.preventDefault();

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::MemoryStore;
 use super::queue::MemQueue;
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{ClaimOptions, QueueMessage};
+use crate::queue::{ClaimOptions, QueueMessage, QueueStats};
 use crate::ratelimit::{Algorithm, Decision, Limit, gcra, sliding_window};
 use crate::store::Coord;
 
@@ -276,6 +276,20 @@ impl Coord for MemoryStore {
     async fn queue_dead(&self, key: &str, _dlq: &str, count: usize) -> Result<Vec<QueueMessage>> {
         // In memory the dead letters live with their queue.
         self.queue(key, |q, _| Ok(q.dead(count)))
+    }
+
+    async fn queue_stats(&self, key: &str, _dlq: &str) -> Result<QueueStats> {
+        self.queue(key, |q, _| Ok(q.stats()))
+    }
+
+    async fn queue_dead_take(
+        &self,
+        key: &str,
+        _dlq: &str,
+        id: &str,
+        requeue: bool,
+    ) -> Result<Option<String>> {
+        self.queue(key, |q, now| q.dead_take(id, requeue, now))
     }
 
     async fn publish(&self, _channel: &str, _payload: Bytes) -> Result<u64> {

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{ClaimOptions, QueueMessage};
+use crate::queue::{ClaimOptions, QueueMessage, QueueStats};
 
 /// The in-memory queue of the embedded store.
 #[derive(Debug, Default)]
@@ -94,5 +94,37 @@ impl MemQueue {
 
     pub(crate) fn dead(&self, count: usize) -> Vec<QueueMessage> {
         self.dead.iter().take(count).cloned().collect()
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        QueueStats {
+            ready: self.ready.len() as u64,
+            pending: self.pending.len() as u64,
+            dead: self.dead.len() as u64,
+        }
+    }
+
+    /// Takes the dead letter of `id` out (among the first `MAX_DEAD_SCAN`, as on Redis);
+    /// with `requeue`, its payload goes back as a new message.
+    pub(crate) fn dead_take(
+        &mut self,
+        id: &str,
+        requeue: bool,
+        now_ms: u64,
+    ) -> Result<Option<String>> {
+        let Some(i) = self
+            .dead
+            .iter()
+            .take(crate::queue::MAX_DEAD_SCAN)
+            .position(|m| m.id == id)
+        else {
+            return Ok(None);
+        };
+        let m = self.dead.remove(i).expect("found above");
+        if !requeue {
+            return Ok(Some(m.id));
+        }
+        // Out of the cap's count already (it was dead), so the push cannot be refused.
+        self.push(m.payload, now_ms).map(Some)
     }
 }

@@ -19,7 +19,7 @@ use super::RedisStore;
 use super::fanout::MULTI_BATCH;
 use super::scripts;
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{ClaimOptions, QueueMessage};
+use crate::queue::{ClaimOptions, QueueMessage, QueueStats};
 use crate::ratelimit::{Algorithm, Decision, Limit};
 use crate::store::{BackendState, Coord, Kv, ScanPage, StoreStats};
 
@@ -506,6 +506,32 @@ impl Coord for RedisStore {
                     .unwrap_or(0),
             })
             .collect())
+    }
+
+    async fn queue_stats(&self, key: &str, dlq: &str) -> Result<QueueStats> {
+        let mut inv = scripts::QUEUE_STATS.key(key);
+        inv.key(dlq);
+        let (ready, pending, dead) = self.exec.run_script::<(u64, u64, u64)>(key, &inv).await?;
+        Ok(QueueStats {
+            ready,
+            pending,
+            dead,
+        })
+    }
+
+    async fn queue_dead_take(
+        &self,
+        key: &str,
+        dlq: &str,
+        id: &str,
+        requeue: bool,
+    ) -> Result<Option<String>> {
+        let mut inv = scripts::QUEUE_DEAD_TAKE.key(key);
+        inv.key(dlq)
+            .arg(id)
+            .arg(u8::from(requeue))
+            .arg(crate::queue::MAX_DEAD_SCAN);
+        self.exec.run_script::<Option<String>>(key, &inv).await
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {

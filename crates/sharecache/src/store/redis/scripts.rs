@@ -51,6 +51,11 @@ scripts! {
     QUEUE_CLAIM = "queue_claim.lua";
     /// Queue ack: stream; ids; how many were pending.
     QUEUE_ACK = "queue_ack.lua";
+    /// Queue figures: stream, dead-letter stream; {ready, pending, dead}.
+    QUEUE_STATS = "queue_stats.lua";
+    /// One dead letter out: stream, dead-letter stream; id, 1 to requeue, most to scan;
+    /// the new id, the id, or nil.
+    QUEUE_DEAD_TAKE = "queue_dead_take.lua";
 }
 
 #[cfg(test)]

@@ -725,6 +725,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/queues/{ns}/{queue}/_dead/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Drop a dead letter for good. */
+        delete: operations["queue_drop_dead"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/queues/{ns}/{queue}/_dead/{id}/_requeue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Put a dead letter back on the queue as a new message, delivered afresh. */
+        post: operations["queue_requeue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/queues/{ns}/{queue}/_stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How many messages the queue holds: ready (not yet delivered), pending (delivered, not
+         *     acknowledged) and dead (dead-lettered).
+         */
+        get: operations["queue_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/ratelimit/{ns}/{key}": {
         parameters: {
             query?: never;
@@ -1180,6 +1234,24 @@ export interface components {
             confirm?: boolean;
             /** @description Glob pattern relative to the namespace (`*`, `?`, `[..]`, `\` escapes). */
             pattern: string;
+        };
+        /** @description `{"ready":n,"pending":n,"dead":n}` */
+        QueueFigures: {
+            /**
+             * Format: int64
+             * @description Dead-lettered.
+             */
+            dead: number;
+            /**
+             * Format: int64
+             * @description Delivered and not yet acknowledged.
+             */
+            pending: number;
+            /**
+             * Format: int64
+             * @description Pushed and not yet delivered.
+             */
+            ready: number;
         };
         /** @description One page of queue names. */
         QueuePage: {
@@ -5950,6 +6022,290 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Messages"];
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    queue_drop_dead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description Queue name, percent-encoded, 1..=1024 bytes. */
+                queue: string;
+                /** @description The message's id, as `_dead` lists it (`1700000000000-0`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description dropped */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such dead letter */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    queue_requeue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description Queue name, percent-encoded, 1..=1024 bytes. */
+                queue: string;
+                /** @description The message's id, as `_dead` lists it (`1700000000000-0`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {"id":"..."}: the new message's id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no token, or an unknown one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the credential lacks the grant on this namespace (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such dead letter */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many failed authentications from this address; see Retry-After (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal error, detail in the server log (`internal`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is unavailable or refuses this call; see Retry-After (`unavailable`, `fallback_full`, `backend_read_only`, `backend_loading`, `backend_busy`, `backend_cannot_persist`, `backend_permission`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the backend is out of memory: Redis `maxmemory` reached under a policy that cannot evict (`backend_full`) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    queue_stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Namespace: 1 to 64 of `a-z`, `0-9`, `_`, `-`. */
+                ns: string;
+                /** @description Queue name, percent-encoded, 1..=1024 bytes. */
+                queue: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the queue's figures */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueueFigures"];
                 };
             };
             /** @description invalid namespace, key, path, query or body (`invalid_*`, `too_many_keys`) */
