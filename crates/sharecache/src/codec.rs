@@ -144,6 +144,17 @@ impl Default for Codec {
 }
 
 impl Codec {
+    /// A codec with these settings, for tools and the fuzz targets; a cache takes its
+    /// codec from [`CacheBuilder`](crate::CacheBuilder).
+    #[doc(hidden)]
+    pub fn new(format: Format, compress_threshold: usize, max_value_bytes: usize) -> Self {
+        Self {
+            format,
+            compress_threshold,
+            max_value_bytes,
+        }
+    }
+
     /// Serializes `value` with this codec's format.
     #[doc(hidden)]
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes> {
