@@ -75,32 +75,19 @@ fn run(name: &str, property: fn(&[u8])) {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
-#[test]
-fn keys() {
-    run("keys", sharecache_fuzz::keys);
+/// One test per target, named as its directory in `fuzz/seeds/`.
+macro_rules! targets {
+    ($($name:ident),*) => {$(
+        #[test]
+        fn $name() {
+            run(stringify!($name), sharecache_fuzz::$name);
+        }
+    )*};
 }
 
-#[test]
-fn codec() {
-    run("codec", sharecache_fuzz::codec);
-}
+targets!(keys, codec, config, url, http);
 
-#[test]
-fn config() {
-    run("config", sharecache_fuzz::config);
-}
-
-#[test]
-fn url() {
-    run("url", sharecache_fuzz::url);
-}
-
-#[test]
-fn http() {
-    run("http", sharecache_fuzz::http);
-}
-
-/// The HTTP target reaches the routes: its seeds cover every route of the document, and
+/// The HTTP target reaches the routes: one request to every route of the document, and
 /// nearly all of them get past authentication and routing to the route's own answer (a
 /// success, or its validation's 400), so the fuzzer's inputs test the routes.
 #[test]
